@@ -1,0 +1,21 @@
+"""Gemma 1/2/3: scaled embeddings, (1 + w) RMSNorm; Gemma 2/3 normalise the attention output."""
+
+from survey.adapters.base import ArchitectureAdapter
+
+
+class GemmaAdapter(ArchitectureAdapter):
+    """Gemma 1: the Llama layout with a GELU gate and embeddings scaled by sqrt(d_model)."""
+
+    model_types = ("gemma",)
+
+
+class Gemma2Adapter(ArchitectureAdapter):
+    """Gemma 2 and Gemma 3 text: ``post_attention_layernorm`` normalises the attention output
+    before the residual add, so head contributions are linearised with its scale frozen."""
+
+    model_types = ("gemma2", "gemma3_text")
+    attn_post_norm_path = "post_attention_layernorm"
+    post_norm_gain_offset = 1.0
+
+
+ADAPTERS = (GemmaAdapter, Gemma2Adapter)

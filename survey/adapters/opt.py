@@ -1,0 +1,21 @@
+"""OPT: learned positions (offset by 2), ReLU MLP with ``fc1``/``fc2`` on the layer itself."""
+
+from survey.adapters.base import ArchitectureAdapter
+
+
+class OPTAdapter(ArchitectureAdapter):
+    """OPT 125m-66b (pre-norm configs; OPT-350m's post-norm layout is read the same way)."""
+
+    model_types = ("opt",)
+    blocks_path = "model.decoder.layers"
+    q_path = "self_attn.q_proj"
+    o_path = "self_attn.out_proj"
+    mlp_in_path = "fc1"
+    mlp_gate_path = None
+    mlp_out_path = "fc2"
+    final_norm_path = "model.decoder.final_layer_norm"
+    embed_path = "model.decoder.embed_tokens"
+    pos_embed_path = "model.decoder.embed_positions"
+
+
+ADAPTERS = (OPTAdapter,)
