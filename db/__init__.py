@@ -1,0 +1,1 @@
+"""The survey database: schema, engines, migrations and read helpers."""

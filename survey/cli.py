@@ -1,0 +1,98 @@
+"""The ``survey`` command line: thin click commands over the library."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from survey.errors import SurveyError
+
+F = Callable[..., Any]
+
+
+def db_option(f: F) -> F:
+    """``--db URL`` with ``INTERP_SURVEY_DB`` as its environment fallback."""
+    return click.option(
+        "--db", "db_url", envvar="INTERP_SURVEY_DB", default=None, metavar="URL",
+        help="SQLAlchemy database URL (default sqlite:///survey.db; env INTERP_SURVEY_DB).",
+    )(f)  # fmt: skip
+
+
+def catalog_option(f: F) -> F:
+    """``--catalog PATH`` (repeatable): extra catalog TOML files."""
+    return click.option(
+        "--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+        help="Extra catalog TOML file (repeatable; env INTERP_SURVEY_CATALOG).",
+    )(f)  # fmt: skip
+
+
+@click.group()
+@click.version_option(package_name="interp-survey")
+def cli() -> None:
+    """interp-survey: classify attention heads and summarise neurons across open causal LMs."""
+
+
+@cli.command("models")
+@catalog_option
+def models_command(catalogs: tuple[Path, ...]) -> None:
+    """List every catalog entry and whether it can be loaded here now."""
+    from survey.availability import availability
+    from survey.catalog import RegistryEntry, load_catalog
+
+    catalog = load_catalog(list(catalogs))
+    header = ("name", "source", "family", "arch", "params", "license", "loadable", "provenance")
+    rows = []
+    for entry in catalog.entries.values():
+        status = availability(entry)
+        provenance = entry.provenance
+        if isinstance(entry, RegistryEntry):
+            provenance += f" [sha256 {entry.sha256[:12]}…, general.name {entry.gguf_name!r}]"
+            provenance += "" if entry.default else " [opt-in]"
+        rows.append((
+            entry.name, entry.source, entry.family, entry.architecture, f"{entry.params / 1e6:,.0f}M",
+            entry.license, ("yes: " if status.loadable else "no: ") + status.reason, provenance,
+        ))  # fmt: skip
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    n_registry = sum(1 for e in catalog.entries.values() if e.source == "registry")
+    click.echo(f"\n{n_registry} embedded, {len(catalog.entries) - n_registry} hub entries")
+
+
+@cli.command("run")
+@click.argument("models", nargs=-1)
+@db_option
+@catalog_option
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
+@click.option("--dtype", default="float32", show_default=True, help="Model dtype.")
+def run_command(models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str) -> None:
+    """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
+    from db.engine import open_database
+    from survey.catalog import load_catalog
+    from survey.runner import RunConfig, survey_run
+
+    failures = survey_run(
+        list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
+        RunConfig(device=device, dtype=dtype), click.echo,
+    )  # fmt: skip
+    if failures:
+        raise SystemExit(1)
+
+
+def main() -> None:
+    """Entry point: every SurveyError becomes one ``Error: …`` line and exit status 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SurveyError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
