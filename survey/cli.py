@@ -78,6 +78,7 @@ def run_command(models: tuple[str, ...], db_url: str | None, catalogs: tuple[Pat
     failures = survey_run(
         list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
         RunConfig(device=device, dtype=dtype), click.echo,
+        lambda line: click.echo(line, err=True),
     )  # fmt: skip
     if failures:
         raise SystemExit(1)

@@ -123,6 +123,7 @@ def survey_run(
     open_engine: Callable[[], Engine],
     config: RunConfig,
     echo: Callable[[str], None],
+    echo_error: Callable[[str], None],
 ) -> int:
     """Resolve, load and record every model; return the number that failed."""
     sources: list[ModelSource] = (
@@ -131,20 +132,34 @@ def survey_run(
     dtype = config.torch_dtype()
     engine = open_engine()
     failures = 0
-    for source in sources:
-        echo(f"loading {source.name} ({source.kind}) …")
-        try:
-            loaded = load(source, dtype=dtype, device=config.device)
-        except SurveyError as exc:
-            echo(f"error: {exc}")
-            failures += 1
-            continue
-        run = run_one(engine, loaded, config)
-        d = loaded.adapter.dims
-        echo(
-            f"{source.name}: {loaded.model.config.model_type}, {d.n_layers} layers x {d.n_heads} heads "
-            f"({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, sha {loaded.resolved_sha[:12]}; "
-            f"run {run.id} {run.status}" + (f": {run.error}" if run.error else "")
-        )
-        failures += run.status != "done"
+    try:
+        for source in sources:
+            failures += not _survey_source(engine, source, dtype, config, echo, echo_error)
+    finally:
+        engine.dispose()  # close SQLite connections so WAL is checkpointed into the file
     return failures
+
+
+def _survey_source(
+    engine: Engine,
+    source: ModelSource,
+    dtype: torch.dtype,
+    config: RunConfig,
+    echo: Callable[[str], None],
+    echo_error: Callable[[str], None],
+) -> bool:
+    """Load and record one model; report a load failure as one line. True when the run is done."""
+    echo(f"loading {source.name} ({source.kind}) …")
+    try:
+        loaded = load(source, dtype=dtype, device=config.device)
+    except SurveyError as exc:
+        echo_error(f"Error: {exc}")
+        return False
+    run = run_one(engine, loaded, config)
+    d = loaded.adapter.dims
+    echo(
+        f"{source.name}: {loaded.model.config.model_type}, {d.n_layers} layers x {d.n_heads} heads "
+        f"({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, sha {loaded.resolved_sha[:12]}; "
+        f"run {run.id} {run.status}" + (f": {run.error}" if run.error else "")
+    )
+    return run.status == "done"

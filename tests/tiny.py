@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
@@ -33,3 +35,31 @@ def tiny_model(model_type: str, seed: int = 0) -> PreTrainedModel:
             if "norm" in name or "ln" in name:
                 param.add_(0.3 * torch.randn_like(param))
     return model.eval()
+
+
+def tiny_tokenizer():  # type: ignore[no-untyped-def]
+    """A word-level tokenizer over VOCAB tokens: specials, then ``w3`` … ``w95``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(len(specials), VOCAB)])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def save_tiny(model_type: str, folder: Path) -> Path:
+    """Write a tiny model and its tokenizer with ``save_pretrained``, as a hub snapshot would hold them."""
+    tiny_model(model_type).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def fake_hub_snapshot(cache: Path, hub_id: str, model_type: str, commit: str) -> Path:
+    """Lay out ``hub_id`` in a Hugging Face hub cache at ``commit``, with ``refs/main`` pointing to it."""
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    save_tiny(model_type, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    return repo
