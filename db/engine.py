@@ -48,14 +48,15 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise SurveyError(f"bad database URL {url!r}: expected e.g. sqlite:///survey.db or postgresql://…") from None
+    shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
-            raise SurveyError(f"bad database URL {url!r}: folder {folder} does not exist")
+            raise SurveyError(f"bad database URL {shown!r}: folder {folder} does not exist")
     try:
         engine = create_engine(parsed)
     except (NoSuchModuleError, ImportError, ArgumentError) as exc:
-        raise SurveyError(f"bad database URL {url!r}: {exc}") from None
+        raise SurveyError(f"bad database URL {shown!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         _tune_sqlite(engine)
     return engine

