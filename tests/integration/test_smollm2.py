@@ -1,0 +1,50 @@
+"""One real model end to end: SmolLM2-135M-Instruct from its PyPI GGUF package, loaded once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from survey.capture import CaptureSpec, capture
+from survey.catalog import load_catalog
+from survey.loaders import LoadedModel, load, resolve
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    catalog = load_catalog()
+    return load(resolve("smollm2-135m-instruct", catalog))
+
+
+def test_dims_bos_and_provenance(smollm2: LoadedModel) -> None:
+    d = smollm2.adapter.dims
+    assert (d.n_layers, d.n_heads, d.n_kv_heads, d.d_head, d.d_model) == (30, 9, 3, 64, 576)
+    assert smollm2.resolved_sha == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    assert smollm2.bos.token == "<|endoftext|>" and smollm2.bos.token_id == 0
+    assert smollm2.bos.encode(smollm2.tokenizer, "Hello world")[0] == 0
+    assert "Q4_1" in (smollm2.quantization or "")
+
+
+def test_real_model_reconstructs_through_the_uniform_view(smollm2: LoadedModel) -> None:
+    ids = torch.tensor([smollm2.bos.encode(smollm2.tokenizer, "The capital of France is Paris, and the capital")])
+    layers = (0, 15, 29)
+    got = capture(smollm2.adapter, ids, CaptureSpec.of("head_out", "attn_out", "neuron", "mlp_out", layers=layers))
+    for layer in layers:
+        b_O = smollm2.adapter.head_weights(layer).b_O
+        torch.testing.assert_close(got["head_out", layer].sum(2) + b_O, got["attn_out", layer], atol=1e-4, rtol=1e-4)
+        W = smollm2.adapter.neuron_weights(layer)
+        torch.testing.assert_close(got["neuron", layer] @ W.W_out + W.b_out, got["mlp_out", layer], atol=1e-4, rtol=1e-4)
+
+
+def test_real_model_copies_repeated_random_tokens(smollm2: LoadedModel) -> None:
+    """Induction works in the loaded weights: the second repeat is far easier than the first."""
+    generator = torch.Generator().manual_seed(0)
+    r = torch.randint(1000, 10000, (4, 50), generator=generator)
+    ids = smollm2.bos.prepend(torch.cat([r, r], dim=1))
+    got = capture(smollm2.adapter, ids, CaptureSpec.of("pattern", layers=(0,)), keep_logits=True)
+    logprobs = got.logits.log_softmax(-1)[:, :-1]
+    loss = -logprobs.gather(-1, ids[:, 1:, None])[..., 0]  # [batch, pos-1]
+    first, second = loss[:, :50].mean(), loss[:, 50:].mean()
+    assert first > 8 and second < first / 2, (float(first), float(second))
