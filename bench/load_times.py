@@ -1,0 +1,60 @@
+"""Load time and peak memory of each embedded model: first load (assemble, verify, dequantize,
+cache) against the cached load, each in a fresh process with a fresh cache dir.
+
+    .venv/bin/python bench/load_times.py [--all]
+
+Prints a table; the ratio column is cached / first load time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+CHILD = """
+import json, resource, sys, time
+t = time.perf_counter()
+from survey.catalog import load_catalog
+from survey.loaders import load, resolve
+loaded = load(resolve(sys.argv[1], load_catalog()))
+print(json.dumps({"seconds": time.perf_counter() - t,
+                  "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+"""
+
+
+def measure(name: str, cache: str) -> dict[str, float]:
+    """Load ``name`` in a child process using ``cache``; return its wall time and peak RSS."""
+    env = {**os.environ, "INTERP_SURVEY_CACHE": cache}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, name], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Measure every default embedded model (``--all``: the opt-in ones too)."""
+    from survey.catalog import load_catalog
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--all", action="store_true")
+    args = parser.parse_args()
+    catalog = load_catalog()
+    entries = [e for e in catalog.entries.values() if e.source == "registry"] if args.all else catalog.defaults()
+    print(f"{'model':32} {'first s':>8} {'cached s':>9} {'cached/first':>13} {'peak GB first':>14} {'peak GB cached':>15}")
+    for entry in entries:
+        with tempfile.TemporaryDirectory() as cache:
+            first = measure(entry.name, cache)
+            cached = measure(entry.name, cache)
+        print(
+            f"{entry.name:32} {first['seconds']:8.1f} {cached['seconds']:9.1f} "
+            f"{cached['seconds'] / first['seconds']:13.2f} {first['peak_gb']:14.2f} {cached['peak_gb']:15.2f}"
+        )
+    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+
+
+if __name__ == "__main__":
+    main()
