@@ -1,5 +1,6 @@
 """Load time and peak memory of each embedded model: first load (assemble, verify, dequantize,
-cache) against the cached load, each in a fresh process with a fresh cache dir.
+cache) against the cached load, each in a fresh process with a fresh cache dir. Peak RSS is
+read after one forward pass, so every weight has been touched.
 
     .venv/bin/python bench/load_times.py [--all]
 
@@ -16,13 +17,15 @@ import sys
 import tempfile
 
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys, time, torch
 t = time.perf_counter()
 from survey.catalog import load_catalog
 from survey.loaders import load, resolve
 loaded = load(resolve(sys.argv[1], load_catalog()))
-print(json.dumps({"seconds": time.perf_counter() - t,
-                  "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+seconds = time.perf_counter() - t
+with torch.inference_mode():  # touch every weight, so memory-mapped weights count in the peak
+    loaded.model(torch.tensor([loaded.bos.encode(loaded.tokenizer, "The cat sat on the mat. " * 8)]))
+print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
 """
 
 
@@ -43,8 +46,13 @@ def main() -> None:
     parser.add_argument("--all", action="store_true")
     args = parser.parse_args()
     catalog = load_catalog()
-    entries = [e for e in catalog.entries.values() if e.source == "registry"] if args.all else catalog.defaults()
-    print(f"{'model':32} {'first s':>8} {'cached s':>9} {'cached/first':>13} {'peak GB first':>14} {'peak GB cached':>15}")
+    entries = (
+        [e for e in catalog.entries.values() if e.source == "registry"] if args.all else catalog.defaults()
+    )
+    columns = (
+        f"{'first s':>8} {'cached s':>9} {'cached/first':>13} {'peak GB first':>14} {'peak GB cached':>15}"
+    )
+    print(f"{'model':32} {columns}")
     for entry in entries:
         with tempfile.TemporaryDirectory() as cache:
             first = measure(entry.name, cache)
@@ -53,7 +61,8 @@ def main() -> None:
             f"{entry.name:32} {first['seconds']:8.1f} {cached['seconds']:9.1f} "
             f"{cached['seconds'] / first['seconds']:13.2f} {first['peak_gb']:14.2f} {cached['peak_gb']:15.2f}"
         )
-    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print(f"machine: {os.cpu_count()} cores, {memory_gib:.0f} GiB")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise SurveyError(f"bad database URL {url!r}: expected e.g. sqlite:///survey.db or postgresql://…") from None
+        raise SurveyError(
+            f"bad database URL {url!r}: expected e.g. sqlite:///survey.db or postgresql://…"
+        ) from None
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().resolve().parent
@@ -68,8 +70,10 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        first = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
-        raise SurveyError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {first}") from None
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise SurveyError(
+            f"cannot open database {engine.url.render_as_string(hide_password=True)}: {first}"
+        ) from None
 
 
 def open_database(url: str | None = None) -> Engine:

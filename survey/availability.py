@@ -33,7 +33,9 @@ def _memory_check(entry: CatalogEntry, cached: bool) -> Availability | None:
     needed = entry.params * 4 * factor + 0.5 * _GIB
     have = total_memory_bytes()
     if needed > have:
-        return Availability(False, f"needs ~{needed / _GIB:.0f} GiB RAM in fp32, this machine has {have / _GIB:.0f}")
+        return Availability(
+            False, f"needs ~{needed / _GIB:.0f} GiB RAM in fp32, this machine has {have / _GIB:.0f}"
+        )
     return None
 
 
@@ -45,7 +47,9 @@ def availability(entry: CatalogEntry) -> Availability:
         except SurveyError:
             return Availability(False, f"package missing: {entry.install_command()}")
         cached = cached_folder(entry.sha256) is not None
-        return _memory_check(entry, cached) or Availability(True, "cached fp32" if cached else "package installed")
+        return _memory_check(entry, cached) or Availability(
+            True, "cached fp32" if cached else "package installed"
+        )
     if isinstance(entry, HubEntry):
         from huggingface_hub import try_to_load_from_cache
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
+from transformers import PreTrainedModel
 
 from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection
@@ -172,7 +173,7 @@ def _hooked(recorder: _Recorder, layers: tuple[int, ...]) -> Iterator[_Recorder]
         recorder.remove()
 
 
-def ensure_eager(model: nn.Module) -> None:
+def ensure_eager(model: PreTrainedModel) -> None:
     """Patterns exist only under eager attention; switch to it when a model was loaded otherwise."""
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         model.set_attn_implementation("eager")

@@ -69,7 +69,9 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
 @catalog_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype.")
-def run_command(models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str) -> None:
+def run_command(
+    models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str
+) -> None:
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
     from db.engine import open_database
     from survey.catalog import load_catalog
@@ -97,7 +99,11 @@ def install_models_command(names: tuple[str, ...], which: str, catalogs: tuple[P
 
     catalog = load_catalog(list(catalogs))
     registry = [e for e in catalog.entries.values() if isinstance(e, RegistryEntry)]
-    chosen = [e for e in registry if e.name in names] if names else [e for e in registry if which == "all" or e.default]
+    chosen = (
+        [e for e in registry if e.name in names]
+        if names
+        else [e for e in registry if which == "all" or e.default]
+    )
     unknown = set(names) - {e.name for e in chosen}
     if unknown:
         raise SurveyError(f"not embedded models: {', '.join(sorted(unknown))}; see `survey models`")

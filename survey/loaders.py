@@ -168,7 +168,9 @@ def load(source: ModelSource, dtype: torch.dtype = torch.float32, device: str = 
         raise
     except Exception as exc:  # transformers raises many types; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SurveyError(f"cannot load {source.name!r} ({source.kind}): {type(exc).__name__}: {first}") from None
+        raise SurveyError(
+            f"cannot load {source.name!r} ({source.kind}): {type(exc).__name__}: {first}"
+        ) from None
     model.to(device)
     bos_token = source.entry.bos if source.entry else _default_bos(tokenizer)
     return LoadedModel(

@@ -65,7 +65,9 @@ def record_model(engine: Engine, loaded: LoadedModel) -> int:
     with session_factory(engine).begin() as session:
         existing = session.scalar(
             select(Model).where(
-                Model.name == source.name, Model.source == source.kind, Model.resolved_sha == loaded.resolved_sha
+                Model.name == source.name,
+                Model.source == source.kind,
+                Model.resolved_sha == loaded.resolved_sha,
             )
         )
         if existing is not None:
@@ -75,9 +77,9 @@ def record_model(engine: Engine, loaded: LoadedModel) -> int:
             resolved_sha=loaded.resolved_sha, family=entry.family if entry else None,
             architecture=loaded.model.config.model_type, n_layers=dims.n_layers, n_heads=dims.n_heads,
             n_kv_heads=dims.n_kv_heads, d_model=dims.d_model, d_head=dims.d_head, d_mlp=dims.d_mlp,
-            d_vocab=dims.d_vocab, n_params=loaded.n_params, parallel_attn_mlp=loaded.adapter.parallel_attn_mlp,
-            quantization=loaded.quantization, bos_token=loaded.bos.token,
-            license=entry.license if entry else None, created_at=_now(),
+            d_vocab=dims.d_vocab, n_params=loaded.n_params,
+            parallel_attn_mlp=loaded.adapter.parallel_attn_mlp, quantization=loaded.quantization,
+            bos_token=loaded.bos.token, license=entry.license if entry else None, created_at=_now(),
         )  # fmt: skip
         session.add(row)
         session.flush()
@@ -91,7 +93,9 @@ def smoke_check(loaded: LoadedModel, device: str) -> dict[str, float]:
     patterns = got.stacked("pattern")  # [layer, batch, head, query, key]
     worst = float((patterns.sum(-1) - 1).abs().max())
     if worst > 1e-3:
-        raise SurveyError(f"attention patterns of {loaded.source.name!r} do not sum to 1 (off by {worst:.2g})")
+        raise SurveyError(
+            f"attention patterns of {loaded.source.name!r} do not sum to 1 (off by {worst:.2g})"
+        )
     return {"smoke_tokens": float(ids.shape[1]), "pattern_row_sum_error": worst}
 
 
@@ -127,7 +131,9 @@ def survey_run(
 ) -> int:
     """Resolve, load and record every model; return the number that failed."""
     sources: list[ModelSource] = (
-        [resolve(a, catalog) for a in arguments] if arguments else [resolve(e.name, catalog) for e in catalog.defaults()]
+        [resolve(a, catalog) for a in arguments]
+        if arguments
+        else [resolve(e.name, catalog) for e in catalog.defaults()]
     )
     dtype = config.torch_dtype()
     engine = open_engine()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import nn
+from transformers import PreTrainedModel
 
 from survey.adapters import gemma, gpt2, gpt_neo, gpt_neox, gptj, llama, olmo, opt, phi, qwen
 from survey.adapters.base import ArchitectureAdapter, Dims, HeadWeights, NeuronWeights, Projection
@@ -40,7 +40,7 @@ def adapter_class(model_type: str) -> type[ArchitectureAdapter]:
         ) from None
 
 
-def adapt(model: nn.Module) -> ArchitectureAdapter:
+def adapt(model: PreTrainedModel) -> ArchitectureAdapter:
     """Wrap a loaded Hugging Face causal LM in its family adapter."""
     return adapter_class(model.config.model_type)(model)
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from transformers import PreTrainedModel
 
 Slice = Callable[[Tensor], Tensor]
 
@@ -85,9 +86,17 @@ class NeuronWeights:
     b_out: Tensor  # [d_model]
 
 
+def weight_of(module: nn.Module) -> Tensor:
+    """A module's ``weight`` parameter, detached; TypeError if it has none."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor")
+    return weight.detach()
+
+
 def in_out_weight(module: nn.Module) -> tuple[Tensor, Tensor]:
     """A linear module's weight as ``[d_in, d_out]`` and its bias (zeros when absent)."""
-    weight = module.weight.detach()
+    weight = weight_of(module)
     if type(module).__name__ != "Conv1D":  # HF Conv1D already stores [in, out]
         weight = weight.T
     bias = getattr(module, "bias", None)
@@ -122,15 +131,18 @@ class ArchitectureAdapter:
     unembed_path: ClassVar[str] = "lm_head"
     parallel_attn_mlp: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: PreTrainedModel) -> None:
         self.model = model
-        self.config = model.config
+        self.config: Any = model.config  # HF configs carry family-specific attributes
         self.dims = self._read_dims()
 
     # ---- module access -------------------------------------------------------------------
     def blocks(self) -> list[nn.Module]:
         """The decoder layers, in order."""
-        return list(self.model.get_submodule(self.blocks_path))
+        blocks = self.model.get_submodule(self.blocks_path)
+        if not isinstance(blocks, nn.ModuleList):
+            raise TypeError(f"{self.blocks_path} is a {type(blocks).__name__}, not a ModuleList")
+        return list(blocks)
 
     def _in_block(self, layer: int, path: str) -> nn.Module:
         return self.blocks()[layer].get_submodule(path)
@@ -207,8 +219,7 @@ class ArchitectureAdapter:
 
     def embedding(self) -> Tensor:
         """W_E ``[vocab, d_model]``, already multiplied by the family's embedding scale."""
-        module = self.model.get_submodule(self.embed_path)
-        return module.weight.detach() * self.embed_scale()
+        return weight_of(self.model.get_submodule(self.embed_path)) * self.embed_scale()
 
     def embed_scale(self) -> float:
         """The factor the model multiplies token embeddings by (Gemma: sqrt(d_model))."""
@@ -219,7 +230,7 @@ class ArchitectureAdapter:
         """Learned absolute position embeddings ``[n_ctx, d_model]``, for families that have them."""
         if self.pos_embed_path is None:
             return None
-        return self.model.get_submodule(self.pos_embed_path).weight.detach()
+        return weight_of(self.model.get_submodule(self.pos_embed_path))
 
     def unembedding(self) -> tuple[Tensor, Tensor]:
         """W_U ``[d_model, vocab]`` and b_U ``[vocab]`` (zeros when the head has no bias)."""
@@ -239,7 +250,7 @@ class ArchitectureAdapter:
         eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
         x = norm_input.float()
         scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # [..., 1]
-        gain = norm.weight.detach().float() + self.post_norm_gain_offset  # [d_model]
+        gain = weight_of(norm).float() + self.post_norm_gain_offset  # [d_model]
         return scale * gain
 
     # ---- dims ----------------------------------------------------------------------------

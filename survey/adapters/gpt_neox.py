@@ -1,6 +1,7 @@
 """GPT-NeoX (Pythia, StableLM-alpha): per-head interleaved fused qkv, parallel residual."""
 
 from torch import nn
+from transformers import PreTrainedModel
 
 from survey.adapters.base import ArchitectureAdapter, Projection, Slice
 
@@ -23,8 +24,8 @@ class GPTNeoXAdapter(ArchitectureAdapter):
     final_norm_path = "gpt_neox.final_layer_norm"
     embed_path = "gpt_neox.embed_in"
 
-    def __init__(self, model: nn.Module) -> None:
-        self.parallel_attn_mlp = bool(model.config.use_parallel_residual)  # type: ignore[misc]
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.parallel_attn_mlp = bool(getattr(model.config, "use_parallel_residual", True))  # type: ignore[misc]
         super().__init__(model)
 
     def qkv_projections(self, layer: int) -> dict[str, Projection]:

@@ -113,7 +113,7 @@ def _entry_from(raw: dict[str, Any], origin: Path) -> CatalogEntry:
     missing, unknown = sorted(names - set(raw)), sorted(set(raw) - names)
     if missing or unknown:
         raise SurveyError(f"bad catalog {label}: missing keys {missing}, unknown keys {unknown}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     entry = cls(**values)
     if isinstance(entry, RegistryEntry) and not _SHA256.match(entry.sha256):
         raise SurveyError(f"bad catalog {label}: sha256 must be 64 lowercase hex digits")

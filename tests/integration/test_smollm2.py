@@ -28,14 +28,22 @@ def test_dims_bos_and_provenance(smollm2: LoadedModel) -> None:
 
 
 def test_real_model_reconstructs_through_the_uniform_view(smollm2: LoadedModel) -> None:
-    ids = torch.tensor([smollm2.bos.encode(smollm2.tokenizer, "The capital of France is Paris, and the capital")])
+    ids = torch.tensor(
+        [smollm2.bos.encode(smollm2.tokenizer, "The capital of France is Paris, and the capital")]
+    )
     layers = (0, 15, 29)
-    got = capture(smollm2.adapter, ids, CaptureSpec.of("head_out", "attn_out", "neuron", "mlp_out", layers=layers))
+    got = capture(
+        smollm2.adapter, ids, CaptureSpec.of("head_out", "attn_out", "neuron", "mlp_out", layers=layers)
+    )
     for layer in layers:
         b_O = smollm2.adapter.head_weights(layer).b_O
-        torch.testing.assert_close(got["head_out", layer].sum(2) + b_O, got["attn_out", layer], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            got["head_out", layer].sum(2) + b_O, got["attn_out", layer], atol=1e-4, rtol=1e-4
+        )
         W = smollm2.adapter.neuron_weights(layer)
-        torch.testing.assert_close(got["neuron", layer] @ W.W_out + W.b_out, got["mlp_out", layer], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            got["neuron", layer] @ W.W_out + W.b_out, got["mlp_out", layer], atol=1e-4, rtol=1e-4
+        )
 
 
 def test_real_model_copies_repeated_random_tokens(smollm2: LoadedModel) -> None:

@@ -78,7 +78,7 @@ def test_neuron_input_weights_reproduce_activations(family) -> None:
         weights = adapter.neuron_weights(layer)
         seen: dict[str, Tensor] = {}
         module = adapter.mlp_in_projections(layer)["in"].module
-        handle = module.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+        handle = module.register_forward_pre_hook(lambda _m, args, seen=seen: seen.setdefault("x", args[0]))
         got = capture(adapter, torch.randint(3, VOCAB, (2, 6)), CaptureSpec.of("neuron", layers=(layer,)))
         handle.remove()
         pre = seen["x"] @ weights.W_in.T + weights.b_in  # [batch, pos, d_mlp]
@@ -97,7 +97,9 @@ def test_head_weights_reproduce_captured_q_k_v(family) -> None:
     for layer in range(adapter.dims.n_layers):
         w = adapter.head_weights(layer)
         x = data["capture"]["attn_in", layer]
-        torch.testing.assert_close(_per_head(x, w.W_Q, w.b_Q), data["capture"]["q", layer], atol=ATOL, rtol=1e-4)
+        torch.testing.assert_close(
+            _per_head(x, w.W_Q, w.b_Q), data["capture"]["q", layer], atol=ATOL, rtol=1e-4
+        )
         for name, W, b in (("k", w.W_K, w.b_K), ("v", w.W_V, w.b_V)):
             captured = data["capture"][name, layer][:, :, kv_index]  # expanded to query heads
             torch.testing.assert_close(_per_head(x, W, b), captured, atol=ATOL, rtol=1e-4)

@@ -14,7 +14,9 @@ from survey.cli import main
 from tests.tiny import save_tiny
 
 
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["survey", *args])
     code = 0
     try:
@@ -37,7 +39,9 @@ def db_bytes(db: Path) -> str:
 def stored(tmp_path: Path, tmp_cache: Path, monkeypatch, capsys) -> Path:  # type: ignore[no-untyped-def]
     """A database that already holds one surveyed model."""
     db = tmp_path / "survey.db"
-    code, out, _ = run_cli(["run", str(save_tiny("llama", tmp_path / "tiny")), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
+    code, out, _ = run_cli(
+        ["run", str(save_tiny("llama", tmp_path / "tiny")), "--db", f"sqlite:///{db}"], monkeypatch, capsys
+    )
     assert code == 0, out
     assert "run 1 done" in out
     return db
@@ -67,7 +71,9 @@ def test_a_good_run_records_the_model_and_its_run(stored: Path) -> None:
     from sqlalchemy import create_engine, text
 
     with create_engine(f"sqlite:///{stored}").connect() as connection:
-        model = connection.execute(text("SELECT name, source, architecture, n_layers, n_heads, n_kv_heads FROM models")).one()
+        model = connection.execute(
+            text("SELECT name, source, architecture, n_layers, n_heads, n_kv_heads FROM models")
+        ).one()
         run = connection.execute(text("SELECT status, dtype, device, ended_at IS NOT NULL FROM runs")).one()
     assert tuple(model) == ("tiny", "local", "llama", 2, 4, 2)
     assert tuple(run) == ("done", "float32", "cpu", 1)
@@ -111,7 +117,8 @@ def test_sha256_mismatch(stored: Path, tmp_path: Path, tmp_cache: Path, monkeypa
     catalog = tmp_path / "extra.toml"
     catalog.write_text(
         '[[model]]\nname = "fake"\nfamily = "Fake"\narchitecture = "llama"\nparams = 8192\nlicense = "mit"\n'
-        'license_source = "test"\nprovenance = "test"\nbos = "<s>"\ntokenizer_adds_bos = false\ndefault = false\n'
+        'license_source = "test"\nprovenance = "test"\nbos = "<s>"\n'
+        "tokenizer_adds_bos = false\ndefault = false\n"
         'packages = ["fake-model-pkg==1.0"]\nno_deps = true\nparts = ["fake_model_pkg/model.gguf"]\n'
         f'sha256 = "{"0" * 64}"\ngguf_name = "fake"\nquantization = "none"\n'
     )
@@ -123,7 +130,9 @@ def test_sha256_mismatch(stored: Path, tmp_path: Path, tmp_cache: Path, monkeypa
     assert not any((tmp_cache / "gguf").glob("*/model.safetensors")), "nothing is cached from a bad file"
 
 
-@pytest.mark.parametrize("url", ["definitely not a url", "sqlite:////no/such/folder/x.db", "nosuchdialect://h/db"])
+@pytest.mark.parametrize(
+    "url", ["definitely not a url", "sqlite:////no/such/folder/x.db", "nosuchdialect://h/db"]
+)
 def test_bad_database_url(url: str, stored: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     before = db_bytes(stored)
     code, out, err = run_cli(["run", str(tmp_path / "tiny"), "--db", url], monkeypatch, capsys)

@@ -82,7 +82,9 @@ def test_hub_id_missing_offline_is_one_line(catalog, offline_hub: Path) -> None:
 def test_unsupported_architecture_fails_before_loading_weights(catalog, tmp_path: Path) -> None:
     from transformers import AutoConfig
 
-    AutoConfig.for_model("bloom", hidden_size=16, n_layer=1, n_head=2, vocab_size=32).save_pretrained(tmp_path)
+    AutoConfig.for_model("bloom", hidden_size=16, n_layer=1, n_head=2, vocab_size=32).save_pretrained(
+        tmp_path
+    )
     with pytest.raises(SurveyError, match="unsupported architecture 'bloom'"):
         load(resolve(str(tmp_path), catalog))
 
