@@ -102,7 +102,7 @@ class _Recorder:
         """Hook only the modules that the requested points need."""
         points, a = self.spec.points, self.adapter
         needs_z = bool(points & {"z", "head_out"})
-        needs_norm_in = bool(points & {"head_out", "attn_out"})
+        needs_norm_in = "head_out" in points  # attn_out reads the norm's output, not its input
         for layer in layers:
             attention = a.attention(layer)
             post_norm = a.attn_post_norm(layer)
@@ -145,7 +145,7 @@ class _Recorder:
         return result
 
     def _head_out(self, layer: int, z: Tensor) -> Tensor:
-        W_O = self.adapter.head_weights(layer).W_O.to(z)  # [head, d_head, d_model]
+        W_O = self.adapter.output_weights(layer)[0].to(z)  # [head, d_head, d_model]
         head_out = torch.einsum("bshd,hdm->bshm", z, W_O)
         norm_in = self.seen.get(("_post_norm_in", layer))
         if norm_in is not None:

@@ -201,13 +201,19 @@ class ArchitectureAdapter:
                 index = self.kv_head_index().to(weight.device)
                 per_head_w, per_head_b = per_head_w[index], per_head_b[index]
             split[name] = (per_head_w, per_head_b)
-        w_o, b_o = in_out_weight(self.attn_out_proj(layer))
+        w_o, b_o = self.output_weights(layer)
         return HeadWeights(
             W_Q=split["q"][0], b_Q=split["q"][1],
             W_K=split["k"][0], b_K=split["k"][1],
             W_V=split["v"][0], b_V=split["v"][1],
-            W_O=w_o.reshape(d.n_heads, d.d_head, d.d_model), b_O=b_o,
+            W_O=w_o, b_O=b_o,
         )  # fmt: skip
+
+    def output_weights(self, layer: int) -> tuple[Tensor, Tensor]:
+        """W_O ``[head, d_head, d_model]`` and b_O ``[d_model]`` of one layer, without reading Q/K/V."""
+        d = self.dims
+        w_o, b_o = in_out_weight(self.attn_out_proj(layer))
+        return w_o.reshape(d.n_heads, d.d_head, d.d_model), b_o
 
     def neuron_weights(self, layer: int) -> NeuronWeights:
         """Per-neuron W_in (and W_gate), W_out of one layer."""
