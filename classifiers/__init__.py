@@ -1,5 +1,14 @@
 """Head classifiers, neuron summaries, layer summaries and validations.
 
 Everything here is a pure function of captured tensors and weights: it never loads a model and
-never writes to the database. The classifier registry arrives with the head classifiers.
+never writes to the database. Importing the package registers the built-in classifiers.
 """
+
+from classifiers import attention as _attention  # noqa: F401  (registers the v1 classifiers)
+from classifiers.base import ClassifierConfig, HeadClassifier, HeadScores, rank_and_percentile
+from classifiers.registry import UnknownClassifierError, classifier_class, classifier_names, parse_selection
+
+__all__ = [
+    "ClassifierConfig", "HeadClassifier", "HeadScores", "UnknownClassifierError", "classifier_class",
+    "classifier_names", "parse_selection", "rank_and_percentile",
+]  # fmt: skip
