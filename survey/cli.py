@@ -69,21 +69,47 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
 @catalog_option
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype.")
+@click.option(
+    "--classifiers", "selection", default=None, metavar="A,B",
+    help="Comma-separated classifier names (default: all; see `survey classifiers`).",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Recompute and replace units that are already stored.")
 def run_command(
-    models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str
-) -> None:
+    models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str,
+    selection: str | None, force: bool,
+) -> None:  # fmt: skip
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
+    from classifiers import UnknownClassifierError, parse_selection
     from db.engine import open_database
     from survey.catalog import load_catalog
     from survey.runner import RunConfig, survey_run
 
+    try:
+        chosen = parse_selection(selection)
+    except UnknownClassifierError as exc:
+        raise SurveyError(str(exc)) from None
     failures = survey_run(
         list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
-        RunConfig(device=device, dtype=dtype), click.echo,
-        lambda line: click.echo(line, err=True),
+        RunConfig(device=device, dtype=dtype), click.echo, lambda line: click.echo(line, err=True),
+        classifiers=chosen, force=force,
     )  # fmt: skip
     if failures:
         raise SystemExit(1)
+
+
+@cli.command("classifiers")
+def classifiers_command() -> None:
+    """List the registered head classifiers: name, version, threshold, probe and definition."""
+    from classifiers import classifier_class, classifier_names
+
+    for name in classifier_names():
+        cls = classifier_class(name)
+        config = cls.default_config
+        probe = config.probe
+        click.echo(
+            f"{name} v{cls.version}  threshold > {config.threshold:g}  probe {probe.kind} "
+            f"(length {probe.length}, batch {probe.batch}, seed {probe.seed})\n    {cls.formula}"
+        )
 
 
 @cli.command("install-models")

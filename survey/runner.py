@@ -1,4 +1,4 @@
-"""``survey run``: resolve every MODEL, load each, record the model and its run in the database.
+"""``survey run``: resolve every MODEL, load each, score its heads and store the results.
 
 Order matters for bad input: every argument is resolved before the database is opened, and a
 model is written only after it loaded, so an unknown name, a corrupt file or a bad URL leaves
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,14 +18,15 @@ from sqlalchemy import Engine, select
 
 import survey
 from db.engine import session_factory
+from classifiers import HeadClassifier, parse_selection
 from db.schema import Model, Run
-from survey.capture import CaptureSpec, capture
+from db.store import key_of, stored_keys, unit_summaries, write_unit
+from survey.heads import UnitResult, plan_units, score_units
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.loaders import LoadedModel, ModelSource, load, resolve
-
-SMOKE_TEXT = "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog."
-
+from survey.report import summary_lines
+from survey.validation import AblationConfig
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -33,6 +34,7 @@ class RunConfig:
 
     device: str = "cpu"
     dtype: str = "float32"
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
     def torch_dtype(self) -> torch.dtype:
         """The torch dtype named by ``dtype``."""
@@ -86,39 +88,67 @@ def record_model(engine: Engine, loaded: LoadedModel) -> int:
         return row.id
 
 
-def smoke_check(loaded: LoadedModel, device: str) -> dict[str, float]:
-    """One forward pass through the uniform view: every head's pattern must be a distribution."""
-    ids = torch.tensor([loaded.bos.encode(loaded.tokenizer, SMOKE_TEXT)])
-    got = capture(loaded.adapter, ids, CaptureSpec.of("pattern"), out_device=device)
-    patterns = got.stacked("pattern")  # [layer, batch, head, query, key]
-    worst = float((patterns.sum(-1) - 1).abs().max())
-    if worst > 1e-3:
-        raise SurveyError(
-            f"attention patterns of {loaded.source.name!r} do not sum to 1 (off by {worst:.2g})"
-        )
-    return {"smoke_tokens": float(ids.shape[1]), "pattern_row_sum_error": worst}
-
-
-def run_one(engine: Engine, loaded: LoadedModel, config: RunConfig) -> Run:
-    """Record the model, then a run row that ends ``done`` or ``failed`` with its error."""
-    model_id = record_model(engine, loaded)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
+def _start_run(engine: Engine, model_id: int, config: RunConfig, classifiers: list[str]) -> int:
+    with session_factory(engine).begin() as session:
         run = Run(
-            model_id=model_id, code_version=code_version(), config=asdict(config), device=config.device,
-            dtype=config.dtype, started_at=_now(), status="running",
+            model_id=model_id, code_version=code_version(),
+            config={**asdict(config), "classifiers": classifiers}, device=config.device, dtype=config.dtype,
+            started_at=_now(), status="running",
         )  # fmt: skip
         session.add(run)
+        session.flush()
+        return run.id
+
+
+def _finish_run(engine: Engine, run_id: int, error: str | None) -> None:
+    with session_factory(engine).begin() as session:
+        run = session.get_one(Run, run_id)
+        run.status, run.error, run.ended_at = ("failed" if error else "done"), error, _now()
+
+
+def survey_model(
+    engine: Engine, loaded: LoadedModel, classifiers: list[type[HeadClassifier]], config: RunConfig,
+    force: bool, echo: Callable[[str], None],
+) -> tuple[int, str | None]:
+    """Score and store every pending unit of one model; return (model id, error or None).
+
+    Units already stored are skipped (all of them with ``force``: none), and when nothing is
+    pending no run row is written, so a rerun adds and changes nothing.
+    """
+    model_id = record_model(engine, loaded)
+    planned = plan_units(loaded, classifiers)
+    done = set() if force else stored_keys(engine, model_id)
+    pending = [unit for unit in planned if key_of(unit) not in done]
+    if not pending:
+        echo(f"  up to date: {len(planned)} classifier units already stored (use --force to redo)")
+        return model_id, None
+    run_id = _start_run(engine, model_id, config, [unit.classifier.name for unit in pending])
+    error = None
     try:
-        metrics = smoke_check(loaded, config.device)
-        status, error = "done", None
-    except Exception as exc:  # a run that fails is recorded as failed, then reported
-        metrics, status, error = {}, "failed", f"{type(exc).__name__}: {exc}"
-    with sessions.begin() as session:
-        run = session.get_one(Run, run.id)
-        run.status, run.error, run.ended_at = status, error, _now()
-        run.config = {**asdict(config), **metrics}
-    return run
+        for result in score_units(loaded, pending, config.ablation):
+            write_unit(engine, model_id, run_id, result, replace=force)
+            echo("  " + _describe(result))
+    except Exception as exc:  # recorded on the run, reported, and the next model goes on
+        error = f"{type(exc).__name__}: {exc}"
+    _finish_run(engine, run_id, error)
+    echo(f"  run {run_id} {'failed: ' + error if error else 'done'}")
+    return model_id, error
+
+
+def _describe(result: UnitResult) -> str:
+    c, scores = result.unit.classifier, result.scores.scores
+    line = (
+        f"{c.name} v{c.version}: {int((scores > c.threshold).sum())}/{scores.numel()} heads above "
+        f"{c.threshold} [{result.seconds:.1f} s]"
+    )
+    v = result.validation
+    if v is not None and v.ratio is not None:
+        line += (
+            f"; ablating the top {v.k}: +{v.effect_top:.3f} {v.metric} vs +{v.effect_random_mean:.3f} "
+            f"for random heads, ratio {v.ratio:.1f} ({'supported' if v.supported else 'NOT supported'}, "
+            f"{v.forward_passes} passes, {v.seconds:.1f} s)"
+        )
+    return line
 
 
 def survey_run(
@@ -128,8 +158,11 @@ def survey_run(
     config: RunConfig,
     echo: Callable[[str], None],
     echo_error: Callable[[str], None],
+    classifiers: list[type[HeadClassifier]] | None = None,
+    force: bool = False,
 ) -> int:
-    """Resolve, load and record every model; return the number that failed."""
+    """Resolve, load and survey every model, then print the top heads; return the failure count."""
+    chosen = classifiers if classifiers is not None else parse_selection(None)
     sources: list[ModelSource] = (
         [resolve(a, catalog) for a in arguments]
         if arguments
@@ -137,35 +170,27 @@ def survey_run(
     )
     dtype = config.torch_dtype()
     engine = open_engine()
-    failures = 0
+    failures, model_ids = 0, []
     try:
         for source in sources:
-            failures += not _survey_source(engine, source, dtype, config, echo, echo_error)
+            echo(f"loading {source.name} ({source.kind}) …")
+            try:
+                loaded = load(source, dtype=dtype, device=config.device)
+            except SurveyError as exc:
+                echo_error(f"Error: {exc}")
+                failures += 1
+                continue
+            d = loaded.adapter.dims
+            echo(
+                f"{source.name}: {loaded.model.config.model_type}, {d.n_layers} layers x {d.n_heads} heads "
+                f"({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, sha {loaded.resolved_sha[:12]}"
+            )
+            model_id, error = survey_model(engine, loaded, chosen, config, force, echo)
+            model_ids.append(model_id)
+            failures += error is not None
+            del loaded
+        for line in summary_lines(unit_summaries(engine, model_ids)):
+            echo(line)
     finally:
         engine.dispose()  # close SQLite connections so WAL is checkpointed into the file
     return failures
-
-
-def _survey_source(
-    engine: Engine,
-    source: ModelSource,
-    dtype: torch.dtype,
-    config: RunConfig,
-    echo: Callable[[str], None],
-    echo_error: Callable[[str], None],
-) -> bool:
-    """Load and record one model; report a load failure as one line. True when the run is done."""
-    echo(f"loading {source.name} ({source.kind}) …")
-    try:
-        loaded = load(source, dtype=dtype, device=config.device)
-    except SurveyError as exc:
-        echo_error(f"Error: {exc}")
-        return False
-    run = run_one(engine, loaded, config)
-    d = loaded.adapter.dims
-    echo(
-        f"{source.name}: {loaded.model.config.model_type}, {d.n_layers} layers x {d.n_heads} heads "
-        f"({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, sha {loaded.resolved_sha[:12]}; "
-        f"run {run.id} {run.status}" + (f": {run.error}" if run.error else "")
-    )
-    return run.status == "done"

@@ -1,0 +1,150 @@
+"""Write and read survey units: one transaction per unit, so an interrupted run leaves only
+complete units behind and a rerun picks up the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, delete, select
+
+from classifiers import rank_and_percentile
+from db.engine import session_factory
+from db.schema import HeadScore, Model, Unit, Validation
+
+if TYPE_CHECKING:
+    from survey.heads import PlannedUnit, UnitResult
+
+HEAD_CLASSIFIER = "head_classifier"
+
+
+@dataclass(frozen=True)
+class UnitKey:
+    """The idempotence key of a unit within one model."""
+
+    kind: str
+    name: str
+    version: int
+    dataset_hash: str
+
+
+def key_of(unit: PlannedUnit) -> UnitKey:
+    """The key a planned classifier unit will be stored under."""
+    c = unit.classifier
+    return UnitKey(HEAD_CLASSIFIER, c.name, c.version, unit.probe.hash)
+
+
+def stored_keys(engine: Engine, model_id: int) -> set[UnitKey]:
+    """Keys of every unit already stored for this model."""
+    with session_factory(engine)() as session:
+        rows = session.execute(
+            select(Unit.kind, Unit.name, Unit.version, Unit.dataset_hash).where(Unit.model_id == model_id)
+        )
+        return {UnitKey(*row) for row in rows}
+
+
+def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, replace: bool) -> int:
+    """Store a scored unit with every head and its validation, in one transaction.
+
+    With ``replace``, an existing unit under the same key is deleted first (``--force``).
+    Returns the new unit id.
+    """
+    unit, scores = result.unit, result.scores
+    key = key_of(unit)
+    labels = scores.labels(unit.classifier.threshold)
+    rank, percentile = rank_and_percentile(scores.scores)
+    with session_factory(engine).begin() as session:
+        if replace:
+            old = session.scalars(
+                select(Unit.id).where(
+                    Unit.model_id == model_id, Unit.kind == key.kind, Unit.name == key.name,
+                    Unit.version == key.version, Unit.dataset_hash == key.dataset_hash,
+                )  # fmt: skip
+            ).all()
+            for table in (HeadScore, Validation):
+                session.execute(delete(table).where(table.unit_id.in_(old)))
+            session.execute(delete(Unit).where(Unit.id.in_(old)))
+        row = Unit(
+            model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version,
+            config=unit.classifier.config.to_dict(), threshold=unit.classifier.threshold,
+            dataset_hash=key.dataset_hash, dataset=unit.probe.describe(), created_at=datetime.now(UTC),
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        per_head = result.validation.per_head_effect if result.validation else {}
+        n_layers, n_heads = scores.scores.shape
+        session.add_all(
+            HeadScore(
+                unit_id=row.id, layer=layer, head=head, score=float(scores.scores[layer, head]),
+                label=bool(labels[layer, head]), rank=int(rank[layer, head]),
+                percentile=float(percentile[layer, head]),
+                evidence=_with_ablation(scores.evidence[layer][head], per_head.get((layer, head))),
+            )  # fmt: skip
+            for layer in range(n_layers)
+            for head in range(n_heads)
+        )
+        if result.validation is not None:
+            v = result.validation
+            session.add(
+                Validation(
+                    unit_id=row.id, method=v.method, metric=v.metric, k=v.k, heads=[list(h) for h in v.heads],
+                    baseline=v.baseline, effect_top=v.effect_top, effect_random=v.effect_random,
+                    effect_random_mean=v.effect_random_mean, ratio=v.ratio, supported=v.supported,
+                    details={
+                        **v.details, "random_heads": [[list(h) for h in draw] for draw in v.random_heads],
+                        "per_head_effect": [[*h, e] for h, e in v.per_head_effect.items()],
+                        "forward_passes": v.forward_passes, "seconds": round(v.seconds, 3),
+                    },
+                )  # fmt: skip
+            )
+        return row.id
+
+
+def _with_ablation(evidence: dict[str, object], effect: float | None) -> dict[str, object]:
+    """Evidence plus, for heads ablated alone during validation, the metric rise it caused."""
+    return evidence if effect is None else {**evidence, "ablation_metric_rise": round(effect, 6)}
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    """A stored unit at a glance: its top heads and its validation, for the end-of-run table."""
+
+    model: str
+    name: str
+    version: int
+    threshold: float
+    n_labelled: int
+    n_heads: int
+    top: list[tuple[int, int, float]]  # (layer, head, score), best first
+    validation: Validation | None
+
+
+def unit_summaries(engine: Engine, model_ids: list[int], top_n: int = 5) -> list[UnitSummary]:
+    """The latest stored head-classifier unit per (model, classifier), in model then name order."""
+
+    result = []
+    with session_factory(engine)() as session:
+        units = session.scalars(
+            select(Unit)
+            .join(Model)
+            .where(Unit.model_id.in_(model_ids), Unit.kind == HEAD_CLASSIFIER)
+            .order_by(Model.name, Unit.name, Unit.version.desc(), Unit.created_at.desc())
+        ).all()
+        seen: set[tuple[int, str]] = set()
+        for unit in units:
+            if (unit.model_id, unit.name) in seen:
+                continue
+            seen.add((unit.model_id, unit.name))
+            heads = session.execute(
+                select(HeadScore.layer, HeadScore.head, HeadScore.score, HeadScore.label)
+                .where(HeadScore.unit_id == unit.id)
+                .order_by(HeadScore.rank)
+            ).all()
+            model_name = session.scalar(select(Model.name).where(Model.id == unit.model_id)) or "?"
+            result.append(UnitSummary(
+                model_name, unit.name, unit.version, unit.threshold, sum(1 for h in heads if h.label),
+                len(heads), [(h.layer, h.head, h.score) for h in heads[:top_n]],
+                unit.validations[0] if unit.validations else None,
+            ))  # fmt: skip
+    return result

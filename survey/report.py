@@ -1,0 +1,42 @@
+"""The end-of-run text table: the top heads of each class in each model, and the validations."""
+
+from __future__ import annotations
+
+from db.store import UnitSummary
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in [header, *rows]
+    ]
+
+
+def summary_lines(summaries: list[UnitSummary]) -> list[str]:
+    """A table of top heads (``layer.head score``) per model and class, then one line per validation."""
+    if not summaries:
+        return []
+    rows = [
+        (
+            s.model, f"{s.name} v{s.version}", f"> {s.threshold:g}", f"{s.n_labelled}/{s.n_heads}",
+            ", ".join(f"{layer}.{head} {score:.2f}" for layer, head, score in s.top),
+        )  # fmt: skip
+        for s in summaries
+    ]
+    lines = ["", "top heads per class (layer.head score)"]
+    lines += _table(("model", "classifier", "threshold", "labelled", "top heads"), rows)
+    for s in summaries:
+        v = s.validation
+        if v is None:
+            continue
+        if v.ratio is None:
+            lines.append(f"validation {s.model} {s.name}: not run ({v.details.get('note', 'no labelled heads')})")
+            continue
+        lines.append(
+            f"validation {s.model} {s.name}: mean-ablating the top {v.k} raises {v.metric} by "
+            f"{v.effect_top:.3f}, {v.k} random heads by {v.effect_random_mean or 0:.3f} "
+            f"(mean of {len(v.effect_random)} draws): ratio {v.ratio:.1f}, "
+            + ("supported" if v.supported else "NOT supported")
+        )
+    return lines
