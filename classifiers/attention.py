@@ -13,8 +13,12 @@ from torch import Tensor
 
 from classifiers.base import ClassifierConfig, HeadClassifier, HeadScores
 from classifiers.patterns import (
-    duplicate_targets, first_token_targets, induction_targets, pattern_scores, previous_targets,
-)  # fmt: skip
+    duplicate_targets,
+    first_token_targets,
+    induction_targets,
+    pattern_scores,
+    previous_targets,
+)
 from classifiers.probes import ProbeSet, ProbeSpec
 from classifiers.registry import register
 

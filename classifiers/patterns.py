@@ -98,9 +98,7 @@ def example_rows(patterns: Tensor, targets: Tensor, queries: Tensor) -> list[lis
     return result
 
 
-def pattern_scores(
-    patterns: Tensor, targets: Tensor, queries: Tensor, first_content: int
-) -> HeadScores:
+def pattern_scores(patterns: Tensor, targets: Tensor, queries: Tensor, first_content: int) -> HeadScores:
     """Score = mean attention mass on targets; evidence adds the mean mass on BOS and on the
     query itself (where attention that missed the targets usually went) and example rows."""
     scores = mass_on_targets(patterns, targets, queries)

@@ -58,8 +58,11 @@ def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, r
         if replace:
             old = session.scalars(
                 select(Unit.id).where(
-                    Unit.model_id == model_id, Unit.kind == key.kind, Unit.name == key.name,
-                    Unit.version == key.version, Unit.dataset_hash == key.dataset_hash,
+                    Unit.model_id == model_id,
+                    Unit.kind == key.kind,
+                    Unit.name == key.name,
+                    Unit.version == key.version,
+                    Unit.dataset_hash == key.dataset_hash,
                 )  # fmt: skip
             ).all()
             for table in (HeadScore, Validation):
@@ -76,8 +79,12 @@ def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, r
         n_layers, n_heads = scores.scores.shape
         session.add_all(
             HeadScore(
-                unit_id=row.id, layer=layer, head=head, score=float(scores.scores[layer, head]),
-                label=bool(labels[layer, head]), rank=int(rank[layer, head]),
+                unit_id=row.id,
+                layer=layer,
+                head=head,
+                score=float(scores.scores[layer, head]),
+                label=bool(labels[layer, head]),
+                rank=int(rank[layer, head]),
                 percentile=float(percentile[layer, head]),
                 evidence=_with_ablation(scores.evidence[layer][head], per_head.get((layer, head))),
             )  # fmt: skip
@@ -88,13 +95,23 @@ def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, r
             v = result.validation
             session.add(
                 Validation(
-                    unit_id=row.id, method=v.method, metric=v.metric, k=v.k, heads=[list(h) for h in v.heads],
-                    baseline=v.baseline, effect_top=v.effect_top, effect_random=v.effect_random,
-                    effect_random_mean=v.effect_random_mean, ratio=v.ratio, supported=v.supported,
+                    unit_id=row.id,
+                    method=v.method,
+                    metric=v.metric,
+                    k=v.k,
+                    heads=[list(h) for h in v.heads],
+                    baseline=v.baseline,
+                    effect_top=v.effect_top,
+                    effect_random=v.effect_random,
+                    effect_random_mean=v.effect_random_mean,
+                    ratio=v.ratio,
+                    supported=v.supported,
                     details={
-                        **v.details, "random_heads": [[list(h) for h in draw] for draw in v.random_heads],
+                        **v.details,
+                        "random_heads": [[list(h) for h in draw] for draw in v.random_heads],
                         "per_head_effect": [[*h, e] for h, e in v.per_head_effect.items()],
-                        "forward_passes": v.forward_passes, "seconds": round(v.seconds, 3),
+                        "forward_passes": v.forward_passes,
+                        "seconds": round(v.seconds, 3),
                     },
                 )  # fmt: skip
             )

@@ -69,6 +69,7 @@ def next_token_loss(
             ids = input_ids[first : first + batch_size].to(device)
             out = model(input_ids=ids, use_cache=False).logits[:, start:stop].float()
             targets = ids[:, start + 1 : stop + 1]
-            total += float(torch.nn.functional.cross_entropy(out.flatten(0, 1), targets.flatten(), reduction="sum"))
+            loss = torch.nn.functional.cross_entropy(out.flatten(0, 1), targets.flatten(), reduction="sum")
+            total += float(loss)
             count += targets.numel()
     return total / count

@@ -42,6 +42,7 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
     """List every catalog entry and whether it can be loaded here now."""
     from survey.availability import availability
     from survey.catalog import RegistryEntry, load_catalog
+    from survey.report import text_table
 
     catalog = load_catalog(list(catalogs))
     header = ("name", "source", "family", "arch", "params", "license", "loadable", "provenance")
@@ -56,9 +57,8 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
             entry.name, entry.source, entry.family, entry.architecture, f"{entry.params / 1e6:,.0f}M",
             entry.license, ("yes: " if status.loadable else "no: ") + status.reason, provenance,
         ))  # fmt: skip
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    for line in text_table(header, rows):
+        click.echo(line)
     n_registry = sum(1 for e in catalog.entries.values() if e.source == "registry")
     click.echo(f"\n{n_registry} embedded, {len(catalog.entries) - n_registry} hub entries")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -43,15 +44,29 @@ class UnitResult:
     seconds: float
 
 
+def context_length(model: Any) -> int | None:
+    """The longest sequence the model's position embeddings allow, when its config says."""
+    config = model.config
+    value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(value) if value else None
+
+
 def plan_units(loaded: LoadedModel, classifiers: list[type[HeadClassifier]]) -> list[PlannedUnit]:
     """Instantiate each classifier and generate its probe (one ProbeSet per distinct spec)."""
     probes: dict[ProbeSpec, ProbeSet] = {}
     planned = []
+    limit = context_length(loaded.model)
     for cls in classifiers:
         classifier = cls()
         spec = classifier.config.probe
         if spec not in probes:
-            probes[spec] = generate(spec, loaded.tokenizer, loaded.bos.token_id, loaded.adapter.dims.d_vocab)
+            probe = generate(spec, loaded.tokenizer, loaded.bos.token_id, loaded.adapter.dims.d_vocab)
+            if limit is not None and probe.tokens.shape[1] > limit:
+                raise SurveyError(
+                    f"{classifier.name} needs {probe.tokens.shape[1]} positions but "
+                    f"{loaded.source.name!r} supports {limit}"
+                )
+            probes[spec] = probe
         planned.append(PlannedUnit(classifier, probes[spec]))
     return planned
 
@@ -64,12 +79,13 @@ def check_patterns(name: str, patterns: Tensor) -> None:
 
 
 def score_units(
-    loaded: LoadedModel, units: list[PlannedUnit], ablation: AblationConfig = AblationConfig()
+    loaded: LoadedModel, units: list[PlannedUnit], ablation: AblationConfig | None = None
 ) -> Iterator[UnitResult]:
     """Yield each unit's result as soon as it is ready, capturing each probe's patterns once."""
     by_probe: dict[int, list[PlannedUnit]] = {}
     for unit in units:
         by_probe.setdefault(id(unit.probe), []).append(unit)
+    ablation = ablation or AblationConfig()
     for group in by_probe.values():
         started = time.perf_counter()
         probe = group[0].probe
@@ -83,5 +99,7 @@ def score_units(
             validation = None
             if validator is not None:
                 labels = scores.labels(unit.classifier.threshold)
-                validation = validator(loaded.adapter, probe, scores.scores, labels, ablation)
+                validation = validator(
+                    loaded.adapter, probe, scores.scores, labels, ablation or AblationConfig()
+                )
             yield UnitResult(unit, scores, validation, capture_seconds + time.perf_counter() - began)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from db.store import UnitSummary
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns; the last column is not padded, so long values do not widen the rest."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     return [
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1]
@@ -19,19 +22,23 @@ def summary_lines(summaries: list[UnitSummary]) -> list[str]:
         return []
     rows = [
         (
-            s.model, f"{s.name} v{s.version}", f"> {s.threshold:g}", f"{s.n_labelled}/{s.n_heads}",
+            s.model,
+            f"{s.name} v{s.version}",
+            f"> {s.threshold:g}",
+            f"{s.n_labelled}/{s.n_heads}",
             ", ".join(f"{layer}.{head} {score:.2f}" for layer, head, score in s.top),
         )  # fmt: skip
         for s in summaries
     ]
     lines = ["", "top heads per class (layer.head score)"]
-    lines += _table(("model", "classifier", "threshold", "labelled", "top heads"), rows)
+    lines += text_table(("model", "classifier", "threshold", "labelled", "top heads"), rows)
     for s in summaries:
         v = s.validation
         if v is None:
             continue
         if v.ratio is None:
-            lines.append(f"validation {s.model} {s.name}: not run ({v.details.get('note', 'no labelled heads')})")
+            note = v.details.get("note", "no labelled heads")
+            lines.append(f"validation {s.model} {s.name}: not run ({note})")
             continue
         lines.append(
             f"validation {s.model} {s.name}: mean-ablating the top {v.k} raises {v.metric} by "

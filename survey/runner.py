@@ -17,16 +17,17 @@ import torch
 from sqlalchemy import Engine, select
 
 import survey
-from db.engine import session_factory
 from classifiers import HeadClassifier, parse_selection
+from db.engine import session_factory
 from db.schema import Model, Run
 from db.store import key_of, stored_keys, unit_summaries, write_unit
-from survey.heads import UnitResult, plan_units, score_units
 from survey.catalog import Catalog
 from survey.errors import SurveyError
+from survey.heads import UnitResult, plan_units, score_units
 from survey.loaders import LoadedModel, ModelSource, load, resolve
 from survey.report import summary_lines
 from survey.validation import AblationConfig
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -107,16 +108,20 @@ def _finish_run(engine: Engine, run_id: int, error: str | None) -> None:
 
 
 def survey_model(
-    engine: Engine, loaded: LoadedModel, classifiers: list[type[HeadClassifier]], config: RunConfig,
-    force: bool, echo: Callable[[str], None],
+    engine: Engine,
+    loaded: LoadedModel,
+    classifiers: list[type[HeadClassifier]],
+    config: RunConfig,
+    force: bool,
+    echo: Callable[[str], None],
 ) -> tuple[int, str | None]:
     """Score and store every pending unit of one model; return (model id, error or None).
 
     Units already stored are skipped (all of them with ``force``: none), and when nothing is
     pending no run row is written, so a rerun adds and changes nothing.
     """
+    planned = plan_units(loaded, classifiers)  # may refuse the model before anything is written
     model_id = record_model(engine, loaded)
-    planned = plan_units(loaded, classifiers)
     done = set() if force else stored_keys(engine, model_id)
     pending = [unit for unit in planned if key_of(unit) not in done]
     if not pending:
@@ -176,19 +181,19 @@ def survey_run(
             echo(f"loading {source.name} ({source.kind}) …")
             try:
                 loaded = load(source, dtype=dtype, device=config.device)
+                d = loaded.adapter.dims
+                echo(
+                    f"{source.name}: {loaded.model.config.model_type}, {d.n_layers} layers x {d.n_heads} "
+                    f"heads ({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, "
+                    f"sha {loaded.resolved_sha[:12]}"
+                )
+                model_id, error = survey_model(engine, loaded, chosen, config, force, echo)
             except SurveyError as exc:
                 echo_error(f"Error: {exc}")
                 failures += 1
                 continue
-            d = loaded.adapter.dims
-            echo(
-                f"{source.name}: {loaded.model.config.model_type}, {d.n_layers} layers x {d.n_heads} heads "
-                f"({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, sha {loaded.resolved_sha[:12]}"
-            )
-            model_id, error = survey_model(engine, loaded, chosen, config, force, echo)
             model_ids.append(model_id)
             failures += error is not None
-            del loaded
         for line in summary_lines(unit_summaries(engine, model_ids)):
             echo(line)
     finally:

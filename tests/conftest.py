@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.clitools import run_cli
+from tests.tiny import save_tiny
+
 
 @pytest.fixture(autouse=True)
 def seed() -> int:
@@ -21,3 +24,15 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("INTERP_SURVEY_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def stored(tmp_path: Path, tmp_cache: Path, monkeypatch, capsys) -> Path:  # type: ignore[no-untyped-def]
+    """A database that already holds one surveyed model."""
+    db = tmp_path / "survey.db"
+    code, out, _ = run_cli(
+        ["run", str(save_tiny("llama", tmp_path / "tiny")), "--db", f"sqlite:///{db}"], monkeypatch, capsys
+    )
+    assert code == 0, out
+    assert "run 1 done" in out
+    return db

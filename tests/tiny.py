@@ -21,7 +21,7 @@ def tiny_config(model_type: str):  # type: ignore[no-untyped-def]
         vocab_size=VOCAB, hidden_size=32, n_embd=32, num_hidden_layers=2, n_layer=2, num_layers=2,
         num_attention_heads=4, n_head=4, num_heads=4, num_key_value_heads=n_kv, head_dim=8,
         intermediate_size=64, ffn_dim=64, word_embed_proj_dim=32, rotary_dim=4,
-        attention_types=[[["global", "local"], 1]], max_position_embeddings=64, n_positions=64,
+        attention_types=[[["global", "local"], 1]], max_position_embeddings=128, n_positions=128,
         pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )  # fmt: skip
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from sqlalchemy import text
 
 from survey.capture import CaptureSpec, capture
 from survey.catalog import load_catalog
@@ -56,3 +59,34 @@ def test_real_model_copies_repeated_random_tokens(smollm2: LoadedModel) -> None:
     loss = -logprobs.gather(-1, ids[:, 1:, None])[..., 0]  # [batch, pos-1]
     first, second = loss[:, :50].mean(), loss[:, 50:].mean()
     assert first > 8 and second < first / 2, (float(first), float(second))
+
+
+def test_survey_twice_stores_one_row_per_head_and_validates_induction(
+    smollm2: LoadedModel, tmp_path: Path
+) -> None:
+    from classifiers import classifier_names, parse_selection
+    from db.engine import open_database
+    from survey.runner import RunConfig, survey_model
+
+    engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
+    lines: list[str] = []
+    for _ in range(2):
+        _, error = survey_model(engine, smollm2, parse_selection(None), RunConfig(), False, lines.append)
+        assert error is None
+    assert any("up to date" in line for line in lines)
+    with engine.connect() as connection:
+        counts = connection.execute(text(
+            "SELECT u.name, u.version, h.layer, h.head, count(*) FROM head_scores h "
+            "JOIN units u ON u.id = h.unit_id GROUP BY 1, 2, 3, 4"
+        )).all()  # fmt: skip
+        assert len(counts) == 4 * 270 and {c[-1] for c in counts} == {1}
+        assert {c[0] for c in counts} == set(classifier_names())
+        assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+        ratio, supported, k = connection.execute(text("SELECT ratio, supported, k FROM validations")).one()
+        top = connection.execute(text(
+            "SELECT h.layer, h.head FROM head_scores h JOIN units u ON u.id = h.unit_id "
+            "WHERE u.name = 'induction' AND h.rank = 1"
+        )).one()  # fmt: skip
+    engine.dispose()
+    assert supported and ratio >= 5.0 and k >= 3
+    assert 10 <= top.layer <= 25  # induction heads sit in the middle-to-late layers, never at the ends

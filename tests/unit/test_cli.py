@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from survey.cli import main
-from tests.tiny import save_tiny
-
-
-def run_cli(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["survey", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def db_bytes(db: Path) -> str:
-    """A hash of the database file and its sidecars, so any write at all is seen."""
-    digest = hashlib.sha256()
-    for path in sorted(db.parent.glob(db.name + "*")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-@pytest.fixture
-def stored(tmp_path: Path, tmp_cache: Path, monkeypatch, capsys) -> Path:  # type: ignore[no-untyped-def]
-    """A database that already holds one surveyed model."""
-    db = tmp_path / "survey.db"
-    code, out, _ = run_cli(
-        ["run", str(save_tiny("llama", tmp_path / "tiny")), "--db", f"sqlite:///{db}"], monkeypatch, capsys
-    )
-    assert code == 0, out
-    assert "run 1 done" in out
-    return db
+from tests.clitools import db_bytes, run_cli
 
 
 def tiny_gguf(path: Path) -> Path:

@@ -1,0 +1,133 @@
+"""`survey run` end to end on the planted model saved as a local folder: what is stored, that a
+rerun adds and changes nothing, --force, --classifiers, and bad classifier names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from classifiers import classifier_names
+from tests.clitools import db_bytes, run_cli
+from tests.planted import PLANTED, planted_gpt2
+from tests.tiny import tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def planted_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("planted") / "planted-gpt2"
+    planted_gpt2().save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def rows(db: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as connection:
+        result = [tuple(r) for r in connection.execute(text(sql))]
+    engine.dispose()
+    return result
+
+
+PER_HEAD = (
+    "SELECT u.name, u.version, h.layer, h.head, count(*) FROM head_scores h JOIN units u ON u.id = h.unit_id "
+    "GROUP BY 1, 2, 3, 4"
+)
+LABELLED = (
+    "SELECT h.layer, h.head, h.label, h.rank, h.percentile, h.evidence FROM head_scores h "
+    "JOIN units u ON u.id = h.unit_id WHERE u.name = '{}' AND h.label"
+)
+
+
+def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
+    planted_folder: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    db = tmp_path / "s.db"
+    code, out, err = run_cli(["run", str(planted_folder), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
+    assert code == 0, out + err
+    assert "top heads per class" in out and "ratio" in out
+    units = rows(db, "SELECT name, version, threshold, dataset_hash, config, run_id FROM units ORDER BY name")
+    assert [u[0] for u in units] == sorted(classifier_names())
+    assert all(len(u[3]) == 64 and '"probe"' in u[4] for u in units)
+    assert rows(db, "SELECT status FROM runs") == [("done",)]
+    per_head = rows(db, PER_HEAD)
+    assert len(per_head) == 4 * 8 and {r[-1] for r in per_head} == {1}
+    for name, (layer, head) in PLANTED.items():
+        top = rows(db, LABELLED.format(name))
+        assert [(r[0], r[1], r[3], r[4]) for r in top] == [(layer, head, 1, 100.0)]
+        assert '"target_mass"' in top[0][5] and '"example"' in top[0][5]
+    (validation,) = rows(db, "SELECT v.metric, v.k, v.heads, v.supported, v.details FROM validations v")
+    assert validation[:2] == ("second_repeat_loss", 1) and validation[2] == "[[1, 0]]"
+    assert '"random_heads"' in validation[4] and '"forward_passes"' in validation[4]
+
+    before = db_bytes(db)
+    code, out, _ = run_cli(["run", str(planted_folder), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
+    assert code == 0 and "up to date" in out and "top heads per class" in out
+    assert db_bytes(db) == before  # a rerun adds and changes nothing, not even a run row
+
+    code, out, _ = run_cli(
+        ["run", str(planted_folder), "--db", f"sqlite:///{db}", "--classifiers", "induction", "--force"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert code == 0, out
+    assert rows(db, PER_HEAD) == per_head  # still exactly one row per (head, classifier, version)
+    assert rows(db, "SELECT name, run_id FROM units WHERE run_id = 2") == [("induction", 2)]
+    assert rows(db, "SELECT count(*) FROM validations") == [(1,)]
+
+
+def test_classifier_selection_runs_only_those(
+    planted_folder: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    db = tmp_path / "s.db"
+    selection = "attention_sink,previous_token"
+    args = ["run", str(planted_folder), "--db", f"sqlite:///{db}", "--classifiers", selection]
+    code, out, _ = run_cli(args, monkeypatch, capsys)
+    assert code == 0, out
+    assert rows(db, "SELECT name FROM units ORDER BY name") == [("attention_sink",), ("previous_token",)]
+    assert rows(db, "SELECT count(*) FROM validations") == [(0,)]
+
+
+def test_unknown_classifier_is_one_error_line_and_leaves_the_database_untouched(
+    stored: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    before = db_bytes(stored)
+    args = ["run", "anything", "--db", f"sqlite:///{stored}", "--classifiers", "induction,nope"]
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("Error: unknown classifier 'nope'; valid: previous_token")
+    assert db_bytes(stored) == before
+
+
+def test_a_model_too_short_for_the_probes_is_refused_before_anything_is_written(
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny import tiny_config
+
+    folder = tmp_path / "short"
+    config = tiny_config("gpt2")
+    config.n_positions = 48
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    db = tmp_path / "s.db"
+    code, _, err = run_cli(["run", str(folder), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
+    assert code == 1 and "needs 65 positions but 'short' supports 48" in err
+    assert rows(db, "SELECT count(*) FROM models") == [(0,)]
+
+
+def test_classifiers_command_lists_every_definition(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run_cli(["classifiers"], monkeypatch, capsys)
+    assert code == 0
+    assert all(f"{name} v1" in out for name in classifier_names()) and "A[i, i-(L-1)]" in out
