@@ -133,6 +133,9 @@ def survey_model(
         for result in score_units(loaded, pending, config.ablation):
             write_unit(engine, model_id, run_id, result, replace=force)
             echo("  " + _describe(result))
+    except KeyboardInterrupt:  # stored units stay; a rerun resumes with the rest
+        _finish_run(engine, run_id, "interrupted")
+        raise
     except Exception as exc:  # recorded on the run, reported, and the next model goes on
         error = f"{type(exc).__name__}: {exc}"
     _finish_run(engine, run_id, error)

@@ -131,3 +131,38 @@ def test_classifiers_command_lists_every_definition(monkeypatch, capsys) -> None
     code, out, _ = run_cli(["classifiers"], monkeypatch, capsys)
     assert code == 0
     assert all(f"{name} v1" in out for name in classifier_names()) and "A[i, i-(L-1)]" in out
+
+
+def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
+    planted_folder: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    import survey.runner
+
+    real_write = survey.runner.write_unit
+    calls = {"n": 0}
+
+    def write_then_interrupt(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    db = tmp_path / "s.db"
+    args = ["run", str(planted_folder), "--db", f"sqlite:///{db}"]
+    monkeypatch.setattr(survey.runner, "write_unit", write_then_interrupt)
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 130 and "Aborted." in err
+    assert rows(db, "SELECT count(*) FROM units") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM head_scores") == [(8,)]
+    assert rows(db, "SELECT status, error FROM runs") == [("failed", "interrupted")]
+
+    monkeypatch.setattr(survey.runner, "write_unit", real_write)
+    code, out, _ = run_cli(args, monkeypatch, capsys)
+    assert code == 0, out
+    assert rows(db, "SELECT count(*) FROM units") == [(4,)]
+    per_head = rows(db, PER_HEAD)
+    assert len(per_head) == 32 and {r[-1] for r in per_head} == {1}
+    assert rows(db, "SELECT run_id, count(*) FROM units GROUP BY run_id") == [(1, 1), (2, 3)]
