@@ -166,3 +166,27 @@ def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
     per_head = rows(db, PER_HEAD)
     assert len(per_head) == 32 and {r[-1] for r in per_head} == {1}
     assert rows(db, "SELECT run_id, count(*) FROM units GROUP BY run_id") == [(1, 1), (2, 3)]
+
+
+def test_a_unit_that_fails_marks_the_run_failed_and_the_next_model_goes_on(
+    planted_folder: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from classifiers.attention import Induction
+    from tests.tiny import save_tiny
+
+    def broken(self, patterns, probe):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Induction, "score", broken)
+    db = tmp_path / "s.db"
+    other = save_tiny("llama", tmp_path / "tiny-llama")
+    code, out, _ = run_cli(
+        ["run", str(planted_folder), str(other), "--db", f"sqlite:///{db}"], monkeypatch, capsys
+    )
+    assert code == 1
+    assert rows(db, "SELECT status, error FROM runs ORDER BY id") == [("failed", "RuntimeError: boom")] * 2
+    assert "induction" not in {r[0] for r in rows(db, "SELECT name FROM units")}
+    assert rows(db, "SELECT model_id, count(*) FROM units GROUP BY model_id") == [(1, 3), (2, 3)]
