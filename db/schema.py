@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -27,7 +28,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 class Base(DeclarativeBase):
     """Declarative base for every table."""
 
-    type_annotation_map = {dict[str, Any]: JSON, list[list[int]]: JSON, list[float]: JSON}
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        list[list[int]]: JSON,
+        list[float]: JSON,
+        list[int]: JSON,
+        list[list[Any]]: JSON,
+    }
 
 
 class Model(Base):
@@ -92,11 +99,11 @@ class Unit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(30))  # head_classifier
-    name: Mapped[str] = mapped_column(String(100))  # e.g. induction
+    kind: Mapped[str] = mapped_column(String(30))  # head_classifier | neuron_summary
+    name: Mapped[str] = mapped_column(String(100))  # e.g. induction, neurons
     version: Mapped[int] = mapped_column(Integer)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # threshold and probe parameters
-    threshold: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)  # head classifiers only
     dataset_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the probe spec and token ids
     dataset: Mapped[dict[str, Any]] = mapped_column(JSON)  # probe spec, shape, BOS convention
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -146,3 +153,92 @@ class Validation(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)  # random head sets, per-head effects, cost
 
     unit: Mapped[Unit] = relationship(back_populates="validations")
+
+
+class Corpus(Base):
+    """A named text corpus, identified by the hash of its documents."""
+
+    __tablename__ = "corpora"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text)
+
+
+class Document(Base):
+    """One corpus document's text, stored once however many models and neurons refer to it."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("corpus_id", "doc_index", name="uq_documents_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"), index=True)
+    doc_index: Mapped[int] = mapped_column(Integer)  # position in the corpus
+    title: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class TokenizedDocument(Base):
+    """How one unit's model tokenized a document: token ids and character offsets into its text,
+    up to the last token a window used. Examples point into these."""
+
+    __tablename__ = "tokenized_documents"
+    __table_args__ = (UniqueConstraint("unit_id", "document_id", name="uq_tokenized_documents"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+    token_ids: Mapped[list[int]] = mapped_column(JSON)
+    offsets: Mapped[list[list[int]]] = mapped_column(JSON)  # [[start, end], ...] characters
+
+
+class Neuron(Base):
+    """One MLP neuron's summary: corpus statistics, weight-based fields and family."""
+
+    __tablename__ = "neurons"
+    __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", name="uq_neurons_neuron"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    mean: Mapped[float] = mapped_column(Float)
+    std: Mapped[float] = mapped_column(Float)
+    skew: Mapped[float] = mapped_column(Float)
+    kurtosis: Mapped[float] = mapped_column(Float)  # Pearson (3 for a normal)
+    max: Mapped[float] = mapped_column(Float)
+    frac_active: Mapped[float] = mapped_column(Float)  # share of corpus tokens with activation > 0
+    hist_low: Mapped[float] = mapped_column(Float)
+    hist_high: Mapped[float] = mapped_column(Float)
+    histogram: Mapped[list[int]] = mapped_column(JSON)  # equal-width bins over [hist_low, hist_high]
+    w_in_norm: Mapped[float] = mapped_column(Float)
+    w_out_norm: Mapped[float] = mapped_column(Float)
+    vocab_mean: Mapped[float] = mapped_column(Float)  # moments of cos(W_out, W_U) over the vocabulary
+    vocab_var: Mapped[float] = mapped_column(Float)
+    vocab_skew: Mapped[float] = mapped_column(Float)
+    vocab_kurtosis: Mapped[float] = mapped_column(Float)
+    top_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[token_id, text, logit], ...] promoted
+    bottom_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # the 10 most suppressed
+    top_token_share: Mapped[float] = mapped_column(Float)  # share of top examples on the commonest token
+    family: Mapped[str | None] = mapped_column(String(20), index=True)
+
+
+class NeuronExample(Base):
+    """One max-activating example: a token of a stored document, its activation, and the
+    neuron's activations on the context tokens around it."""
+
+    __tablename__ = "neuron_examples"
+    __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", "rank", name="uq_neuron_examples_rank"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[int] = mapped_column(Integer)
+    neuron: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)  # 1 = the highest activation
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+    token_index: Mapped[int] = mapped_column(Integer)  # in the unit's tokenization of the document
+    token_id: Mapped[int] = mapped_column(Integer)
+    activation: Mapped[float] = mapped_column(Float)
+    context_start: Mapped[int] = mapped_column(Integer)  # token index of the first context value
+    context_acts: Mapped[bytes] = mapped_column(LargeBinary)  # float16 little-endian; NaN = outside window

@@ -8,15 +8,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
 
 from classifiers import rank_and_percentile
 from db.engine import session_factory
-from db.schema import HeadScore, Model, Unit, Validation
+from db.schema import HeadScore, Model, Neuron, NeuronExample, TokenizedDocument, Unit, Validation
 
 if TYPE_CHECKING:
     from survey.heads import PlannedUnit, UnitResult
 
 HEAD_CLASSIFIER = "head_classifier"
+NEURON_SUMMARY = "neuron_summary"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,22 @@ def stored_keys(engine: Engine, model_id: int) -> set[UnitKey]:
         return {UnitKey(*row) for row in rows}
 
 
+def delete_unit(session: Session, model_id: int, key: UnitKey) -> None:
+    """Delete the unit stored under ``key`` with every row that belongs to it (``--force``)."""
+    old = session.scalars(
+        select(Unit.id).where(
+            Unit.model_id == model_id,
+            Unit.kind == key.kind,
+            Unit.name == key.name,
+            Unit.version == key.version,
+            Unit.dataset_hash == key.dataset_hash,
+        )
+    ).all()
+    for table in (HeadScore, Validation, Neuron, NeuronExample, TokenizedDocument):
+        session.execute(delete(table).where(table.unit_id.in_(old)))
+    session.execute(delete(Unit).where(Unit.id.in_(old)))
+
+
 def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, replace: bool) -> int:
     """Store a scored unit with every head and its validation, in one transaction.
 
@@ -56,18 +74,7 @@ def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, r
     rank, percentile = rank_and_percentile(scores.scores)
     with session_factory(engine).begin() as session:
         if replace:
-            old = session.scalars(
-                select(Unit.id).where(
-                    Unit.model_id == model_id,
-                    Unit.kind == key.kind,
-                    Unit.name == key.name,
-                    Unit.version == key.version,
-                    Unit.dataset_hash == key.dataset_hash,
-                )  # fmt: skip
-            ).all()
-            for table in (HeadScore, Validation):
-                session.execute(delete(table).where(table.unit_id.in_(old)))
-            session.execute(delete(Unit).where(Unit.id.in_(old)))
+            delete_unit(session, model_id, key)
         row = Unit(
             model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version,
             config=unit.classifier.config.to_dict(), threshold=unit.classifier.threshold,
@@ -130,7 +137,7 @@ class UnitSummary:
     model: str
     name: str
     version: int
-    threshold: float
+    threshold: float | None
     n_labelled: int
     n_heads: int
     top: list[tuple[int, int, float]]  # (layer, head, score), best first

@@ -20,3 +20,4 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" -e ".${extras}"
 .venv/bin/survey install-models "$models"
+.venv/bin/survey install-corpus

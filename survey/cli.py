@@ -74,23 +74,35 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
     help="Comma-separated classifier names (default: all; see `survey classifiers`).",
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Recompute and replace units that are already stored.")
+@click.option("--neurons", is_flag=True, help="Also summarise every MLP neuron over a corpus.")
+@click.option(
+    "--corpus", default="wiki-news", show_default=True, metavar="SPEC",
+    help="Neuron corpus: wiki-news, python-stdlib, a .txt/.jsonl file, or hf:org/name[@rev].",
+)  # fmt: skip
+@click.option("--corpus-tokens", default=32_768, show_default=True, help="Neuron pass token budget.")
+@click.option("--top-k", default=20, show_default=True, help="Max-activating examples kept per neuron.")
 def run_command(
     models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str,
-    selection: str | None, force: bool,
+    selection: str | None, force: bool, neurons: bool, corpus: str, corpus_tokens: int, top_k: int,
 ) -> None:  # fmt: skip
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
     from classifiers import UnknownClassifierError, parse_selection
     from db.engine import open_database
     from survey.catalog import load_catalog
+    from survey.neurons import NeuronConfig
     from survey.runner import RunConfig, survey_run
 
     try:
         chosen = parse_selection(selection)
     except UnknownClassifierError as exc:
         raise SurveyError(str(exc)) from None
+    if corpus_tokens < 1 or top_k < 1:
+        raise SurveyError("--corpus-tokens and --top-k must be positive")
+    neuron_config = NeuronConfig(corpus=corpus, token_budget=corpus_tokens, top_k=top_k) if neurons else None
     failures = survey_run(
         list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
-        RunConfig(device=device, dtype=dtype), click.echo, lambda line: click.echo(line, err=True),
+        RunConfig(device=device, dtype=dtype, neurons=neuron_config), click.echo,
+        lambda line: click.echo(line, err=True),
         classifiers=chosen, force=force,
     )  # fmt: skip
     if failures:
@@ -110,6 +122,25 @@ def classifiers_command() -> None:
             f"{name} v{cls.version}  threshold > {config.threshold:g}  probe {probe.kind} "
             f"(length {probe.length}, batch {probe.batch}, seed {probe.seed})\n    {cls.formula}"
         )
+
+
+@cli.command("install-corpus")
+def install_corpus_command() -> None:
+    """Download the gensim 4.4.0 wheel that holds the wiki-news corpus (read, never imported)."""
+    import subprocess
+
+    from survey.corpus import GENSIM, gensim_wheel_folder
+
+    folder = gensim_wheel_folder()
+    if any(folder.glob("gensim-4.4.0-*.whl")):
+        click.echo(f"wiki-news corpus already in {folder}")
+        return
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    if subprocess.run([*command, GENSIM, "-d", str(folder)], check=False).returncode != 0:
+        raise SurveyError(
+            f"pip could not download {GENSIM}; run: pip download --no-deps {GENSIM} -d {folder}"
+        )
+    click.echo(f"wiki-news corpus downloaded to {folder}")
 
 
 @cli.command("install-models")

@@ -24,7 +24,7 @@ def summary_lines(summaries: list[UnitSummary]) -> list[str]:
         (
             s.model,
             f"{s.name} v{s.version}",
-            f"> {s.threshold:g}",
+            f"> {s.threshold:g}" if s.threshold is not None else "-",
             f"{s.n_labelled}/{s.n_heads}",
             ", ".join(f"{layer}.{head} {score:.2f}" for layer, head, score in s.top),
         )  # fmt: skip

@@ -8,6 +8,8 @@ the database byte-for-byte untouched.
 from __future__ import annotations
 
 import subprocess
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,12 +21,15 @@ from sqlalchemy import Engine, select
 import survey
 from classifiers import HeadClassifier, parse_selection
 from db.engine import session_factory
+from db.neuron_store import write_neuron_unit
 from db.schema import Model, Run
-from db.store import key_of, stored_keys, unit_summaries, write_unit
+from db.store import UnitKey, key_of, stored_keys, unit_summaries, write_unit
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.heads import UnitResult, plan_units, score_units
 from survey.loaders import LoadedModel, ModelSource, load, resolve
+from survey.neurons import VERSION as NEURON_VERSION
+from survey.neurons import NeuronConfig, NeuronPlan, checkpoint_path, compute_summary, plan_neurons
 from survey.report import summary_lines
 from survey.validation import AblationConfig
 
@@ -36,6 +41,7 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "float32"
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    neurons: NeuronConfig | None = None  # None: no neuron pass
 
     def torch_dtype(self) -> torch.dtype:
         """The torch dtype named by ``dtype``."""
@@ -121,18 +127,24 @@ def survey_model(
     pending no run row is written, so a rerun adds and changes nothing.
     """
     planned = plan_units(loaded, classifiers)  # may refuse the model before anything is written
+    neuron_plan = plan_neurons(loaded, config.neurons) if config.neurons else None
     model_id = record_model(engine, loaded)
     done = set() if force else stored_keys(engine, model_id)
     pending = [unit for unit in planned if key_of(unit) not in done]
-    if not pending:
-        echo(f"  up to date: {len(planned)} classifier units already stored (use --force to redo)")
+    neuron_key = neuron_plan.key if neuron_plan else None
+    neurons_pending = neuron_key is not None and neuron_key not in done
+    if not pending and not neurons_pending:
+        echo(f"  up to date: {len(planned) + bool(neuron_plan)} units already stored (use --force to redo)")
         return model_id, None
-    run_id = _start_run(engine, model_id, config, [unit.classifier.name for unit in pending])
+    names = [unit.classifier.name for unit in pending] + (["neurons"] if neurons_pending else [])
+    run_id = _start_run(engine, model_id, config, names)
     error = None
     try:
         for result in score_units(loaded, pending, config.ablation):
             write_unit(engine, model_id, run_id, result, replace=force)
             echo("  " + _describe(result))
+        if neuron_plan is not None and neuron_key is not None and neurons_pending:
+            _survey_neurons(engine, loaded, neuron_plan, neuron_key, model_id, run_id, force, echo)
     except KeyboardInterrupt:  # stored units stay; a rerun resumes with the rest
         _finish_run(engine, run_id, "interrupted")
         raise
@@ -141,6 +153,25 @@ def survey_model(
     _finish_run(engine, run_id, error)
     echo(f"  run {run_id} {'failed: ' + error if error else 'done'}")
     return model_id, error
+
+
+def _survey_neurons(
+    engine: Engine, loaded: LoadedModel, plan: NeuronPlan, key: UnitKey, model_id: int, run_id: int,
+    force: bool, echo: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Run (or resume) the neuron pass, store it in one transaction, then drop its checkpoint."""
+    started = time.perf_counter()
+    summary = compute_summary(loaded, plan, echo)
+    write_neuron_unit(
+        engine, model_id, run_id, key, plan.config.result_fields(), plan.dataset(), plan.corpus,
+        plan.corpus_hash, summary, replace=force,
+    )  # fmt: skip
+    checkpoint_path(loaded, plan).unlink(missing_ok=True)
+    counts = Counter(row["family"] for row in summary.neurons if row["family"])
+    echo(
+        f"  neurons v{NEURON_VERSION}: {len(summary.neurons)} neurons, {len(summary.examples)} examples, "
+        f"families {dict(sorted(counts.items()))} [{time.perf_counter() - started:.1f} s]"
+    )
 
 
 def _describe(result: UnitResult) -> str:

@@ -124,7 +124,7 @@ class ArchitectureAdapter:
     mlp_gate_path: ClassVar[str | None] = "mlp.gate_proj"
     mlp_out_path: ClassVar[str] = "mlp.down_proj"
     attn_post_norm_path: ClassVar[str | None] = None
-    post_norm_gain_offset: ClassVar[float] = 0.0
+    norm_gain_offset: ClassVar[float] = 0.0  # Gemma RMSNorms multiply by (1 + weight)
     final_norm_path: ClassVar[str] = "model.norm"
     embed_path: ClassVar[str] = "model.embed_tokens"
     pos_embed_path: ClassVar[str | None] = None
@@ -238,6 +238,11 @@ class ArchitectureAdapter:
             return None
         return weight_of(self.model.get_submodule(self.pos_embed_path))
 
+    def final_norm_gain(self) -> Tensor | None:
+        """The final norm's per-feature gain ``[d_model]`` (Gemma's 1 + w), None when it has none."""
+        weight = getattr(self.final_norm(), "weight", None)
+        return None if weight is None else weight.detach().float() + self.norm_gain_offset
+
     def unembedding(self) -> tuple[Tensor, Tensor]:
         """W_U ``[d_model, vocab]`` and b_U ``[vocab]`` (zeros when the head has no bias)."""
         return in_out_weight(self.model.get_submodule(self.unembed_path))
@@ -256,7 +261,7 @@ class ArchitectureAdapter:
         eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
         x = norm_input.float()
         scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # [..., 1]
-        gain = weight_of(norm).float() + self.post_norm_gain_offset  # [d_model]
+        gain = weight_of(norm).float() + self.norm_gain_offset  # [d_model]
         return scale * gain
 
     # ---- dims ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ class GemmaAdapter(ArchitectureAdapter):
     """Gemma 1: the Llama layout with a GELU gate and embeddings scaled by sqrt(d_model)."""
 
     model_types = ("gemma",)
+    norm_gain_offset = 1.0
 
 
 class Gemma2Adapter(ArchitectureAdapter):
@@ -15,7 +16,7 @@ class Gemma2Adapter(ArchitectureAdapter):
 
     model_types = ("gemma2", "gemma3_text")
     attn_post_norm_path = "post_attention_layernorm"
-    post_norm_gain_offset = 1.0
+    norm_gain_offset = 1.0
 
 
 ADAPTERS = (GemmaAdapter, Gemma2Adapter)

@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
-        sa.Column("threshold", sa.Float(), nullable=False),
+        sa.Column("threshold", sa.Float(), nullable=True),
         sa.Column("dataset_hash", sa.String(64), nullable=False),
         sa.Column("dataset", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

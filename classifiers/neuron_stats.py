@@ -1,0 +1,149 @@
+"""Streaming per-neuron statistics with state that can be saved and resumed.
+
+Everything updates from one batch of activations ``acts [tokens, neuron]`` at a time, so
+memory depends on the number of neurons and k, never on the corpus size. Each tracker has
+``state_dict`` / ``load_state_dict``; restoring a saved state and feeding the remaining batches
+gives bit-for-bit the result of an uninterrupted pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+HISTOGRAM_BINS = 32
+HISTOGRAM_MARGIN = 2.0  # the range is +-(margin x the first batch's largest |activation|)
+
+
+class Moments:
+    """Count, shifted power sums (fp64) for mean/std/skew/kurtosis, max, and the active count."""
+
+    def __init__(self, n: int) -> None:
+        self.count = 0
+        self.shift = torch.zeros(n, dtype=torch.float64)
+        self.sums = torch.zeros(4, n, dtype=torch.float64)  # sum of (x - shift)^p, p = 1..4
+        self.max = torch.full((n,), float("-inf"), dtype=torch.float64)
+        self.min = torch.full((n,), float("inf"), dtype=torch.float64)
+        self.active = torch.zeros(n, dtype=torch.int64)  # activation > 0
+
+    def update(self, acts: Tensor) -> None:
+        """Add ``acts [tokens, neuron]``; the first batch's mean becomes the shift."""
+        x = acts.double()
+        if self.count == 0:
+            self.shift = x.mean(0)
+        d = x - self.shift
+        d2 = d * d
+        self.sums += torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)])
+        self.max = torch.maximum(self.max, x.max(0).values)
+        self.min = torch.minimum(self.min, x.min(0).values)
+        self.active += (x > 0).sum(0)
+        self.count += x.shape[0]
+
+    def result(self) -> dict[str, Tensor]:
+        """mean, std (population), skew, kurtosis (Pearson: 3 for a normal), max, min, frac_active."""
+        n = max(self.count, 1)
+        m1, m2, m3, m4 = (self.sums[i] / n for i in range(4))
+        var = (m2 - m1 * m1).clamp_min(0)
+        c3 = m3 - 3 * m1 * m2 + 2 * m1**3
+        c4 = m4 - 4 * m1 * m3 + 6 * m1 * m1 * m2 - 3 * m1**4
+        safe = var > 1e-24
+        return {
+            "mean": self.shift + m1, "std": var.sqrt(),
+            "skew": torch.where(safe, c3 / var.clamp_min(1e-24) ** 1.5, 0.0),
+            "kurtosis": torch.where(safe, c4 / var.clamp_min(1e-24) ** 2, 0.0),
+            "max": self.max, "min": self.min, "frac_active": self.active.double() / n,
+        }  # fmt: skip
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "count": self.count, "shift": self.shift, "sums": self.sums, "max": self.max, "min": self.min,
+            "active": self.active,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.count = int(state["count"])  # type: ignore[call-overload]
+        self.shift, self.sums = state["shift"], state["sums"]  # type: ignore[assignment]
+        self.max, self.min, self.active = state["max"], state["min"], state["active"]  # type: ignore[assignment]
+
+
+class Histogram:
+    """Per-neuron histogram over a fixed range set by the first batch; values outside the range
+    fall in the end bins."""
+
+    def __init__(self, n: int, bins: int = HISTOGRAM_BINS) -> None:
+        self.bins = bins
+        self.low = torch.zeros(n)
+        self.high = torch.zeros(n)
+        self.counts = torch.zeros(n, bins, dtype=torch.int64)
+        self.ready = False
+
+    def update(self, acts: Tensor) -> None:
+        """Add ``acts [tokens, neuron]``."""
+        x = acts.float()
+        if not self.ready:
+            reach = HISTOGRAM_MARGIN * x.abs().max(0).values.clamp_min(1e-6)
+            self.low, self.high, self.ready = -reach, reach, True
+        width = (self.high - self.low) / self.bins
+        index = ((x - self.low) / width).floor().clamp(0, self.bins - 1).long()  # [tokens, neuron]
+        self.counts.scatter_add_(1, index.T, torch.ones_like(index.T))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"low": self.low, "high": self.high, "counts": self.counts, "ready": self.ready}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.low, self.high, self.counts = state["low"], state["high"], state["counts"]  # type: ignore[assignment]
+        self.ready = bool(state["ready"])
+
+
+@dataclass(frozen=True)
+class ContextShape:
+    """How many tokens of context each example keeps before and after its token."""
+
+    before: int = 10
+    after: int = 4
+
+    @property
+    def width(self) -> int:
+        return self.before + 1 + self.after
+
+
+class TopK:
+    """The k largest activations of each neuron, with where they happened and the neuron's
+    activations on the surrounding tokens (NaN outside the window)."""
+
+    def __init__(self, n: int, k: int, context: ContextShape) -> None:
+        self.k, self.context = k, context
+        self.values = torch.full((n, k), float("-inf"))
+        self.positions = torch.full((n, k), -1, dtype=torch.int64)  # global token ids
+        self.contexts = torch.full((n, k, context.width), float("nan"))
+
+    def update(self, acts: Tensor, first_position: int) -> None:
+        """Add ``acts [window, token, neuron]`` whose token (w, t) has global id
+        ``first_position + w * tokens + t``."""
+        windows, tokens, n = acts.shape
+        c = self.context
+        flat = acts.float().reshape(windows * tokens, n)
+        take = min(self.k, flat.shape[0])
+        values, index = flat.topk(take, dim=0)  # [take, neuron]
+        padded = torch.full((windows, c.before + tokens + c.after, n), float("nan"))
+        padded[:, c.before : c.before + tokens] = acts.float()
+        rows = (index // tokens) * padded.shape[1] + index % tokens  # row of the window's first context token
+        offsets = torch.arange(c.width)
+        gather = (rows[:, :, None] + offsets).permute(0, 2, 1).reshape(take * c.width, n)
+        contexts = padded.reshape(-1, n).gather(0, gather).reshape(take, c.width, n).permute(2, 0, 1)
+        merged_values = torch.cat([self.values, values.T], dim=1)
+        merged_positions = torch.cat([self.positions, (index + first_position).T], dim=1)
+        merged_contexts = torch.cat([self.contexts, contexts], dim=1)
+        best = merged_values.topk(self.k, dim=1)
+        self.values = best.values
+        self.positions = merged_positions.gather(1, best.indices)
+        self.contexts = merged_contexts.gather(1, best.indices[:, :, None].expand(-1, -1, c.width))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"values": self.values, "positions": self.positions, "contexts": self.contexts}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.values, self.positions = state["values"], state["positions"]  # type: ignore[assignment]
+        self.contexts = state["contexts"]  # type: ignore[assignment]
