@@ -25,24 +25,23 @@ class Moments:
         self.shift = torch.zeros(n, dtype=torch.float64)
         self.sums = torch.zeros(4, n, dtype=torch.float64)  # sum of (x - shift)^p, p = 1..4
         self.max = torch.full((n,), float("-inf"), dtype=torch.float64)
-        self.min = torch.full((n,), float("inf"), dtype=torch.float64)
         self.active = torch.zeros(n, dtype=torch.int64)  # activation > 0
 
     def update(self, acts: Tensor) -> None:
-        """Add ``acts [tokens, neuron]``; the first batch's mean becomes the shift."""
-        x = acts.double()
+        """Add ``acts [tokens, neuron]``; the first batch's mean becomes the shift. Powers are
+        summed in fp32 within a batch and accumulated across batches in fp64."""
+        x = acts.float()
         if self.count == 0:
-            self.shift = x.mean(0)
-        d = x - self.shift
+            self.shift = x.double().mean(0)
+        d = x - self.shift.float()
         d2 = d * d
-        self.sums += torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)])
-        self.max = torch.maximum(self.max, x.max(0).values)
-        self.min = torch.minimum(self.min, x.min(0).values)
+        self.sums += torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)]).double()
+        self.max = torch.maximum(self.max, x.amax(0).double())
         self.active += (x > 0).sum(0)
         self.count += x.shape[0]
 
     def result(self) -> dict[str, Tensor]:
-        """mean, std (population), skew, kurtosis (Pearson: 3 for a normal), max, min, frac_active."""
+        """mean, std (population), skew, kurtosis (Pearson: 3 for a normal), max, frac_active."""
         n = max(self.count, 1)
         m1, m2, m3, m4 = (self.sums[i] / n for i in range(4))
         var = (m2 - m1 * m1).clamp_min(0)
@@ -53,19 +52,19 @@ class Moments:
             "mean": self.shift + m1, "std": var.sqrt(),
             "skew": torch.where(safe, c3 / var.clamp_min(1e-24) ** 1.5, 0.0),
             "kurtosis": torch.where(safe, c4 / var.clamp_min(1e-24) ** 2, 0.0),
-            "max": self.max, "min": self.min, "frac_active": self.active.double() / n,
+            "max": self.max, "frac_active": self.active.double() / n,
         }  # fmt: skip
 
     def state_dict(self) -> dict[str, object]:
         return {
-            "count": self.count, "shift": self.shift, "sums": self.sums, "max": self.max, "min": self.min,
+            "count": self.count, "shift": self.shift, "sums": self.sums, "max": self.max,
             "active": self.active,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.count = int(state["count"])  # type: ignore[call-overload]
         self.shift, self.sums = state["shift"], state["sums"]  # type: ignore[assignment]
-        self.max, self.min, self.active = state["max"], state["min"], state["active"]  # type: ignore[assignment]
+        self.max, self.active = state["max"], state["active"]  # type: ignore[assignment]
 
 
 class Histogram:
@@ -85,9 +84,11 @@ class Histogram:
         if not self.ready:
             reach = HISTOGRAM_MARGIN * x.abs().max(0).values.clamp_min(1e-6)
             self.low, self.high, self.ready = -reach, reach, True
-        width = (self.high - self.low) / self.bins
-        index = ((x - self.low) / width).floor().clamp(0, self.bins - 1).long()  # [tokens, neuron]
-        self.counts.scatter_add_(1, index.T, torch.ones_like(index.T))
+        n = x.shape[1]
+        scale = self.bins / (self.high - self.low)
+        index = ((x - self.low) * scale).floor_().clamp_(0, self.bins - 1).long()  # [tokens, neuron]
+        index += torch.arange(n) * self.bins
+        self.counts += torch.bincount(index.flatten(), minlength=n * self.bins).view(n, self.bins)
 
     def state_dict(self) -> dict[str, object]:
         return {"low": self.low, "high": self.high, "counts": self.counts, "ready": self.ready}
@@ -122,9 +123,17 @@ class TopK:
     def update(self, acts: Tensor, first_position: int) -> None:
         """Add ``acts [window, token, neuron]`` whose token (w, t) has global id
         ``first_position + w * tokens + t``."""
-        windows, tokens, n = acts.shape
+        windows, tokens, _ = acts.shape
         c = self.context
-        flat = acts.float().reshape(windows * tokens, n)
+        flat = acts.float().reshape(windows * tokens, -1)
+        # only neurons whose batch maximum beats their current k-th value can change
+        changed = torch.nonzero(flat.amax(0) > self.values[:, -1]).flatten()
+        if changed.numel() == 0:
+            return
+        everything = changed.numel() == flat.shape[1]
+        if not everything:
+            acts, flat = acts[:, :, changed], flat[:, changed]
+        n = flat.shape[1]
         take = min(self.k, flat.shape[0])
         values, index = flat.topk(take, dim=0)  # [take, neuron]
         padded = torch.full((windows, c.before + tokens + c.after, n), float("nan"))
@@ -133,13 +142,14 @@ class TopK:
         offsets = torch.arange(c.width)
         gather = (rows[:, :, None] + offsets).permute(0, 2, 1).reshape(take * c.width, n)
         contexts = padded.reshape(-1, n).gather(0, gather).reshape(take, c.width, n).permute(2, 0, 1)
-        merged_values = torch.cat([self.values, values.T], dim=1)
-        merged_positions = torch.cat([self.positions, (index + first_position).T], dim=1)
-        merged_contexts = torch.cat([self.contexts, contexts], dim=1)
+        rows_of = slice(None) if everything else changed
+        merged_values = torch.cat([self.values[rows_of], values.T], dim=1)
+        merged_positions = torch.cat([self.positions[rows_of], (index + first_position).T], dim=1)
+        merged_contexts = torch.cat([self.contexts[rows_of], contexts], dim=1)
         best = merged_values.topk(self.k, dim=1)
-        self.values = best.values
-        self.positions = merged_positions.gather(1, best.indices)
-        self.contexts = merged_contexts.gather(1, best.indices[:, :, None].expand(-1, -1, c.width))
+        self.values[rows_of] = best.values
+        self.positions[rows_of] = merged_positions.gather(1, best.indices)
+        self.contexts[rows_of] = merged_contexts.gather(1, best.indices[:, :, None].expand(-1, -1, c.width))
 
     def state_dict(self) -> dict[str, object]:
         return {"values": self.values, "positions": self.positions, "contexts": self.contexts}

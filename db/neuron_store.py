@@ -10,7 +10,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_factory
-from db.schema import Corpus, Document, Neuron, NeuronExample, TokenizedDocument, Unit
+from db.schema import Corpus, Document, Neuron, NeuronExample, Token, TokenizedDocument, Unit
 from db.store import UnitKey, delete_unit
 
 if TYPE_CHECKING:
@@ -30,11 +30,8 @@ def _documents(
         session.add(corpus_row)
         session.flush()
         corpus_id = corpus_row.id
-    stored = dict(
-        session.execute(
-            select(Document.doc_index, Document.id).where(Document.corpus_id == corpus_id)
-        ).tuples()
-    )
+    query = select(Document.doc_index, Document.id).where(Document.corpus_id == corpus_id)
+    stored = {index: row_id for index, row_id in session.execute(query)}
     for tokenized in summary.documents:
         doc = tokenized.document
         if doc.index not in stored:
@@ -59,6 +56,9 @@ def write_neuron_unit(
         if replace:
             delete_unit(session, model_id, key)
         document_ids = _documents(session, corpus, corpus_hash, summary)
+        if session.scalar(select(Token.token_id).where(Token.model_id == model_id).limit(1)) is None:
+            vocabulary = enumerate(summary.vocabulary)
+            _insert(session, Token, [{"model_id": model_id, "token_id": i, "text": t} for i, t in vocabulary])
         unit = Unit(
             model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version,
             config=config, threshold=None, dataset_hash=key.dataset_hash, dataset=dataset,
@@ -73,8 +73,8 @@ def write_neuron_unit(
         ])  # fmt: skip
         _insert(session, Neuron, [{"unit_id": unit.id, **row} for row in summary.neurons])
         _insert(session, NeuronExample, [
-            {"unit_id": unit.id, "document_id": document_ids[row["doc_index"]],
-             **{k: v for k, v in row.items() if k != "doc_index"}}
+            {**row, "unit_id": unit.id,
+             "examples": [[document_ids[doc], *rest] for doc, *rest in row["examples"]]}
             for row in summary.examples
         ])  # fmt: skip
         return unit.id

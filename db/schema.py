@@ -155,6 +155,17 @@ class Validation(Base):
     unit: Mapped[Unit] = relationship(back_populates="validations")
 
 
+class Token(Base):
+    """A model's vocabulary as display text (each id decoded alone), so token ids in neuron rows
+    can be read without the tokenizer."""
+
+    __tablename__ = "tokens"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
 class Corpus(Base):
     """A named text corpus, identified by the hash of its documents."""
 
@@ -218,27 +229,26 @@ class Neuron(Base):
     vocab_var: Mapped[float] = mapped_column(Float)
     vocab_skew: Mapped[float] = mapped_column(Float)
     vocab_kurtosis: Mapped[float] = mapped_column(Float)
-    top_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[token_id, text, logit], ...] promoted
-    bottom_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # the 10 most suppressed
+    top_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[token_id, logit], ...] the 10 promoted most
+    bottom_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # the 10 suppressed most (texts: tokens)
     top_token_share: Mapped[float] = mapped_column(Float)  # share of top examples on the commonest token
     family: Mapped[str | None] = mapped_column(String(20), index=True)
 
 
 class NeuronExample(Base):
-    """One max-activating example: a token of a stored document, its activation, and the
-    neuron's activations on the context tokens around it."""
+    """One neuron's max-activating examples, best first: each a token of a stored document with
+    its activation, plus the neuron's activations on the context tokens around it."""
 
     __tablename__ = "neuron_examples"
-    __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", "rank", name="uq_neuron_examples_rank"),)
+    __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", name="uq_neuron_examples_neuron"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
     layer: Mapped[int] = mapped_column(Integer)
     neuron: Mapped[int] = mapped_column(Integer)
-    rank: Mapped[int] = mapped_column(Integer)  # 1 = the highest activation
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
-    token_index: Mapped[int] = mapped_column(Integer)  # in the unit's tokenization of the document
-    token_id: Mapped[int] = mapped_column(Integer)
-    activation: Mapped[float] = mapped_column(Float)
-    context_start: Mapped[int] = mapped_column(Integer)  # token index of the first context value
-    context_acts: Mapped[bytes] = mapped_column(LargeBinary)  # float16 little-endian; NaN = outside window
+    # [[document_id, token_index, token_id, activation], ...]; token_index counts in the unit's
+    # tokenization of the document (tokenized_documents)
+    examples: Mapped[list[list[Any]]] = mapped_column(JSON)
+    # float16 little-endian [example, context_before + 1 + context_after] (widths in the unit's
+    # config); the first value is at token_index - context_before; NaN outside the window
+    context_acts: Mapped[bytes] = mapped_column(LargeBinary)

@@ -181,27 +181,17 @@ def run_pass(
 
 @dataclass(frozen=True)
 class NeuronSummary:
-    """Rows ready to store: one per neuron and one per top example (examples name their
-    document by corpus index; the store maps it to a documents row)."""
+    """Rows ready to store: one per neuron for ``neurons`` and for ``examples``."""
 
     neurons: list[dict[str, Any]]
     examples: list[dict[str, Any]]
     documents: list[TokenizedDocument]
+    vocabulary: list[str]  # display text of every token id the model can output
 
 
-class _TokenTexts:
-    """Decoded token strings, each decoded once."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.cache: dict[int, str] = {}
-
-    def rows(self, ids: list[int], values: list[float]) -> list[list[Any]]:
-        """``[[token_id, text, value], ...]`` for display."""
-        for i in ids:
-            if i not in self.cache:
-                self.cache[i] = self.tokenizer.decode([i])
-        return [[i, self.cache[i], round(v, 4)] for i, v in zip(ids, values, strict=True)]
+def _pairs(ids: list[int], values: list[float]) -> list[list[Any]]:
+    """``[[token_id, value], ...]``."""
+    return [[i, round(v, 4)] for i, v in zip(ids, values, strict=True)]
 
 
 STAT_FIELDS = ("mean", "std", "skew", "kurtosis", "max", "frac_active")
@@ -213,7 +203,7 @@ def summarise(
     """Turn the trackers into neuron and example rows, adding the weight-based fields and families."""
     from classifiers.neuron_weights import families, top_token_share, vocab_projection
 
-    adapter, texts = loaded.adapter, _TokenTexts(loaded.tokenizer)
+    adapter = loaded.adapter
     length = windows.tokens.shape[1]
     w_u = adapter.unembedding()[0].detach()
     gain = adapter.final_norm_gain()
@@ -231,8 +221,7 @@ def summarise(
         weights_of = adapter.neuron_weights(layer)
         weights = vocab_projection(weights_of.W_out.detach(), w_u, gain)
         shares = top_token_share(token_ids)
-        max_abs = torch.maximum(stats["max"].abs(), stats["min"].abs())
-        activity.append(torch.stack([stats["frac_active"].float(), max_abs.float(), shares], dim=1))
+        activity.append(torch.stack([stats["frac_active"].float(), stats["max"].float(), shares], dim=1))
         columns = {name: stats[name].tolist() for name in STAT_FIELDS}
         columns |= {
             "hist_low": tracker.histogram.low.tolist(), "hist_high": tracker.histogram.high.tolist(),
@@ -249,39 +238,39 @@ def summarise(
             row.update(
                 layer=layer, neuron=n, vocab_mean=moments[n][0], vocab_var=moments[n][1],
                 vocab_skew=moments[n][2], vocab_kurtosis=moments[n][3],
-                top_tokens=texts.rows(top_ids[n], top_values[n]),
-                bottom_tokens=texts.rows(bottom_ids[n], bottom_values[n]),
+                top_tokens=_pairs(top_ids[n], top_values[n]),
+                bottom_tokens=_pairs(bottom_ids[n], bottom_values[n]),
             )  # fmt: skip
             neurons.append(row)
-        examples += _example_rows(layer, top, filled, window, within, token_ids, windows, config)
+        examples += _example_rows(layer, top, filled, window, within, token_ids, windows)
     table, vocab_moments = torch.cat(activity), torch.cat(all_moments)
     for row, label in zip(
         neurons, families(table[:, 0], table[:, 1], table[:, 2], vocab_moments), strict=True
     ):
         row["family"] = label
-    return NeuronSummary(neurons, examples, windows.documents)
+    vocabulary = loaded.tokenizer.batch_decode([[i] for i in range(adapter.dims.d_vocab)])
+    return NeuronSummary(neurons, examples, windows.documents, vocabulary)
 
 
 def _example_rows(
-    layer: int, top: TopK, filled: Tensor, window: Tensor, within: Tensor, token_ids: Tensor,
-    windows: Windows, config: NeuronConfig,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """One row per filled top-k slot of every neuron of one layer."""
+    layer: int, top: TopK, filled: Tensor, window: Tensor, within: Tensor, token_ids: Tensor, windows: Windows
+) -> list[dict[str, Any]]:
+    """One row per neuron of one layer: its filled top-k slots, best first, and their contexts
+    (``examples`` name documents by corpus index; the store maps them to documents rows)."""
     token_index = (windows.start[window] + within).tolist()
     doc_index = windows.doc_index[window].tolist()
     values, ids, full = top.values.tolist(), token_ids.tolist(), filled.tolist()
     contexts = top.contexts.to(torch.float16).numpy()
     rows = []
     for n, slots in enumerate(full):
-        for rank, is_filled in enumerate(slots):
-            if is_filled:
-                rows.append({
-                    "layer": layer, "neuron": n, "rank": rank + 1, "doc_index": doc_index[n][rank],
-                    "token_index": token_index[n][rank], "token_id": ids[n][rank],
-                    "activation": values[n][rank],
-                    "context_start": token_index[n][rank] - config.context_before,
-                    "context_acts": contexts[n, rank].tobytes(),
-                })  # fmt: skip
+        kept = [rank for rank, is_filled in enumerate(slots) if is_filled]
+        rows.append({
+            "layer": layer, "neuron": n,
+            "examples": [
+                [doc_index[n][r], token_index[n][r], ids[n][r], round(values[n][r], 5)] for r in kept
+            ],
+            "context_acts": contexts[n, kept].tobytes(),
+        })  # fmt: skip
     return rows
 
 

@@ -1,4 +1,4 @@
-"""corpora, documents, tokenized documents, neurons and neuron examples
+"""tokens, corpora, documents, tokenized documents, neurons and neuron examples
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,12 @@ def _unit_fk() -> sa.Column:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "tokens",
+        sa.Column("model_id", sa.Integer(), sa.ForeignKey("models.id"), primary_key=True),
+        sa.Column("token_id", sa.Integer(), primary_key=True),
+        sa.Column("text", sa.Text(), nullable=False),
+    )
     op.create_table(
         "corpora",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -91,18 +97,13 @@ def upgrade() -> None:
         _unit_fk(),
         sa.Column("layer", sa.Integer(), nullable=False),
         sa.Column("neuron", sa.Integer(), nullable=False),
-        sa.Column("rank", sa.Integer(), nullable=False),
-        sa.Column("document_id", sa.Integer(), sa.ForeignKey("documents.id"), nullable=False),
-        sa.Column("token_index", sa.Integer(), nullable=False),
-        sa.Column("token_id", sa.Integer(), nullable=False),
-        sa.Column("activation", sa.Float(), nullable=False),
-        sa.Column("context_start", sa.Integer(), nullable=False),
+        sa.Column("examples", sa.JSON(), nullable=False),
         sa.Column("context_acts", sa.LargeBinary(), nullable=False),
-        sa.UniqueConstraint("unit_id", "layer", "neuron", "rank", name="uq_neuron_examples_rank"),
+        sa.UniqueConstraint("unit_id", "layer", "neuron", name="uq_neuron_examples_neuron"),
     )
     op.create_index("ix_neuron_examples_unit_id", "neuron_examples", ["unit_id"])
 
 
 def downgrade() -> None:
-    for table in ("neuron_examples", "neurons", "tokenized_documents", "documents", "corpora"):
+    for table in ("neuron_examples", "neurons", "tokenized_documents", "documents", "corpora", "tokens"):
         op.drop_table(table)
