@@ -40,8 +40,8 @@ def classifier_class(name: str) -> type[HeadClassifier]:
 
 
 def parse_selection(selection: str | None) -> list[type[HeadClassifier]]:
-    """``"a,b"`` → their classes, in the given order; None or empty → all of them."""
-    if not selection:
+    """``"a,b"`` → their classes, in the given order; None → all of them; "" → none."""
+    if selection is None:
         return list(_REGISTRY.values())
     names = [n.strip() for n in selection.split(",") if n.strip()]
     return [classifier_class(n) for n in dict.fromkeys(names)]

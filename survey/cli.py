@@ -71,7 +71,7 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
 @click.option("--dtype", default="float32", show_default=True, help="Model dtype.")
 @click.option(
     "--classifiers", "selection", default=None, metavar="A,B",
-    help="Comma-separated classifier names (default: all; see `survey classifiers`).",
+    help='Comma-separated classifier names (default: all; "" for none; see `survey classifiers`).',
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Recompute and replace units that are already stored.")
 @click.option("--neurons", is_flag=True, help="Also summarise every MLP neuron over a corpus.")
@@ -80,10 +80,13 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
     help="Neuron corpus: wiki-news, python-stdlib, a .txt/.jsonl file, or hf:org/name[@rev].",
 )  # fmt: skip
 @click.option("--corpus-tokens", default=32_768, show_default=True, help="Neuron pass token budget.")
+@click.option("--window", default=128, show_default=True, help="Neuron pass window length in tokens.")
 @click.option("--top-k", default=20, show_default=True, help="Max-activating examples kept per neuron.")
+@click.option("--checkpoint-every", default=16, show_default=True, help="Neuron pass batches between saves.")
 def run_command(
     models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str,
-    selection: str | None, force: bool, neurons: bool, corpus: str, corpus_tokens: int, top_k: int,
+    selection: str | None, force: bool, neurons: bool, corpus: str, corpus_tokens: int, window: int,
+    top_k: int, checkpoint_every: int,
 ) -> None:  # fmt: skip
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
     from classifiers import UnknownClassifierError, parse_selection
@@ -96,9 +99,19 @@ def run_command(
         chosen = parse_selection(selection)
     except UnknownClassifierError as exc:
         raise SurveyError(str(exc)) from None
-    if corpus_tokens < 1 or top_k < 1:
-        raise SurveyError("--corpus-tokens and --top-k must be positive")
-    neuron_config = NeuronConfig(corpus=corpus, token_budget=corpus_tokens, top_k=top_k) if neurons else None
+    if min(corpus_tokens, top_k, checkpoint_every) < 1 or window < 2:
+        raise SurveyError("--corpus-tokens, --top-k and --checkpoint-every must be positive, --window >= 2")
+    neuron_config = (
+        NeuronConfig(
+            corpus=corpus,
+            token_budget=corpus_tokens,
+            window=window,
+            top_k=top_k,
+            checkpoint_every=checkpoint_every,
+        )
+        if neurons
+        else None
+    )
     failures = survey_run(
         list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
         RunConfig(device=device, dtype=dtype, neurons=neuron_config), click.echo,

@@ -282,6 +282,7 @@ class NeuronPlan:
     corpus_hash: str
     config: NeuronConfig
     dataset_hash: str
+    windows: Windows
 
     @property
     def key(self) -> UnitKey:
@@ -294,12 +295,23 @@ class NeuronPlan:
 
 
 def plan_neurons(loaded: LoadedModel, config: NeuronConfig) -> NeuronPlan:
-    """Resolve and hash the corpus (SurveyError when it cannot be read)."""
+    """Resolve and hash the corpus and cut its windows (SurveyError when it cannot be read or has
+    no document as long as a window), before anything is written."""
     from survey.corpus import resolve_corpus
+    from survey.heads import context_length
 
+    limit = context_length(loaded.model)
+    needed = config.window + (loaded.bos.token_id is not None)
+    if limit is not None and needed > limit:
+        raise SurveyError(
+            f"neuron windows need {needed} positions but {loaded.source.name!r} supports {limit}"
+        )
     corpus = resolve_corpus(config.corpus)
     corpus_hash = corpus.hash()
-    return NeuronPlan(corpus, corpus_hash, config, dataset_hash(corpus_hash, loaded.bos.token_id, config))
+    windows = cut_windows(corpus, loaded.tokenizer, config)
+    return NeuronPlan(
+        corpus, corpus_hash, config, dataset_hash(corpus_hash, loaded.bos.token_id, config), windows
+    )
 
 
 def checkpoint_path(loaded: LoadedModel, plan: NeuronPlan) -> Path:
@@ -310,9 +322,9 @@ def checkpoint_path(loaded: LoadedModel, plan: NeuronPlan) -> Path:
 
 
 def compute_summary(loaded: LoadedModel, plan: NeuronPlan, echo: Callable[[str], None]) -> NeuronSummary:
-    """Cut the windows, run (or resume) the pass, and summarise; the checkpoint is left for the
-    caller to remove once the summary is stored."""
-    windows = cut_windows(plan.corpus, loaded.tokenizer, plan.config)
+    """Run (or resume) the pass and summarise; the checkpoint is left for the caller to remove
+    once the summary is stored."""
+    windows = plan.windows
     echo(
         f"  neurons: {windows.tokens.shape[0]} windows x {windows.tokens.shape[1]} tokens from "
         f"{len(windows.documents)} documents of {plan.corpus.name}"

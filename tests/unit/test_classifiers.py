@@ -62,6 +62,7 @@ def test_selection_keeps_order_drops_duplicates_and_defaults_to_all() -> None:
         "induction", "previous_token",
     ]  # fmt: skip
     assert [c.name for c in parse_selection(None)] == classifier_names()
+    assert parse_selection("") == []
 
 
 def test_registering_a_name_twice_is_an_error() -> None:
