@@ -124,32 +124,64 @@ class TopK:
         """Add ``acts [window, token, neuron]`` whose token (w, t) has global id
         ``first_position + w * tokens + t``."""
         windows, tokens, _ = acts.shape
-        c = self.context
         flat = acts.float().reshape(windows * tokens, -1)
         # only neurons whose batch maximum beats their current k-th value can change
         changed = torch.nonzero(flat.amax(0) > self.values[:, -1]).flatten()
         if changed.numel() == 0:
             return
-        everything = changed.numel() == flat.shape[1]
-        if not everything:
-            acts, flat = acts[:, :, changed], flat[:, changed]
+        if changed.numel() < flat.shape[1]:
+            flat = flat[:, changed]
+        floor = self.values[changed, -1]
+        values, rows = self._candidates(flat, floor)  # [neuron, k]: best new values, their flat rows
+        merged = torch.cat([self.values[changed], values], dim=1)  # [neuron, 2k]
+        best = merged.topk(self.k, dim=1)
+        is_new = best.indices >= self.k  # [neuron, k]
+        new_rows = rows.gather(1, (best.indices - self.k).clamp_min(0))  # flat row of each new slot
+        old = best.indices.clamp_max(self.k - 1)
+        positions = torch.where(is_new, new_rows + first_position, self.positions[changed].gather(1, old))
+        context = self._contexts_at(flat, new_rows, tokens)  # [neuron, k, width]
+        old_context = self.contexts[changed].gather(1, old[:, :, None].expand(-1, -1, self.context.width))
+        self.values[changed] = best.values
+        self.positions[changed] = positions
+        self.contexts[changed] = torch.where(is_new[:, :, None], context, old_context)
+
+    def _candidates(self, flat: Tensor, floor: Tensor) -> tuple[Tensor, Tensor]:
+        """Each neuron's best (at most k) activations above ``floor`` in ``flat [row, neuron]``:
+        values ``[neuron, k]`` (-inf padded) and flat rows. Dense top-k while most entries
+        qualify; once the floors are high, only the few entries above them are sorted."""
+        above = flat > floor
         n = flat.shape[1]
-        take = min(self.k, flat.shape[0])
-        values, index = flat.topk(take, dim=0)  # [take, neuron]
-        padded = torch.full((windows, c.before + tokens + c.after, n), float("nan"))
-        padded[:, c.before : c.before + tokens] = acts.float()
-        rows = (index // tokens) * padded.shape[1] + index % tokens  # row of the window's first context token
-        offsets = torch.arange(c.width)
-        gather = (rows[:, :, None] + offsets).permute(0, 2, 1).reshape(take * c.width, n)
-        contexts = padded.reshape(-1, n).gather(0, gather).reshape(take, c.width, n).permute(2, 0, 1)
-        rows_of = slice(None) if everything else changed
-        merged_values = torch.cat([self.values[rows_of], values.T], dim=1)
-        merged_positions = torch.cat([self.positions[rows_of], (index + first_position).T], dim=1)
-        merged_contexts = torch.cat([self.contexts[rows_of], contexts], dim=1)
-        best = merged_values.topk(self.k, dim=1)
-        self.values[rows_of] = best.values
-        self.positions[rows_of] = merged_positions.gather(1, best.indices)
-        self.contexts[rows_of] = merged_contexts.gather(1, best.indices[:, :, None].expand(-1, -1, c.width))
+        if int(above.sum()) > n * self.k // 2:
+            take = min(self.k, flat.shape[0])
+            values, rows = flat.topk(take, dim=0)
+            pad = self.k - take
+            values = torch.nn.functional.pad(values.T, (0, pad), value=float("-inf"))
+            return values, torch.nn.functional.pad(rows.T, (0, pad))
+        row, neuron = torch.nonzero(above, as_tuple=True)
+        value = flat[row, neuron]
+        order = torch.argsort(-value, stable=True)
+        order = order[torch.argsort(neuron[order], stable=True)]  # by neuron, then best first
+        row, neuron, value = row[order], neuron[order], value[order]
+        starts = torch.searchsorted(neuron, torch.arange(n))
+        rank = torch.arange(neuron.numel()) - starts[neuron]
+        keep = rank < self.k
+        values = torch.full((n, self.k), float("-inf"))
+        rows = torch.zeros((n, self.k), dtype=torch.int64)
+        values[neuron[keep], rank[keep]] = value[keep]
+        rows[neuron[keep], rank[keep]] = row[keep]
+        return values, rows
+
+    def _contexts_at(self, flat: Tensor, rows: Tensor, tokens: int) -> Tensor:
+        """The neuron's activations around each flat row ``rows [neuron, slot]``, within its
+        window: ``[neuron, slot, width]``, NaN outside the window."""
+        c = self.context
+        offsets = torch.arange(-c.before, c.after + 1)
+        within = rows[:, :, None] % tokens + offsets  # token index inside the window
+        inside = (within >= 0) & (within < tokens)
+        source = rows[:, :, None] + offsets
+        neuron = torch.arange(flat.shape[1])[:, None, None]
+        values = flat[source.clamp(0, flat.shape[0] - 1), neuron.expand_as(source)]
+        return torch.where(inside, values, float("nan"))
 
     def state_dict(self) -> dict[str, object]:
         return {"values": self.values, "positions": self.positions, "contexts": self.contexts}

@@ -214,7 +214,7 @@ def summarise(
     for layer, tracker in enumerate(trackers):
         stats = tracker.moments.result()
         top = tracker.top
-        filled = top.positions >= 0
+        filled = top.values > float("-inf")
         window = top.positions.clamp_min(0) // length
         within = top.positions.clamp_min(0) % length
         token_ids = torch.where(filled, windows.tokens[window, within], -1)
