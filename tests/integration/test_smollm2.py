@@ -90,3 +90,33 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction(
     engine.dispose()
     assert supported and ratio >= 5.0 and k >= 3
     assert 10 <= top.layer <= 25  # induction heads sit in the middle-to-late layers, never at the ends
+
+
+def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:
+    from survey.corpus import resolve_corpus
+
+    docs = list(resolve_corpus("wiki-news").documents())
+    news = [d for d in docs if d.title.startswith("news story")]
+    assert len(news) == 300 and len(docs) - len(news) == 106  # 107 pages, one a redirect
+    assert sum(len(d.text.split()) for d in docs) > 400_000
+    assert not any("{{" in d.text or "[[" in d.text or "<ref" in d.text for d in docs)
+
+
+def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp_path: Path) -> None:
+    from classifiers import parse_selection
+    from db.engine import open_database
+    from survey.neurons import NeuronConfig
+    from survey.runner import RunConfig, survey_model
+
+    engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
+    config = RunConfig(neurons=NeuronConfig(token_budget=2048))
+    _, error = survey_model(engine, smollm2, parse_selection(""), config, False, lambda line: None)
+    assert error is None
+    with engine.connect() as connection:
+        per_layer = connection.execute(text("SELECT layer, count(*) FROM neurons GROUP BY layer")).all()
+        examples = connection.execute(text("SELECT count(*) FROM neuron_examples")).scalar()
+        by_family = text("SELECT family, count(*) FROM neurons GROUP BY family")
+        families = {name: count for name, count in connection.execute(by_family)}
+    engine.dispose()
+    assert per_layer == [(layer, 1536) for layer in range(30)] and examples == 30 * 1536
+    assert families.get("prediction", 0) > 10 and families.get("suppression", 0) > 10
