@@ -36,3 +36,15 @@ def stored(tmp_path: Path, tmp_cache: Path, monkeypatch, capsys) -> Path:  # typ
     assert code == 0, out
     assert "run 1 done" in out
     return db
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty, offline Hugging Face hub cache (huggingface_hub reads its constants at import)."""
+    import huggingface_hub.constants as constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache

@@ -15,18 +15,6 @@ from tests.tiny import fake_hub_snapshot, save_tiny, tiny_tokenizer
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture
-def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty, offline Hugging Face hub cache (huggingface_hub reads its constants at import)."""
-    import huggingface_hub.constants as constants
-
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 @pytest.fixture(scope="module")
 def catalog():  # type: ignore[no-untyped-def]
     return load_catalog()

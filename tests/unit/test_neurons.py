@@ -139,6 +139,21 @@ def test_text_and_jsonl_corpora_are_hashed_by_content(tmp_path: Path) -> None:
     assert resolve_corpus(str(a)).hash() != before
 
 
+def test_hub_dataset_corpus_reads_the_snapshot_files(offline_hub: Path) -> None:
+    from survey.errors import SurveyError
+
+    repo = offline_hub / "datasets--org--words"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "train.jsonl").write_text('{"text": "w3 w4 w5"}\n{"text": "w6 w7", "title": "second"}\n')
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    docs = list(resolve_corpus("hf:org/words").documents())
+    assert [(d.title, d.text) for d in docs] == [("line 1", "w3 w4 w5"), ("second", "w6 w7")]
+    with pytest.raises(SurveyError, match="cannot fetch hub dataset org/missing@main"):
+        list(resolve_corpus("hf:org/missing").documents())
+
+
 def test_stdlib_corpus_reads_python_source() -> None:
     first = next(resolve_corpus("python-stdlib").documents())
     assert first.title.endswith(".py") and len(first.text) > 0
