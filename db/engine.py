@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,14 +42,19 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SurveyError for a malformed URL, a missing driver or a missing folder."""
+def parse_database_url(url: str) -> URL:
+    """``url`` parsed; SurveyError saying what a good one looks like."""
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except ArgumentError:
         raise SurveyError(
             f"bad database URL {url!r}: expected e.g. sqlite:///survey.db or postgresql://…"
         ) from None
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SurveyError for a malformed URL, a missing driver or a missing folder."""
+    parsed = parse_database_url(url)
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().resolve().parent

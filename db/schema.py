@@ -44,26 +44,38 @@ class Model(Base):
     __table_args__ = (UniqueConstraint("name", "source", "resolved_sha", name="uq_models_identity"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), index=True)
-    source: Mapped[str] = mapped_column(String(20))  # registry | gguf | local | hub
-    location: Mapped[str] = mapped_column(Text)  # hub id, path, or package list
-    revision: Mapped[str | None] = mapped_column(String(200))  # as requested
-    resolved_sha: Mapped[str] = mapped_column(String(64))  # commit sha, GGUF sha256, or folder hash
-    family: Mapped[str | None] = mapped_column(String(100))
-    architecture: Mapped[str] = mapped_column(String(50))  # Hugging Face model_type
-    n_layers: Mapped[int] = mapped_column(Integer)
-    n_heads: Mapped[int] = mapped_column(Integer)
-    n_kv_heads: Mapped[int] = mapped_column(Integer)
-    d_model: Mapped[int] = mapped_column(Integer)
-    d_head: Mapped[int] = mapped_column(Integer)
-    d_mlp: Mapped[int] = mapped_column(Integer)
-    d_vocab: Mapped[int] = mapped_column(Integer)
-    n_params: Mapped[int] = mapped_column(BigInteger)
-    parallel_attn_mlp: Mapped[bool] = mapped_column()
-    quantization: Mapped[str | None] = mapped_column(Text)  # None: the weights are as published
-    bos_token: Mapped[str | None] = mapped_column(String(100))
-    license: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    name: Mapped[str] = mapped_column(
+        String(200), index=True, doc="catalog name, hub id, folder or file name"
+    )
+    source: Mapped[str] = mapped_column(String(20), doc="registry | gguf | local | hub")
+    location: Mapped[str] = mapped_column(Text, doc="hub id, path, or package list")
+    revision: Mapped[str | None] = mapped_column(String(200), doc="as requested")
+    resolved_sha: Mapped[str] = mapped_column(String(64), doc="commit sha, GGUF sha256, or folder hash")
+    family: Mapped[str | None] = mapped_column(String(100), doc="model family from the catalog")
+    architecture: Mapped[str] = mapped_column(String(50), doc="Hugging Face model_type")
+    n_layers: Mapped[int] = mapped_column(Integer, doc="transformer blocks")
+    n_heads: Mapped[int] = mapped_column(Integer, doc="query heads per layer")
+    n_kv_heads: Mapped[int] = mapped_column(
+        Integer, doc="key/value heads per layer (fewer than n_heads with grouped-query attention)"
+    )
+    d_model: Mapped[int] = mapped_column(Integer, doc="residual stream width")
+    d_head: Mapped[int] = mapped_column(Integer, doc="per-head width")
+    d_mlp: Mapped[int] = mapped_column(Integer, doc="MLP neurons per layer")
+    d_vocab: Mapped[int] = mapped_column(
+        Integer, doc="unembedding rows (vocabulary size as the model outputs it)"
+    )
+    n_params: Mapped[int] = mapped_column(BigInteger, doc="distinct parameters, tied embeddings counted once")
+    parallel_attn_mlp: Mapped[bool] = mapped_column(
+        doc="attention and MLP read the same residual (GPT-J, Phi, parallel GPT-NeoX)"
+    )
+    quantization: Mapped[str | None] = mapped_column(Text, doc="None: the weights are as published")
+    bos_token: Mapped[str | None] = mapped_column(
+        String(100), doc="the token prepended to every probe and window"
+    )
+    license: Mapped[str | None] = mapped_column(String(100), doc="license from the catalog")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), doc="when the row was written (UTC)"
+    )
 
     runs: Mapped[list[Run]] = relationship(back_populates="model")
 
@@ -74,15 +86,19 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
-    code_version: Mapped[str] = mapped_column(String(100))
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    device: Mapped[str] = mapped_column(String(50))
-    dtype: Mapped[str] = mapped_column(String(20))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(20))  # running | done | failed
-    error: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True, doc="the model surveyed")
+    code_version: Mapped[str] = mapped_column(String(100), doc="package version and git commit")
+    config: Mapped[dict[str, Any]] = mapped_column(
+        JSON, doc="run settings: device, dtype, ablation, neurons, classifiers run"
+    )
+    device: Mapped[str] = mapped_column(String(50), doc="torch device")
+    dtype: Mapped[str] = mapped_column(String(20), doc="model dtype")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="start (UTC)")
+    ended_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="end (UTC); null while running"
+    )
+    status: Mapped[str] = mapped_column(String(20), doc="running | done | failed")
+    error: Mapped[str | None] = mapped_column(Text, doc="why a failed run failed")
 
     model: Mapped[Model] = relationship(back_populates="runs")
 
@@ -97,16 +113,20 @@ class Unit(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(30))  # head_classifier | neuron_summary
-    name: Mapped[str] = mapped_column(String(100))  # e.g. induction, neurons
-    version: Mapped[int] = mapped_column(Integer)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # threshold and probe parameters
-    threshold: Mapped[float | None] = mapped_column(Float)  # head classifiers only
-    dataset_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the probe spec and token ids
-    dataset: Mapped[dict[str, Any]] = mapped_column(JSON)  # probe spec, shape, BOS convention
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True, doc="the model")
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id"), index=True, doc="the run that computed the unit"
+    )
+    kind: Mapped[str] = mapped_column(String(30), doc="head_classifier | neuron_summary")
+    name: Mapped[str] = mapped_column(String(100), doc="e.g. induction, neurons")
+    version: Mapped[int] = mapped_column(
+        Integer, doc="the classifier or summary version (bumped when its definition changes)"
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, doc="threshold and probe parameters")
+    threshold: Mapped[float | None] = mapped_column(Float, doc="head classifiers only")
+    dataset_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of the probe spec and token ids")
+    dataset: Mapped[dict[str, Any]] = mapped_column(JSON, doc="probe spec, shape, BOS convention")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="when stored (UTC)")
 
     head_scores: Mapped[list[HeadScore]] = relationship(back_populates="unit", cascade="all, delete-orphan")
     validations: Mapped[list[Validation]] = relationship(back_populates="unit", cascade="all, delete-orphan")
@@ -119,14 +139,18 @@ class HeadScore(Base):
     __table_args__ = (UniqueConstraint("unit_id", "layer", "head", name="uq_head_scores_head"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
-    layer: Mapped[int] = mapped_column(Integer)
-    head: Mapped[int] = mapped_column(Integer)
-    score: Mapped[float] = mapped_column(Float)
-    label: Mapped[bool] = mapped_column(Boolean)  # score > the unit's threshold
-    rank: Mapped[int] = mapped_column(Integer)  # 1 = highest score in the model
-    percentile: Mapped[float] = mapped_column(Float)  # share of the model's heads scoring <= this, x100
-    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), index=True, doc="the classifier unit"
+    )
+    layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0")
+    head: Mapped[int] = mapped_column(Integer, doc="head within the layer, from 0")
+    score: Mapped[float] = mapped_column(Float, doc="the classifier's score")
+    label: Mapped[bool] = mapped_column(Boolean, doc="score > the unit's threshold")
+    rank: Mapped[int] = mapped_column(Integer, doc="1 = highest score in the model")
+    percentile: Mapped[float] = mapped_column(Float, doc="share of the model's heads scoring <= this, x100")
+    evidence: Mapped[dict[str, Any]] = mapped_column(
+        JSON, doc="JSON: target_mass, bos_mass, self_mass, n_queries, example rows, ablation_metric_rise"
+    )
 
     unit: Mapped[Unit] = relationship(back_populates="head_scores")
 
@@ -139,18 +163,22 @@ class Validation(Base):
     __table_args__ = (UniqueConstraint("unit_id", "method", name="uq_validations_method"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
-    method: Mapped[str] = mapped_column(String(50))  # mean_ablation_top_k_vs_random
-    metric: Mapped[str] = mapped_column(String(50))  # second_repeat_loss
-    k: Mapped[int] = mapped_column(Integer)
-    heads: Mapped[list[list[int]]] = mapped_column(JSON)  # [[layer, head], ...], best first
-    baseline: Mapped[float] = mapped_column(Float)  # the metric with nothing ablated
-    effect_top: Mapped[float] = mapped_column(Float)  # metric rise when the top-k are ablated
-    effect_random: Mapped[list[float]] = mapped_column(JSON)  # metric rise per random draw
-    effect_random_mean: Mapped[float | None] = mapped_column(Float)
-    ratio: Mapped[float | None] = mapped_column(Float)  # effect_top / mean random effect
-    supported: Mapped[bool] = mapped_column(Boolean)  # ratio >= the configured minimum
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)  # random head sets, per-head effects, cost
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), index=True, doc="the classifier unit validated"
+    )
+    method: Mapped[str] = mapped_column(String(50), doc="mean_ablation_top_k_vs_random")
+    metric: Mapped[str] = mapped_column(String(50), doc="second_repeat_loss")
+    k: Mapped[int] = mapped_column(Integer, doc="heads ablated together")
+    heads: Mapped[list[list[int]]] = mapped_column(JSON, doc="[[layer, head], ...], best first")
+    baseline: Mapped[float] = mapped_column(Float, doc="the metric with nothing ablated")
+    effect_top: Mapped[float] = mapped_column(Float, doc="metric rise when the top-k are ablated")
+    effect_random: Mapped[list[float]] = mapped_column(JSON, doc="metric rise per random draw")
+    effect_random_mean: Mapped[float | None] = mapped_column(
+        Float, doc="mean metric rise over the random draws"
+    )
+    ratio: Mapped[float | None] = mapped_column(Float, doc="effect_top / mean random effect")
+    supported: Mapped[bool] = mapped_column(Boolean, doc="ratio >= the configured minimum")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, doc="random head sets, per-head effects, cost")
 
     unit: Mapped[Unit] = relationship(back_populates="validations")
 
@@ -161,9 +189,9 @@ class Token(Base):
 
     __tablename__ = "tokens"
 
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
-    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True, doc="the model")
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="vocabulary id")
+    text: Mapped[str] = mapped_column(Text, doc="the id decoded alone (untrusted display text)")
 
 
 class Corpus(Base):
@@ -172,9 +200,11 @@ class Corpus(Base):
     __tablename__ = "corpora"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
-    description: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(200), doc="corpus spec name, e.g. wiki-news or file:notes.txt")
+    hash: Mapped[str] = mapped_column(
+        String(64), unique=True, doc="sha256 over the corpus name and every document, in order"
+    )
+    description: Mapped[str] = mapped_column(Text, doc="what the corpus is")
 
 
 class Document(Base):
@@ -184,10 +214,10 @@ class Document(Base):
     __table_args__ = (UniqueConstraint("corpus_id", "doc_index", name="uq_documents_index"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"), index=True)
-    doc_index: Mapped[int] = mapped_column(Integer)  # position in the corpus
-    title: Mapped[str] = mapped_column(Text)
-    text: Mapped[str] = mapped_column(Text)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id"), index=True, doc="the corpus")
+    doc_index: Mapped[int] = mapped_column(Integer, doc="position in the corpus")
+    title: Mapped[str] = mapped_column(Text, doc="title or source name")
+    text: Mapped[str] = mapped_column(Text, doc="the document text, stored once")
 
 
 class TokenizedDocument(Base):
@@ -198,10 +228,14 @@ class TokenizedDocument(Base):
     __table_args__ = (UniqueConstraint("unit_id", "document_id", name="uq_tokenized_documents"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
-    token_ids: Mapped[list[int]] = mapped_column(JSON)
-    offsets: Mapped[list[list[int]]] = mapped_column(JSON)  # [[start, end], ...] characters
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"),
+        index=True,
+        doc="the neuron unit (its model's tokenization)",
+    )
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), doc="the document")
+    token_ids: Mapped[list[int]] = mapped_column(JSON, doc="JSON token ids")
+    offsets: Mapped[list[list[int]]] = mapped_column(JSON, doc="[[start, end], ...] characters")
 
 
 class Neuron(Base):
@@ -211,28 +245,38 @@ class Neuron(Base):
     __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", name="uq_neurons_neuron"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
-    layer: Mapped[int] = mapped_column(Integer)
-    neuron: Mapped[int] = mapped_column(Integer)
-    mean: Mapped[float] = mapped_column(Float)
-    std: Mapped[float] = mapped_column(Float)
-    skew: Mapped[float] = mapped_column(Float)
-    kurtosis: Mapped[float] = mapped_column(Float)  # Pearson (3 for a normal)
-    max: Mapped[float] = mapped_column(Float)
-    frac_active: Mapped[float] = mapped_column(Float)  # share of corpus tokens with activation > 0
-    hist_low: Mapped[float] = mapped_column(Float)
-    hist_high: Mapped[float] = mapped_column(Float)
-    histogram: Mapped[list[int]] = mapped_column(JSON)  # equal-width bins over [hist_low, hist_high]
-    w_in_norm: Mapped[float] = mapped_column(Float)
-    w_out_norm: Mapped[float] = mapped_column(Float)
-    vocab_mean: Mapped[float] = mapped_column(Float)  # moments of cos(W_out, W_U) over the vocabulary
-    vocab_var: Mapped[float] = mapped_column(Float)
-    vocab_skew: Mapped[float] = mapped_column(Float)
-    vocab_kurtosis: Mapped[float] = mapped_column(Float)
-    top_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[token_id, logit], ...] the 10 promoted most
-    bottom_tokens: Mapped[list[list[Any]]] = mapped_column(JSON)  # the 10 suppressed most (texts: tokens)
-    top_token_share: Mapped[float] = mapped_column(Float)  # share of top examples on the commonest token
-    family: Mapped[str | None] = mapped_column(String(20), index=True)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), index=True, doc="the neuron unit"
+    )
+    layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0")
+    neuron: Mapped[int] = mapped_column(Integer, doc="neuron within the layer's MLP, from 0")
+    mean: Mapped[float] = mapped_column(Float, doc="mean activation over corpus tokens")
+    std: Mapped[float] = mapped_column(Float, doc="standard deviation (population)")
+    skew: Mapped[float] = mapped_column(Float, doc="skewness of the activations")
+    kurtosis: Mapped[float] = mapped_column(Float, doc="Pearson kurtosis of the activations (3 for a normal)")
+    max: Mapped[float] = mapped_column(Float, doc="largest activation")
+    frac_active: Mapped[float] = mapped_column(Float, doc="share of corpus tokens with activation > 0")
+    hist_low: Mapped[float] = mapped_column(Float, doc="histogram lower edge")
+    hist_high: Mapped[float] = mapped_column(Float, doc="histogram upper edge")
+    histogram: Mapped[list[int]] = mapped_column(JSON, doc="equal-width bins over [hist_low, hist_high]")
+    w_in_norm: Mapped[float] = mapped_column(Float, doc="norm of the neuron's input weights")
+    w_out_norm: Mapped[float] = mapped_column(Float, doc="norm of the neuron's output weights (W_out row)")
+    vocab_mean: Mapped[float] = mapped_column(Float, doc="moments of cos(W_out, W_U) over the vocabulary")
+    vocab_var: Mapped[float] = mapped_column(Float, doc="variance of cos(W_out, W_U) over the vocabulary")
+    vocab_skew: Mapped[float] = mapped_column(Float, doc="skew of cos(W_out, W_U) over the vocabulary")
+    vocab_kurtosis: Mapped[float] = mapped_column(
+        Float, doc="Pearson kurtosis of cos(W_out, W_U) over the vocabulary"
+    )
+    top_tokens: Mapped[list[list[Any]]] = mapped_column(
+        JSON, doc="[[token_id, logit], ...] the 10 promoted most"
+    )
+    bottom_tokens: Mapped[list[list[Any]]] = mapped_column(
+        JSON, doc="[[token_id, logit], ...] the 10 tokens it suppresses most (texts in tokens)"
+    )
+    top_token_share: Mapped[float] = mapped_column(Float, doc="share of top examples on the commonest token")
+    family: Mapped[str | None] = mapped_column(
+        String(20), index=True, doc="dead, token, prediction, suppression, partition, or null"
+    )
 
 
 class NeuronExample(Base):
@@ -243,12 +287,18 @@ class NeuronExample(Base):
     __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", name="uq_neuron_examples_neuron"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
-    layer: Mapped[int] = mapped_column(Integer)
-    neuron: Mapped[int] = mapped_column(Integer)
-    # [[document_id, token_index, token_id, activation], ...]; token_index counts in the unit's
-    # tokenization of the document (tokenized_documents)
-    examples: Mapped[list[list[Any]]] = mapped_column(JSON)
-    # float16 little-endian [example, context_before + 1 + context_after] (widths in the unit's
-    # config); the first value is at token_index - context_before; NaN outside the window
-    context_acts: Mapped[bytes] = mapped_column(LargeBinary)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), index=True, doc="the neuron unit"
+    )
+    layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0")
+    neuron: Mapped[int] = mapped_column(Integer, doc="neuron within the layer's MLP, from 0")
+    examples: Mapped[list[list[Any]]] = mapped_column(
+        JSON,
+        doc="JSON [[document_id, token_index, token_id, activation], ...] best first; "
+        "token_index counts in the unit's tokenized_documents",
+    )
+    context_acts: Mapped[bytes] = mapped_column(
+        LargeBinary,
+        doc="float16 little-endian [example, context_before + 1 + context_after]; the first value "
+        "is at token_index - context_before; NaN outside the window",
+    )

@@ -137,6 +137,41 @@ def classifiers_command() -> None:
         )
 
 
+@cli.command("query")
+@click.argument("sql")
+@db_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+def query_command(sql: str, db_url: str | None, fmt: str) -> None:
+    """Run one read-only SQL statement against the survey database (writes are refused)."""
+    from db.readonly import run_query
+    from survey.report import format_rows
+
+    columns, rows = run_query(db_url, sql)
+    click.echo(format_rows(columns, rows, fmt), nl=False)
+
+
+@cli.command("export")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to write into.")
+def export_command(db_url: str | None, fmt: str, out: Path) -> None:
+    """Write every table and view to OUT as one .parquet or .csv file each."""
+    from db.export import export_all
+
+    for path, n in export_all(db_url, out, fmt):
+        click.echo(f"{path}: {n} rows")
+
+
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the database schema documentation (Markdown), generated from the metadata."""
+    from db.schema_doc import schema_markdown
+
+    click.echo(schema_markdown(), nl=False)
+
+
 @cli.command("install-corpus")
 def install_corpus_command() -> None:
     """Download the gensim 4.4.0 wheel that holds the wiki-news corpus (read, never imported)."""

@@ -16,6 +16,35 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     ]
 
 
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: str) -> str:
+    """Query results as an aligned text table, CSV, or a JSON list of objects."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return (
+            json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=1) + "\n"
+        )
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return buffer.getvalue()
+    shown = [[_cell(value) for value in row] for row in rows]
+    count = f"{len(rows)} row" + ("" if len(rows) == 1 else "s")
+    return "\n".join(text_table(list(columns), shown)) + f"\n({count})\n"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return "" if value is None else str(value)
+
+
 def summary_lines(summaries: list[UnitSummary]) -> list[str]:
     """A table of top heads (``layer.head score``) per model and class, then one line per validation."""
     if not summaries:

@@ -1,0 +1,79 @@
+"""Example research questions as SQL, each tested against the fixture database (and shown in the
+README). Plain SQL over the views and tables; it runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+EXAMPLES: list[tuple[str, str]] = [
+    (
+        "Which models have an induction head in their first third?",
+        """SELECT model, min(relative_depth) AS shallowest FROM head_wide
+WHERE induction_label = 1 AND relative_depth < 1.0 / 3 GROUP BY model ORDER BY model""",
+    ),
+    (
+        "Heads that are both duplicate-token and induction heads",
+        """SELECT model, layer, head, duplicate_token_score, induction_score FROM head_wide
+WHERE duplicate_token_label = 1 AND induction_label = 1 ORDER BY model, layer, head""",
+    ),
+    (
+        "The strongest induction head of each model, by relative depth",
+        """SELECT model, layer, head, round(CAST(relative_depth AS NUMERIC), 2) AS depth,
+    round(CAST(score AS NUMERIC), 3) AS score
+FROM induction_mosaic WHERE rank = 1 ORDER BY depth""",
+    ),
+    (
+        "How many heads of each class does each model have?",
+        """SELECT model, sum(previous_token_label) AS previous_token,
+    sum(duplicate_token_label) AS duplicate_token, sum(induction_label) AS induction,
+    sum(attention_sink_label) AS attention_sink, count(*) AS heads
+FROM head_wide GROUP BY model ORDER BY model""",
+    ),
+    (
+        "Induction heads that are also attention sinks on text without repeats",
+        """SELECT model, layer, head, round(CAST(induction_score AS NUMERIC), 2) AS induction,
+    round(CAST(attention_sink_score AS NUMERIC), 2) AS sink
+FROM head_wide WHERE induction_label = 1 AND attention_sink_label = 1 ORDER BY model, layer, head""",
+    ),
+    (
+        "Does ablating the labelled induction heads hurt more than random heads?",
+        """SELECT m.name AS model, v.k, round(CAST(v.effect_top AS NUMERIC), 3) AS top_k_rise,
+    round(CAST(v.effect_random_mean AS NUMERIC), 3) AS random_rise,
+    round(CAST(v.ratio AS NUMERIC), 1) AS ratio, v.supported
+FROM validations v JOIN latest_units u ON u.id = v.unit_id JOIN models m ON m.id = u.model_id
+ORDER BY m.name""",
+    ),
+    (
+        "Where do previous-token heads sit? Mean relative depth of the labelled ones per model",
+        """SELECT model, count(*) AS heads, round(avg(relative_depth), 2) AS mean_depth FROM head_wide
+WHERE previous_token_label = 1 GROUP BY model ORDER BY model""",
+    ),
+    (
+        "Neuron families per model",
+        """SELECT m.name AS model, n.family, count(*) AS neurons
+FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
+WHERE n.family IS NOT NULL GROUP BY m.name, n.family ORDER BY m.name, n.family""",
+    ),
+    (
+        "Which layers hold the prediction and suppression neurons? (relative depth)",
+        """SELECT m.name AS model, n.family, round(avg((n.layer + 0.5) / m.n_layers), 2) AS mean_depth,
+    count(*) AS neurons
+FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
+WHERE n.family IN ('prediction', 'suppression') GROUP BY m.name, n.family ORDER BY m.name, n.family""",
+    ),
+    (
+        "The strongest neurons of each family",
+        """SELECT model, family, layer, neuron, round(CAST(max AS NUMERIC), 2) AS max_activation
+FROM top_neurons WHERE family_rank <= 3 ORDER BY model, family, family_rank""",
+    ),
+    (
+        "Dead neurons per model and layer",
+        """SELECT m.name AS model, n.layer, count(*) AS dead
+FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
+WHERE n.family = 'dead' GROUP BY m.name, n.layer ORDER BY m.name, n.layer""",
+    ),
+    (
+        "What computed each result: model revision, code version, device and dtype per unit",
+        """SELECT model, unit, version, substr(resolved_sha, 1, 12) AS sha, code_version, device, dtype,
+    run_status
+FROM run_provenance ORDER BY model, unit""",
+    ),
+]

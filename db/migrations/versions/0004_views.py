@@ -1,0 +1,25 @@
+"""views: latest_units, head_wide, induction_mosaic, top_neurons, run_provenance
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-25
+"""
+
+from alembic import op
+
+from db.views import VIEWS
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for sql in VIEWS.values():
+        op.execute(sql)
+
+
+def downgrade() -> None:
+    for name in reversed(list(VIEWS)):
+        op.execute(f"DROP VIEW {name}")

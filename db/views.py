@@ -1,0 +1,87 @@
+"""SQL views for the common questions. Plain SQL that runs on SQLite and PostgreSQL; created by
+migration 0004, so they exist in every database the survey opens.
+
+- ``latest_units``: the newest version of each unit (model, kind, name), with provenance;
+- ``head_wide``: one row per head of each model with every v1 classifier's score and label;
+- ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
+- ``top_neurons``: the 10 strongest neurons (by max activation) of each family in each model;
+- ``run_provenance``: every unit with its model, revision, run, code version, device and dtype.
+"""
+
+from __future__ import annotations
+
+HEAD_CLASSES = ("previous_token", "duplicate_token", "induction", "attention_sink")
+
+LATEST_UNITS = """
+CREATE VIEW latest_units AS
+SELECT u.* FROM units u
+WHERE u.version = (
+    SELECT max(v.version) FROM units v
+    WHERE v.model_id = u.model_id AND v.kind = u.kind AND v.name = u.name
+)
+AND u.id = (
+    SELECT max(w.id) FROM units w
+    WHERE w.model_id = u.model_id AND w.kind = u.kind AND w.name = u.name AND w.version = u.version
+)
+"""
+
+
+def _head_wide() -> str:
+    columns = ",\n    ".join(
+        f"max(CASE WHEN u.name = '{name}' THEN h.score END) AS {name}_score,\n    "
+        f"max(CASE WHEN u.name = '{name}' THEN CAST(h.label AS INTEGER) END) AS {name}_label"
+        for name in HEAD_CLASSES
+    )
+    return f"""
+CREATE VIEW head_wide AS
+SELECT m.id AS model_id, m.name AS model, h.layer, h.head,
+    (h.layer + 0.5) / m.n_layers AS relative_depth,
+    {columns}
+FROM head_scores h
+JOIN latest_units u ON u.id = h.unit_id AND u.kind = 'head_classifier'
+JOIN models m ON m.id = u.model_id
+GROUP BY m.id, m.name, m.n_layers, h.layer, h.head
+"""
+
+
+INDUCTION_MOSAIC = """
+CREATE VIEW induction_mosaic AS
+SELECT m.name AS model, m.n_layers, m.n_heads, h.layer, h.head,
+    (h.layer + 0.5) / m.n_layers AS relative_depth, h.score, h.label, h.rank
+FROM head_scores h
+JOIN latest_units u ON u.id = h.unit_id AND u.kind = 'head_classifier' AND u.name = 'induction'
+JOIN models m ON m.id = u.model_id
+"""
+
+TOP_NEURONS = """
+CREATE VIEW top_neurons AS
+SELECT model, family, layer, neuron, max, vocab_kurtosis, vocab_skew, top_token_share, family_rank
+FROM (
+    SELECT m.name AS model, n.family, n.layer, n.neuron, n.max, n.vocab_kurtosis, n.vocab_skew,
+        n.top_token_share,
+        row_number() OVER (PARTITION BY m.id, n.family ORDER BY n.max DESC, n.layer, n.neuron) AS family_rank
+    FROM neurons n
+    JOIN latest_units u ON u.id = n.unit_id
+    JOIN models m ON m.id = u.model_id
+    WHERE n.family IS NOT NULL
+) ranked
+WHERE family_rank <= 10
+"""
+
+RUN_PROVENANCE = """
+CREATE VIEW run_provenance AS
+SELECT m.name AS model, m.source, m.revision, m.resolved_sha, m.quantization,
+    u.id AS unit_id, u.kind, u.name AS unit, u.version, u.dataset_hash, u.created_at,
+    r.id AS run_id, r.code_version, r.device, r.dtype, r.status AS run_status, r.started_at, r.ended_at
+FROM units u
+JOIN models m ON m.id = u.model_id
+JOIN runs r ON r.id = u.run_id
+"""
+
+VIEWS = {
+    "latest_units": LATEST_UNITS,
+    "head_wide": _head_wide(),
+    "induction_mosaic": INDUCTION_MOSAIC,
+    "top_neurons": TOP_NEURONS,
+    "run_provenance": RUN_PROVENANCE,
+}

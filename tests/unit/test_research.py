@@ -1,0 +1,212 @@
+"""Researcher access: read-only SQL, views, the pandas API, exports, schema docs and the example
+queries, against the fixture database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import survey
+from db.engine import open_database
+from db.examples import EXAMPLES
+from db.readonly import run_query, split_statements
+from db.schema import Base
+from db.schema_doc import schema_markdown
+from survey.errors import SurveyError
+from tests.clitools import run_cli
+from tests.fixtures_db import build_fixture
+
+
+def unchanged_fingerprint(db: Path) -> tuple[str, int]:
+    """The main file's hash and the write-ahead log's size: a read-only connection may create
+    the (empty) -wal and -shm sidecars of a WAL database, but never writes data."""
+    import hashlib
+
+    wal = db.with_name(db.name + "-wal")
+    return hashlib.sha256(db.read_bytes()).hexdigest(), wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.fixture
+def fixture_db(tmp_path: Path) -> Path:
+    path = tmp_path / "fixture.db"
+    engine = open_database(f"sqlite:///{path}")
+    build_fixture(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.mark.parametrize(("question", "sql"), EXAMPLES, ids=[q for q, _ in EXAMPLES])
+def test_every_example_query_answers_its_question_on_the_fixture(
+    question: str, sql: str, fixture_db: Path
+) -> None:
+    columns, rows = run_query(f"sqlite:///{fixture_db}", sql)
+    assert columns and rows, question
+
+
+def test_there_are_at_least_ten_examples_and_the_readme_shows_three() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert len(EXAMPLES) >= 10
+    assert sum(sql in readme for _, sql in EXAMPLES) >= 3
+
+
+WRITES = [
+    "INSERT INTO corpora (name, hash, description) VALUES ('x', 'y', 'z')",
+    "UPDATE neurons SET max = 0",
+    "DELETE FROM head_scores",
+    "DROP TABLE models",
+    "ATTACH DATABASE 'other.db' AS other",
+    "PRAGMA journal_mode = DELETE",
+    "PRAGMA user_version = 7",
+    "CREATE TABLE t (a INTEGER)",
+    "VACUUM",
+    "SELECT 1; DELETE FROM models",
+]
+
+
+@pytest.mark.parametrize("sql", WRITES)
+def test_writes_are_refused_and_leave_the_database_unchanged(
+    sql: str,
+    fixture_db: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = unchanged_fingerprint(fixture_db)
+    code, out, err = run_cli(["query", sql, "--db", f"sqlite:///{fixture_db}"], monkeypatch, capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("Error: ")
+    assert "read-only" in err or "one SQL statement at a time" in err
+    assert unchanged_fingerprint(fixture_db) == before
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_query_formats_and_read_pragmas(fixture_db: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{fixture_db}"
+    sql = "SELECT name, n_layers FROM models ORDER BY name"
+    code, out, _ = run_cli(["query", sql, "--db", url], monkeypatch, capsys)
+    assert code == 0 and "fixture-a" in out and "(2 rows)" in out
+    code, out, _ = run_cli(["query", sql, "--db", url, "--format", "csv"], monkeypatch, capsys)
+    assert out.splitlines() == ["name,n_layers", "fixture-a,4", "fixture-b,6"]
+    code, out, _ = run_cli(["query", sql, "--db", url, "--format", "json"], monkeypatch, capsys)
+    assert json.loads(out) == [{"name": "fixture-a", "n_layers": 4}, {"name": "fixture-b", "n_layers": 6}]
+    columns, rows = run_query(url, "PRAGMA table_info(models)")
+    assert "name" in columns and any(r[1] == "resolved_sha" for r in rows)
+
+
+def test_bad_sql_and_missing_database_are_one_line_errors(fixture_db: Path, tmp_path: Path) -> None:
+    with pytest.raises(SurveyError, match="query failed: no such table: nope"):
+        run_query(f"sqlite:///{fixture_db}", "SELECT * FROM nope")
+    with pytest.raises(SurveyError, match="no survey database at"):
+        run_query(f"sqlite:///{tmp_path / 'absent.db'}", "SELECT 1")
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_statement_splitting_respects_quotes_and_comments() -> None:
+    assert split_statements("SELECT ';' AS a; -- x; y\n") == ["SELECT ';' AS a"]
+    assert split_statements("SELECT 1 /* ; */ ; SELECT 'it''s;'") == ["SELECT 1", "SELECT 'it''s;'"]
+    assert len(split_statements("SELECT 1;\n;\nSELECT 2")) == 2
+
+
+def test_views_answer_the_common_questions(fixture_db: Path) -> None:
+    db = survey.open(f"sqlite:///{fixture_db}")
+    wide = db.head_wide()
+    assert len(wide) == 4 * 3 + 6 * 2
+    row = wide[(wide["model"] == "fixture-a") & (wide["layer"] == 2) & (wide["head"] == 1)].iloc[0]
+    assert row.induction_score == 0.9 and row.induction_label == 1 and row.attention_sink_label == 1
+    mosaic = db.query("SELECT * FROM induction_mosaic WHERE rank = 1 ORDER BY model")
+    assert mosaic[["model", "layer", "head"]].values.tolist() == [["fixture-a", 2, 1], ["fixture-b", 2, 0]]
+    top = db.query("SELECT * FROM top_neurons WHERE model = 'fixture-a' AND family = 'prediction'")
+    assert top.family_rank.tolist() == [1, 2] and top.layer.tolist() == [1, 0]
+    assert set(db.runs().unit) == {
+        "previous_token",
+        "duplicate_token",
+        "induction",
+        "attention_sink",
+        "neurons",
+    }
+
+
+def test_pandas_api_reads_heads_neurons_and_examples(fixture_db: Path) -> None:
+    db = survey.open(f"sqlite:///{fixture_db}")
+    heads = db.heads("induction", model="fixture-b")
+    assert isinstance(heads, pd.DataFrame) and len(heads) == 12
+    assert heads.sort_values("rank").iloc[0][["layer", "head"]].tolist() == [2, 0]
+    assert set(db.neurons(family="dead").model) == {"fixture-a", "fixture-b"}
+    examples = db.examples("fixture-a", layer=1, neuron=2)
+    assert examples["token"].tolist() == ["cat", "The"] and examples["document"].tolist() == ["pets"] * 2
+    assert [t for t, _ in examples["context"][0]] == ["The", "cat", "sat"]
+    assert examples["context"][0][1][1] == pytest.approx(3.0)
+    assert [t for t, _ in examples["context"][1]] == ["The", "cat"]  # NaN before the window start is dropped
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_writes_every_table_and_view(
+    fmt: str,
+    fixture_db: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    out = tmp_path / "export"
+    args = ["export", "--db", f"sqlite:///{fixture_db}", "--format", fmt, "--out", str(out)]
+    code, printed, _ = run_cli(args, monkeypatch, capsys)
+    assert code == 0
+    names = {p.stem for p in out.iterdir()}
+    assert (
+        set(Base.metadata.tables) | {"head_wide", "induction_mosaic", "top_neurons", "run_provenance"}
+        <= names
+    )
+    read = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    assert len(read(out / f"head_scores.{fmt}")) == 4 * (12 + 12)
+    assert len(read(out / f"head_wide.{fmt}")) == 24
+    assert "head_scores" in printed
+
+
+def test_schema_docs_cover_every_column_and_the_readme_shows_them(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    text = schema_markdown()
+    for table in Base.metadata.tables.values():
+        assert f"**`{table.name}`**" in text
+        for column in table.columns:
+            assert column.name == "id" or column.doc, f"{table.name}.{column.name} has no doc"
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- schema:start -->\n", 1)[1].split("<!-- schema:end -->", 1)[0]
+    assert block == text, "README schema is stale: paste the output of `survey schema`"
+    code, out, _ = run_cli(["schema"], monkeypatch, capsys)
+    assert code == 0 and out == text
+
+
+@pytest.fixture(scope="module")
+def postgres_fixture(postgres_url: str) -> str:
+    engine = open_database(postgres_url)
+    build_fixture(engine)
+    engine.dispose()
+    return postgres_url
+
+
+def test_examples_and_views_run_on_postgresql(postgres_fixture: str) -> None:
+    for question, sql in EXAMPLES:
+        columns, rows = run_query(postgres_fixture, sql)
+        assert columns and rows, question
+    wide = survey.open(postgres_fixture).head_wide()
+    assert len(wide) == 24 and wide["induction_label"].sum() == 4
+
+
+@pytest.mark.parametrize(
+    "sql", [w for w in WRITES if "ATTACH" not in w and "PRAGMA" not in w and "VACUUM" not in w]
+)
+def test_postgresql_queries_run_in_read_only_transactions(sql: str, postgres_fixture: str) -> None:
+    count = (
+        "SELECT (SELECT count(*) FROM models) + (SELECT count(*) FROM head_scores) "
+        "+ (SELECT count(*) FROM neurons)"
+    )
+    before = run_query(postgres_fixture, count)[1]
+    with pytest.raises(SurveyError, match="read-only|one SQL statement at a time"):
+        run_query(postgres_fixture, sql)
+    assert run_query(postgres_fixture, count)[1] == before
+    assert run_query(
+        postgres_fixture, "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'"
+    )[1] == [(0,)]
