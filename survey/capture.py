@@ -10,7 +10,8 @@ Capture points (shapes per layer, batch first):
   (through a post-attention norm linearised with its scale frozen, where the family has one)
 - ``attn_out`` [batch, pos, d_model]: the attention's contribution to the residual stream
 - ``neuron``   [batch, pos, d_mlp]: the input to the MLP output projection
-- ``mlp_out``  [batch, pos, d_model]: the MLP output projection's output
+- ``mlp_out``  [batch, pos, d_model]: the MLP's contribution to the residual stream (the output
+  projection's output, through the post-MLP norm where the family has one)
 
 Capture never writes to the database and never changes the model; hooks are removed on exit.
 """
@@ -123,10 +124,13 @@ class _Recorder:
             if "neuron" in points:
                 self._pre(a.mlp_out_proj(layer), ("neuron", layer))
             if "mlp_out" in points:
-                self._post(a.mlp_out_proj(layer), ("mlp_out", layer), _first_output)
+                mlp_norm = a.mlp_post_norm(layer)
+                source = a.mlp_out_proj(layer) if mlp_norm is None else mlp_norm
+                self._post(source, ("mlp_out", layer), _first_output)
 
-    def finish(self, layers: tuple[int, ...]) -> dict[tuple[str, int], Tensor]:
-        """Reshape per-head points and derive head contributions; drop helper tensors."""
+    def finish(self, layers: tuple[int, ...], batch: int, pos: int) -> dict[tuple[str, int], Tensor]:
+        """Reshape per-head points and derive head contributions; drop helper tensors. MLP points
+        come back as ``[batch, pos, ...]`` even from families that flatten tokens (OPT)."""
         d = self.adapter.dims
         result: dict[tuple[str, int], Tensor] = {}
         for layer in layers:
@@ -141,7 +145,10 @@ class _Recorder:
                     result[("head_out", layer)] = self._head_out(layer, z)
             for name in ("pattern", "attn_in", "attn_out", "neuron", "mlp_out"):
                 if (name, layer) in self.seen:
-                    result[(name, layer)] = self.seen[(name, layer)]
+                    tensor = self.seen[(name, layer)]
+                    if name in ("neuron", "mlp_out") and tensor.ndim == 2:
+                        tensor = tensor.view(batch, pos, -1)
+                    result[(name, layer)] = tensor
         return result
 
     def _head_out(self, layer: int, z: Tensor) -> Tensor:
@@ -206,7 +213,7 @@ def capture(
             recorder = _Recorder(adapter, spec, torch.device(out_device))
             with _hooked(recorder, layers):
                 output = model(input_ids=ids, attention_mask=mask, use_cache=False)
-            parts.append(recorder.finish(layers))
+            parts.append(recorder.finish(layers, ids.shape[0], ids.shape[1]))
             if keep_logits:
                 logits.append(output.logits.float().to(out_device))
     merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]} if parts else {}

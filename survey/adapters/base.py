@@ -124,6 +124,7 @@ class ArchitectureAdapter:
     mlp_gate_path: ClassVar[str | None] = "mlp.gate_proj"
     mlp_out_path: ClassVar[str] = "mlp.down_proj"
     attn_post_norm_path: ClassVar[str | None] = None
+    mlp_post_norm_path: ClassVar[str | None] = None
     norm_gain_offset: ClassVar[float] = 0.0  # Gemma RMSNorms multiply by (1 + weight)
     final_norm_path: ClassVar[str] = "model.norm"
     embed_path: ClassVar[str] = "model.embed_tokens"
@@ -166,6 +167,10 @@ class ArchitectureAdapter:
     def attn_post_norm(self, layer: int) -> nn.Module | None:
         """The norm applied to the attention output before the residual add, if any."""
         return None if self.attn_post_norm_path is None else self._in_block(layer, self.attn_post_norm_path)
+
+    def mlp_post_norm(self, layer: int) -> nn.Module | None:
+        """The norm applied to the MLP output before the residual add, if any (Gemma 2/3, OLMo 2)."""
+        return None if self.mlp_post_norm_path is None else self._in_block(layer, self.mlp_post_norm_path)
 
     def mlp_in_projections(self, layer: int) -> dict[str, Projection]:
         """The MLP input maps: ``in`` always, ``gate`` for gated MLPs."""

@@ -15,6 +15,7 @@ class Olmo2Adapter(ArchitectureAdapter):
 
     model_types = ("olmo2",)
     attn_post_norm_path = "post_attention_layernorm"
+    mlp_post_norm_path = "post_feedforward_layernorm"
 
 
 ADAPTERS = (OlmoAdapter, Olmo2Adapter)

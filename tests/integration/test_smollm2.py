@@ -120,3 +120,26 @@ def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp
     engine.dispose()
     assert per_layer == [(layer, 1536) for layer in range(30)] and examples == 30 * 1536
     assert families.get("prediction", 0) > 10 and families.get("suppression", 0) > 10
+
+
+def test_smollm2_does_ioi_and_its_dla_decomposes_the_logit_difference(smollm2: LoadedModel) -> None:
+    from classifiers.ioi_prompts import generate_ioi
+    from survey.ioi_measure import direct_logit_attribution, end_components, logit_diff
+
+    prompts = generate_ioi(smollm2.tokenizer, smollm2.bos.token_id, per_group=4)
+    assert len({g.template for g in prompts.groups}) >= 15 and len(prompts.names) >= 30
+    lds, clean = [], []
+    for group in prompts.groups[:6]:
+        components = end_components(smollm2.adapter, group.clean, group.positions["end"])
+        ld = logit_diff(components.logits, group.io_ids, group.s_ids)
+        dla = direct_logit_attribution(smollm2.adapter, components, group.io_ids, group.s_ids)
+        total = (
+            dla["heads"].sum((1, 2)) + dla["mlps"].sum(1) + dla["embed"] + dla["attn_bias"] + dla["constant"]
+        )
+        torch.testing.assert_close(total, ld, atol=1e-3, rtol=1e-3)
+        lds.append(ld)
+    for group in prompts.groups:
+        with torch.inference_mode():
+            logits = smollm2.model(input_ids=group.clean).logits[:, group.positions["end"]].float()
+        clean.append(logit_diff(logits, group.io_ids, group.s_ids))
+    assert (torch.cat(clean) > 0).float().mean() >= 0.95

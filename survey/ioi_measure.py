@@ -1,0 +1,131 @@
+"""Measurements for the IOI classifiers, in the adapter/capture layer: the logit difference at
+END, the residual stream at END split into components, and their direct logit attribution.
+
+Direct logit attribution (DLA) linearises the final norm with its scale frozen at the clean run:
+``norm(x) ≈ gain * centre(x) / sigma + bias``, with ``sigma`` read from the clean residual
+(RMS for RMSNorm; the standard deviation, after centring, for LayerNorm). Every residual
+component then contributes ``(gain * centre(c) / sigma) · (W_U[:, IO] - W_U[:, S])``, and the
+components, the norm's bias and the unembedding bias sum exactly to the clean logit difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from survey.adapters import ArchitectureAdapter
+from survey.capture import CaptureSpec, capture
+
+
+def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
+    """``logits [prompt, vocab]`` at END → logit(IO) - logit(S) per prompt."""
+    return logits.gather(1, io_ids[:, None])[:, 0] - logits.gather(1, s_ids[:, None])[:, 0]
+
+
+@dataclass(frozen=True)
+class EndComponents:
+    """The residual stream at END, split: embeddings, every head's output, each layer's
+    attention output bias, each MLP's output; plus the residual itself and the logits."""
+
+    embed: Tensor  # [prompt, d_model]
+    heads: Tensor  # [prompt, layer, head, d_model]
+    attn_bias: Tensor  # [layer, d_model]
+    mlps: Tensor  # [prompt, layer, d_model]
+    resid: Tensor  # [prompt, d_model]: the final norm's input
+    logits: Tensor  # [prompt, vocab]
+
+    def total(self) -> Tensor:
+        """The sum of the components, which equals ``resid``."""
+        return self.embed + self.heads.sum((1, 2)) + self.attn_bias.sum(0) + self.mlps.sum(1)
+
+
+def end_components(adapter: ArchitectureAdapter, tokens: Tensor, end: int) -> EndComponents:
+    """One forward pass over ``tokens [prompt, pos]`` that keeps every component at position ``end``."""
+    kept: dict[str, Tensor] = {}
+
+    def keep(name: str) -> Any:
+        def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            x = args[0] if args else kwargs["hidden_states"]
+            kept[name] = x[:, end].detach().float().clone()
+
+        return hook
+
+    handles = [
+        adapter.blocks()[0].register_forward_pre_hook(keep("embed"), with_kwargs=True),
+        adapter.final_norm().register_forward_pre_hook(keep("resid"), with_kwargs=True),
+    ]
+    try:
+        got = capture(
+            adapter, tokens, CaptureSpec.of("head_out", "mlp_out"), keep_logits=True, batch_size=len(tokens)
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    if got.logits is None:
+        raise RuntimeError("capture returned no logits")
+    heads = got.stacked("head_out")[:, :, end].permute(1, 0, 2, 3)  # [prompt, layer, head, d_model]
+    mlps = got.stacked("mlp_out")[:, :, end].permute(1, 0, 2)
+    bias = torch.stack(
+        [adapter.output_weights(layer)[1].detach().float() for layer in range(adapter.dims.n_layers)]
+    )
+    return EndComponents(kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, end])
+
+
+@dataclass(frozen=True)
+class FinalNormView:
+    """The final norm as DLA needs it: gain, bias, whether it centres, and epsilon."""
+
+    gain: Tensor
+    bias: Tensor | None
+    centred: bool
+    eps: float
+
+    @classmethod
+    def of(cls, adapter: ArchitectureAdapter) -> FinalNormView:
+        norm = adapter.final_norm()
+        gain = adapter.final_norm_gain()
+        d = adapter.dims.d_model
+        bias = getattr(norm, "bias", None)
+        eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-5)))
+        return cls(
+            torch.ones(d) if gain is None else gain, None if bias is None else bias.detach().float(),
+            isinstance(norm, nn.LayerNorm), eps,
+        )  # fmt: skip
+
+    def centre(self, x: Tensor) -> Tensor:
+        """Subtract the feature mean (LayerNorm only); linear, so it applies per component."""
+        return x - x.mean(-1, keepdim=True) if self.centred else x
+
+    def sigma(self, resid: Tensor) -> Tensor:
+        """``[prompt]``: the scale the norm divides by on the clean residual."""
+        x = self.centre(resid)
+        return (x.pow(2).mean(-1) + self.eps).sqrt()
+
+
+def direct_logit_attribution(
+    adapter: ArchitectureAdapter, components: EndComponents, io_ids: Tensor, s_ids: Tensor
+) -> dict[str, Tensor]:
+    """Each component's contribution to logit(IO) - logit(S): ``heads [prompt, layer, head]``,
+    ``mlps [prompt, layer]``, ``embed``, ``attn_bias`` and ``constant`` (norm and unembedding
+    biases) ``[prompt]``. Their sum is the clean logit difference."""
+    norm = FinalNormView.of(adapter)
+    w_u, b_u = adapter.unembedding()
+    w_u, b_u = w_u.detach().float(), b_u.detach().float()
+    direction = w_u[:, io_ids].T - w_u[:, s_ids].T  # [prompt, d_model]
+    scale = (norm.gain / norm.sigma(components.resid)[:, None]) * direction  # [prompt, d_model]
+
+    def project(x: Tensor) -> Tensor:  # x [prompt, ..., d_model]
+        view = scale.view(scale.shape[0], *([1] * (x.ndim - 2)), scale.shape[1])
+        return (norm.centre(x) * view).sum(-1)
+
+    constant = b_u[io_ids] - b_u[s_ids]
+    if norm.bias is not None:
+        constant = constant + direction @ norm.bias
+    attn_bias = components.attn_bias.expand(len(io_ids), -1, -1)  # [prompt, layer, d_model]
+    return {
+        "heads": project(components.heads), "mlps": project(components.mlps),
+        "embed": project(components.embed), "attn_bias": project(attn_bias).sum(1), "constant": constant,
+    }  # fmt: skip

@@ -1,0 +1,90 @@
+"""IOI prompts per tokenizer, and the END measurements: logit difference and a direct logit
+attribution whose components sum to it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from classifiers.ioi_prompts import NAMES, OBJECTS, PLACES, TEMPLATES, generate_ioi
+from survey.adapters import adapt
+from survey.adapters.base import ArchitectureAdapter
+from survey.ioi_measure import direct_logit_attribution, end_components, logit_diff
+from tests.tiny import VOCAB, tiny_model
+
+
+def word_tokenizer():  # type: ignore[no-untyped-def]
+    """A word-level tokenizer that knows every template word, name, place and object."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {w for t in TEMPLATES for w in re.findall(r"\w+|[^\w\s]", re.sub(r"\{\w+\}", " ", t))}
+    vocab = ["<unk>", "<s>", *sorted(words | set(NAMES) | set(PLACES) | set(OBJECTS))]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>")
+
+
+def test_prompts_cover_the_templates_in_both_orders_with_names_at_their_positions() -> None:
+    tokenizer = word_tokenizer()
+    prompts = generate_ioi(tokenizer, bos_id=1, per_group=6, seed=3)
+    assert len(prompts.names) >= 30 and len({g.template for g in prompts.groups}) >= 15
+    assert {g.order for g in prompts.groups} == {"ABBA", "BABA"}
+    for group in prompts.groups:
+        p = group.positions
+        assert (group.clean[:, 0] == 1).all() and p["end"] == group.clean.shape[1] - 1
+        assert torch.equal(group.clean[:, p["io"]], group.io_ids)
+        assert torch.equal(group.clean[:, p["s1"]], group.s_ids) and torch.equal(
+            group.clean[:, p["s2"]], group.s_ids
+        )
+        assert (p["io"] < p["s1"]) == (group.order == "ABBA")
+        corrupt = group.corrupted[:, [p["io"], p["s1"], p["s2"]]]
+        assert all(len(set(row.tolist())) == 3 for row in corrupt)  # ABC: three distinct names
+        assert all(
+            not {int(i), int(s)} & set(row.tolist())
+            for i, s, row in zip(group.io_ids, group.s_ids, corrupt, strict=True)
+        )
+        same = torch.ones_like(group.clean, dtype=torch.bool)
+        same[:, [p["io"], p["s1"], p["s2"]]] = False
+        assert torch.equal(group.clean[same], group.corrupted[same])  # only the names differ
+    again = generate_ioi(tokenizer, bos_id=1, per_group=6, seed=3)
+    assert again.hash == prompts.hash and generate_ioi(tokenizer, 1, 6, seed=4).hash != prompts.hash
+
+
+def test_too_few_single_token_names_is_an_error() -> None:
+    from tests.tiny import tiny_tokenizer
+
+    with pytest.raises(ValueError, match="too few single-token words"):
+        generate_ioi(tiny_tokenizer(), bos_id=1)
+
+
+FAMILIES = [
+    "gpt2",
+    "llama",
+    "gpt_neox",
+    "opt",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "olmo2",
+    "phi",
+    "gptj",
+    "phi3",
+]
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_direct_logit_attribution_sums_to_the_logit_difference(model_type: str) -> None:
+    adapter: ArchitectureAdapter = adapt(tiny_model(model_type))
+    tokens = torch.randint(3, VOCAB, (4, 10))
+    io, s = torch.randint(3, VOCAB, (4,)), torch.randint(3, VOCAB, (4,))
+    components = end_components(adapter, tokens, end=9)
+    torch.testing.assert_close(components.total(), components.resid, atol=2e-5, rtol=1e-4)
+    dla = direct_logit_attribution(adapter, components, io, s)
+    total = dla["heads"].sum((1, 2)) + dla["mlps"].sum(1) + dla["embed"] + dla["attn_bias"] + dla["constant"]
+    ld = logit_diff(components.logits, io, s)
+    torch.testing.assert_close(total, ld, atol=1e-4, rtol=1e-4)
+    assert dla["heads"].shape == (4, adapter.dims.n_layers, adapter.dims.n_heads)
+    assert ld.abs().max() > 1e-3  # a real, non-zero difference was decomposed
