@@ -8,6 +8,8 @@ target or a scored query except for the sink, whose target is the first token.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -34,8 +36,23 @@ def _check(patterns: Tensor, probe: ProbeSet) -> None:
         )
 
 
+class TargetMassClassifier(HeadClassifier):
+    """A classifier whose score is the attention mass on target keys (``targets_of`` the probe
+    tokens), averaged over the queries that have at least one target."""
+
+    @staticmethod
+    @abstractmethod
+    def targets_of(tokens: Tensor, first_content: int) -> Tensor:
+        """``[batch, query, key]`` bool: the keys each query should attend to."""
+
+    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
+        _check(patterns, probe)
+        targets = self.targets_of(probe.tokens, probe.first_content)
+        return pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+
+
 @register
-class PreviousToken(HeadClassifier):
+class PreviousToken(TargetMassClassifier):
     """Previous-token heads: mean over positions i of A[i, i-1] on natural text.
 
     Threshold 0.4: the head puts more attention on the previous token than anywhere else
@@ -47,15 +64,11 @@ class PreviousToken(HeadClassifier):
     summary = "attends from each token to the token before it"
     formula = "mean over queries i (i-1 not BOS) of A[i, i-1], on natural text"
     default_config = ClassifierConfig(threshold=0.4, probe=NATURAL)
-
-    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
-        _check(patterns, probe)
-        targets = previous_targets(probe.tokens, probe.first_content)
-        return pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+    targets_of = staticmethod(previous_targets)
 
 
 @register
-class DuplicateToken(HeadClassifier):
+class DuplicateToken(TargetMassClassifier):
     """Duplicate-token heads: attention mass on earlier occurrences of the current token, on
     [BOS] + r + r (r: 50 random tokens, batch 10), over the queries that have one.
 
@@ -67,15 +80,11 @@ class DuplicateToken(HeadClassifier):
     summary = "attends from a token to its earlier occurrences"
     formula = "mean over second-repeat queries i of sum_j A[i, j] for earlier j with t_j = t_i, on [BOS]+r+r"
     default_config = ClassifierConfig(threshold=0.3, probe=REPEATED)
-
-    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
-        _check(patterns, probe)
-        targets = duplicate_targets(probe.tokens, probe.first_content)
-        return pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+    targets_of = staticmethod(duplicate_targets)
 
 
 @register
-class Induction(HeadClassifier):
+class Induction(TargetMassClassifier):
     """Induction heads: attention mass on the token after each earlier occurrence of the
     current token. On [BOS] + r + r this is Neel Nanda's score, the mean of A[i, i-(L-1)] over
     the second repeat (here exactly its L queries), as in the induction mosaic.
@@ -88,11 +97,7 @@ class Induction(HeadClassifier):
     summary = "attends to the token after an earlier occurrence of the current token"
     formula = "mean over second-repeat queries i of A[i, i-(L-1)], on [BOS]+r+r with L=50"
     default_config = ClassifierConfig(threshold=0.4, probe=REPEATED)
-
-    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
-        _check(patterns, probe)
-        targets = induction_targets(probe.tokens, probe.first_content)
-        return pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+    targets_of = staticmethod(induction_targets)
 
 
 @register
