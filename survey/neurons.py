@@ -197,9 +197,7 @@ def _pairs(ids: list[int], values: list[float]) -> list[list[Any]]:
 STAT_FIELDS = ("mean", "std", "skew", "kurtosis", "max", "frac_active")
 
 
-def summarise(
-    loaded: LoadedModel, windows: Windows, trackers: list[LayerTrackers], config: NeuronConfig
-) -> NeuronSummary:
+def summarise(loaded: LoadedModel, windows: Windows, trackers: list[LayerTrackers]) -> NeuronSummary:
     """Turn the trackers into neuron and example rows, adding the weight-based fields and families."""
     from classifiers.neuron_weights import families, top_token_share, vocab_projection
 
@@ -209,7 +207,7 @@ def summarise(
     gain = adapter.final_norm_gain()
     neurons: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []
-    activity: list[Tensor] = []  # per layer [neuron, 3]: frac_active, max |activation|, top-token share
+    activity: list[Tensor] = []  # per layer [neuron, 3]: frac_active, max activation, top-token share
     all_moments: list[Tensor] = []
     for layer, tracker in enumerate(trackers):
         stats = tracker.moments.result()
@@ -331,4 +329,4 @@ def compute_summary(loaded: LoadedModel, plan: NeuronPlan, echo: Callable[[str],
     )
     key = f"{loaded.resolved_sha}:{plan.dataset_hash}"
     trackers = run_pass(loaded, windows, plan.config, checkpoint_path(loaded, plan), key, echo)
-    return summarise(loaded, windows, trackers, plan.config)
+    return summarise(loaded, windows, trackers)
