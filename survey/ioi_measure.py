@@ -129,3 +129,24 @@ def direct_logit_attribution(
         "heads": project(components.heads), "mlps": project(components.mlps),
         "embed": project(components.embed), "attn_bias": project(attn_bias).sum(1), "constant": constant,
     }  # fmt: skip
+
+
+def end_attention(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict[str, int]) -> Tensor:
+    """``[prompt, layer, head, 3]``: each head's attention from END to IO, S1 and S2."""
+    patterns = capture(adapter, tokens, CaptureSpec.of("pattern"), batch_size=len(tokens)).stacked("pattern")
+    keys = [positions["io"], positions["s1"], positions["s2"]]
+    return patterns[:, :, :, positions["end"], keys].permute(1, 0, 2, 3)  # from [layer, prompt, head, 3]
+
+
+def ablated_logit_diff(
+    adapter: ArchitectureAdapter, tokens: Tensor, end: int, io_ids: Tensor, s_ids: Tensor,
+    heads: list[tuple[int, int]], means: Tensor,
+) -> Tensor:  # fmt: skip
+    """``[prompt]``: the logit difference with ``heads`` mean-ablated (``means`` from
+    :func:`survey.ablation.head_means`, usually over the ABC prompts)."""
+    from survey.ablation import mean_ablated
+
+    with mean_ablated(adapter, heads, means), torch.inference_mode():
+        device = next(adapter.model.parameters()).device
+        logits = adapter.model(input_ids=tokens.to(device), use_cache=False).logits[:, end].float().cpu()
+    return logit_diff(logits, io_ids, s_ids)

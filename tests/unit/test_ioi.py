@@ -11,7 +11,13 @@ import torch
 from classifiers.ioi_prompts import NAMES, OBJECTS, PLACES, TEMPLATES, generate_ioi
 from survey.adapters import adapt
 from survey.adapters.base import ArchitectureAdapter
-from survey.ioi_measure import direct_logit_attribution, end_components, logit_diff
+from survey.ioi_measure import (
+    ablated_logit_diff,
+    direct_logit_attribution,
+    end_attention,
+    end_components,
+    logit_diff,
+)
 from tests.tiny import VOCAB, tiny_model
 
 
@@ -88,3 +94,33 @@ def test_direct_logit_attribution_sums_to_the_logit_difference(model_type: str) 
     torch.testing.assert_close(total, ld, atol=1e-4, rtol=1e-4)
     assert dla["heads"].shape == (4, adapter.dims.n_layers, adapter.dims.n_heads)
     assert ld.abs().max() > 1e-3  # a real, non-zero difference was decomposed
+
+
+def test_end_attention_reads_the_pattern_rows_at_the_name_positions() -> None:
+    from survey.capture import CaptureSpec, capture
+
+    adapter = adapt(tiny_model("llama"))
+    tokens = torch.randint(3, VOCAB, (3, 9))
+    positions = {"io": 2, "s1": 4, "s2": 6, "end": 8}
+    got = end_attention(adapter, tokens, positions)
+    pattern = capture(adapter, tokens, CaptureSpec.of("pattern"))["pattern", 1]  # [prompt, head, q, k]
+    assert got.shape == (3, 2, 4, 3)
+    torch.testing.assert_close(got[:, 1], pattern[:, :, 8, [2, 4, 6]])
+
+
+def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_heads() -> None:
+    from survey.ablation import head_means
+
+    adapter = adapt(tiny_model("gpt2"))
+    clean, reference = torch.randint(3, VOCAB, (4, 10)), torch.randint(3, VOCAB, (6, 10))
+    io, s = torch.randint(3, VOCAB, (4,)), torch.randint(3, VOCAB, (4,))
+    means = head_means(adapter, reference)
+    base = logit_diff(end_components(adapter, clean, 9).logits, io, s)
+    torch.testing.assert_close(ablated_logit_diff(adapter, clean, 9, io, s, [], means), base)
+    ablated = ablated_logit_diff(adapter, clean, 9, io, s, [(1, 0), (1, 3)], means)
+    assert (ablated - base).abs().max() > 1e-4
+    # ablating with the clean prompts' own means at a single prompt is the identity for that head
+    own = head_means(adapter, clean[:1])
+    torch.testing.assert_close(
+        ablated_logit_diff(adapter, clean[:1], 9, io[:1], s[:1], [(0, 2)], own), base[:1]
+    )
