@@ -123,6 +123,7 @@ class ArchitectureAdapter:
     mlp_in_path: ClassVar[str] = "mlp.up_proj"
     mlp_gate_path: ClassVar[str | None] = "mlp.gate_proj"
     mlp_out_path: ClassVar[str] = "mlp.down_proj"
+    attn_in_norm_path: ClassVar[str | None] = "input_layernorm"
     attn_post_norm_path: ClassVar[str | None] = None
     mlp_post_norm_path: ClassVar[str | None] = None
     norm_gain_offset: ClassVar[float] = 0.0  # Gemma RMSNorms multiply by (1 + weight)
@@ -163,6 +164,10 @@ class ArchitectureAdapter:
     def attn_out_proj(self, layer: int) -> nn.Module:
         """The output projection; its input is z."""
         return self._in_block(layer, self.o_path)
+
+    def attn_in_norm(self, layer: int) -> nn.Module | None:
+        """The norm the attention reads the residual through, if any (OLMo 2 has none)."""
+        return None if self.attn_in_norm_path is None else self._in_block(layer, self.attn_in_norm_path)
 
     def attn_post_norm(self, layer: int) -> nn.Module | None:
         """The norm applied to the attention output before the residual add, if any."""

@@ -13,6 +13,7 @@ class GPT2Adapter(ArchitectureAdapter):
     model_types = ("gpt2",)
     blocks_path = "transformer.h"
     attention_path = "attn"
+    attn_in_norm_path = "ln_1"
     o_path = "attn.c_proj"
     mlp_in_path = "mlp.c_fc"
     mlp_gate_path: ClassVar[str | None] = None

@@ -9,6 +9,7 @@ class GPTNeoAdapter(ArchitectureAdapter):
     model_types = ("gpt_neo",)
     blocks_path = "transformer.h"
     attention_path = "attn.attention"
+    attn_in_norm_path = "ln_1"
     q_path = "attn.attention.q_proj"
     k_path = "attn.attention.k_proj"
     v_path = "attn.attention.v_proj"

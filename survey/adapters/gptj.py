@@ -9,6 +9,7 @@ class GPTJAdapter(ArchitectureAdapter):
     model_types = ("gptj",)
     blocks_path = "transformer.h"
     attention_path = "attn"
+    attn_in_norm_path = "ln_1"
     q_path = "attn.q_proj"
     k_path = "attn.k_proj"
     v_path = "attn.v_proj"

@@ -14,6 +14,7 @@ class Olmo2Adapter(ArchitectureAdapter):
     contributions are linearised with its scale frozen."""
 
     model_types = ("olmo2",)
+    attn_in_norm_path = None
     attn_post_norm_path = "post_attention_layernorm"
     mlp_post_norm_path = "post_feedforward_layernorm"
 

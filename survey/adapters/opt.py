@@ -10,6 +10,7 @@ class OPTAdapter(ArchitectureAdapter):
     blocks_path = "model.decoder.layers"
     q_path = "self_attn.q_proj"
     o_path = "self_attn.out_proj"
+    attn_in_norm_path = "self_attn_layer_norm"
     mlp_in_path = "fc1"
     mlp_gate_path = None
     mlp_out_path = "fc2"

@@ -172,3 +172,20 @@ def test_capture_rejects_unknown_points_and_layers() -> None:
         CaptureSpec.of("resid_banana")
     with pytest.raises(ValueError, match="out of range"):
         capture(adapter, torch.zeros(1, 3, dtype=torch.long), CaptureSpec.of("z", layers=(7,)))
+
+
+def test_the_attention_input_norm_reproduces_what_the_attention_reads(family) -> None:
+    adapter, _ = family
+    tokens = torch.randint(3, VOCAB, (2, 6))
+    seen: dict[str, Tensor] = {}
+
+    def keep(_m, args, kwargs) -> None:  # type: ignore[no-untyped-def]
+        seen["x"] = args[0] if args else kwargs["hidden_states"]
+
+    handle = adapter.blocks()[1].register_forward_pre_hook(keep, with_kwargs=True)
+    got = capture(adapter, tokens, CaptureSpec.of("attn_in", layers=(1,)))
+    handle.remove()
+    norm = adapter.attn_in_norm(1)
+    with torch.inference_mode():
+        expected = seen["x"] if norm is None else norm(seen["x"])
+    torch.testing.assert_close(expected, got["attn_in", 1], atol=ATOL, rtol=1e-4)
