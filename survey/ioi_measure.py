@@ -150,3 +150,55 @@ def ablated_logit_diff(
         device = next(adapter.model.parameters()).device
         logits = adapter.model(input_ids=tokens.to(device), use_cache=False).logits[:, end].float().cpu()
     return logit_diff(logits, io_ids, s_ids)
+
+
+def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Tensor:
+    """``[token, d_model]``: each token's residual after block 0 (attention and MLP), read alone
+    after BOS. This is "the embedding after the first MLP" of the OV copy score."""
+    tokens = (
+        token_ids[:, None]
+        if bos_id is None
+        else torch.stack([torch.full_like(token_ids, bos_id), token_ids], 1)
+    )
+    kept: dict[str, Tensor] = {}
+    after = adapter.blocks()[1] if adapter.dims.n_layers > 1 else adapter.final_norm()
+
+    def keep(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        kept["x"] = (args[0] if args else kwargs["hidden_states"])[:, -1].detach().float().clone()
+
+    handle = after.register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            adapter.model(input_ids=tokens.to(next(adapter.model.parameters()).device), use_cache=False)
+    finally:
+        handle.remove()
+    return kept["x"]
+
+
+def ov_copy_scores(
+    adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
+) -> tuple[Tensor, Tensor]:
+    """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
+    W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
+    ``top`` (negative copy score). Each head's output passes through the norms around it (the
+    layer's attention input norm, a post-attention norm, the final norm); ties never count."""
+    x = resid_after_first_block(adapter, name_ids, bos_id)
+    w_u = adapter.unembedding()[0].detach().float()
+    final = adapter.final_norm()
+    copy, negative = [], []
+    with torch.inference_mode():
+        for layer in range(adapter.dims.n_layers):
+            norm, post = adapter.attn_in_norm(layer), adapter.attn_post_norm(layer)
+            read = x if norm is None else norm(x.to(next(norm.parameters(), x).dtype)).float()
+            w = adapter.head_weights(layer)
+            v = torch.einsum("nm,hmd->nhd", read, w.W_V.float()) + w.b_V.float()
+            out = torch.einsum("nhd,hdm->nhm", v, w.W_O.float())  # [name, head, d_model]
+            if post is not None:
+                out = post(out)
+            logits = final(out).float() @ w_u  # [name, head, vocab]
+            own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
+            beyond_top = logits.topk(top + 1, dim=-1).values[..., top]
+            beyond_bottom = logits.topk(top + 1, dim=-1, largest=False).values[..., top]
+            copy.append((own > beyond_top).float().mean(0))
+            negative.append((own < beyond_bottom).float().mean(0))
+    return torch.stack(copy), torch.stack(negative)

@@ -124,3 +124,22 @@ def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_hea
     torch.testing.assert_close(
         ablated_logit_diff(adapter, clean[:1], 9, io[:1], s[:1], [(0, 2)], own), base[:1]
     )
+
+
+def test_ov_copy_score_finds_a_planted_copier_and_a_planted_negative_copier() -> None:
+    from survey.ioi_measure import ov_copy_scores
+    from tests.planted import D_HEAD, PLANTED, planted_gpt2
+
+    model = planted_gpt2()  # L1H0 copies the attended token into the logits (OV = identity)
+    names = torch.arange(10, 60)
+    copy, negative = ov_copy_scores(adapt(model), names, bos_id=1)
+    layer, head = PLANTED["induction"]
+    assert copy[layer, head] == 1.0 and negative[layer, head] == 0.0
+    others = copy.clone()
+    others[layer, head] = 0.0
+    assert others.max() == 0.0 and negative.max() == 0.0  # zero or token-blind OV: no copying
+
+    with torch.no_grad():  # flip the copier's output: it now suppresses the attended token
+        model.transformer.h[layer].attn.c_proj.weight[head * D_HEAD : (head + 1) * D_HEAD] *= -1
+    copy, negative = ov_copy_scores(adapt(model), names, bos_id=1)
+    assert negative[layer, head] == 1.0 and copy[layer, head] == 0.0
