@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from survey.adapters import ArchitectureAdapter
-from survey.capture import CaptureSpec, capture
+from survey.capture import CaptureSpec, capture, first_input
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -30,8 +30,7 @@ def _replace_heads(heads: list[int], means: Tensor, d_head: int) -> Any:
     """A forward pre-hook that overwrites the z slices of ``heads`` with ``means [pos, head, d_head]``."""
 
     def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        z = args[0] if args else kwargs["hidden_states"]
-        z = z.clone()
+        z = first_input(args, kwargs).clone()
         n = z.shape[-2]
         for h in heads:
             z[..., h * d_head : (h + 1) * d_head] = means[:n, h].to(z)

@@ -68,7 +68,8 @@ class Capture:
         return torch.stack([self.tensors[(point, layer)] for layer in layers])
 
 
-def _first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+def first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+    """The hidden states a forward pre-hook sees, passed by position or as ``hidden_states``."""
     return args[0] if args else kwargs["hidden_states"]
 
 
@@ -95,7 +96,7 @@ class _Recorder:
 
     def _pre(self, module: nn.Module, key: tuple[str, int]) -> None:
         def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            self._keep(key, _first_input(args, kwargs))
+            self._keep(key, first_input(args, kwargs))
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 

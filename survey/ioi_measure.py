@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
-from survey.capture import CaptureSpec, capture
+from survey.capture import CaptureSpec, capture, first_input
 
 
 def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -42,20 +42,21 @@ class EndComponents:
         return self.embed + self.heads.sum((1, 2)) + self.attn_bias.sum(0) + self.mlps.sum(1)
 
 
+def _keep_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
+    """A forward pre-hook that keeps the module's input at one position as ``kept[name]``."""
+
+    def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        kept[name] = first_input(args, kwargs)[:, position].detach().float().clone()
+
+    return hook
+
+
 def end_components(adapter: ArchitectureAdapter, tokens: Tensor, end: int) -> EndComponents:
     """One forward pass over ``tokens [prompt, pos]`` that keeps every component at position ``end``."""
     kept: dict[str, Tensor] = {}
-
-    def keep(name: str) -> Any:
-        def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            x = args[0] if args else kwargs["hidden_states"]
-            kept[name] = x[:, end].detach().float().clone()
-
-        return hook
-
     handles = [
-        adapter.blocks()[0].register_forward_pre_hook(keep("embed"), with_kwargs=True),
-        adapter.final_norm().register_forward_pre_hook(keep("resid"), with_kwargs=True),
+        adapter.blocks()[0].register_forward_pre_hook(_keep_at(kept, "embed", end), with_kwargs=True),
+        adapter.final_norm().register_forward_pre_hook(_keep_at(kept, "resid", end), with_kwargs=True),
     ]
     try:
         got = capture(
@@ -162,11 +163,7 @@ def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos
     )
     kept: dict[str, Tensor] = {}
     after = adapter.blocks()[1] if adapter.dims.n_layers > 1 else adapter.final_norm()
-
-    def keep(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        kept["x"] = (args[0] if args else kwargs["hidden_states"])[:, -1].detach().float().clone()
-
-    handle = after.register_forward_pre_hook(keep, with_kwargs=True)
+    handle = after.register_forward_pre_hook(_keep_at(kept, "x", -1), with_kwargs=True)
     try:
         with torch.inference_mode():
             adapter.model(input_ids=tokens.to(next(adapter.model.parameters()).device), use_cache=False)
