@@ -5,10 +5,17 @@ never writes to the database. Importing the package registers the built-in class
 """
 
 from classifiers import attention as _attention  # noqa: F401  (registers the v1 classifiers)
-from classifiers.base import ClassifierConfig, HeadClassifier, HeadScores, rank_and_percentile
+from classifiers import ioi as _ioi  # noqa: F401  (registers the IOI classifiers)
+from classifiers.base import (
+    ClassifierConfig,
+    HeadClassifier,
+    HeadScores,
+    PatternClassifier,
+    rank_and_percentile,
+)
 from classifiers.registry import UnknownClassifierError, classifier_class, classifier_names, parse_selection
 
 __all__ = [
-    "ClassifierConfig", "HeadClassifier", "HeadScores", "UnknownClassifierError", "classifier_class",
-    "classifier_names", "parse_selection", "rank_and_percentile",
+    "ClassifierConfig", "HeadClassifier", "HeadScores", "PatternClassifier", "UnknownClassifierError",
+    "classifier_class", "classifier_names", "parse_selection", "rank_and_percentile",
 ]  # fmt: skip

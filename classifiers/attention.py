@@ -13,7 +13,7 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
-from classifiers.base import ClassifierConfig, HeadClassifier, HeadScores
+from classifiers.base import ClassifierConfig, HeadScores, PatternClassifier
 from classifiers.patterns import (
     duplicate_targets,
     first_token_targets,
@@ -36,7 +36,7 @@ def _check(patterns: Tensor, probe: ProbeSet) -> None:
         )
 
 
-class TargetMassClassifier(HeadClassifier):
+class TargetMassClassifier(PatternClassifier):
     """A classifier whose score is the attention mass on target keys (``targets_of`` the probe
     tokens), averaged over the queries that have at least one target."""
 
@@ -101,7 +101,7 @@ class Induction(TargetMassClassifier):
 
 
 @register
-class AttentionSink(HeadClassifier):
+class AttentionSink(PatternClassifier):
     """Attention-sink heads (Gu et al.): alpha_1 = mean over queries t of A[t, first token],
     on natural text. Query 0 is left out, since it can only attend to itself.
 

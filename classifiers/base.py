@@ -1,14 +1,15 @@
 """What every head classifier is: a named, versioned class with a frozen config and a pure score.
 
-Scoring reads attention patterns ``[layer, batch, head, query, key]`` and the probe tokens, and
-returns one score per head plus per-head evidence. It never changes its inputs.
+Two kinds exist. A :class:`PatternClassifier` reads attention patterns ``[layer, batch, head,
+query, key]`` on a probe; an IOI classifier (``classifiers.ioi``) reads measurements made on IOI
+prompts. Either returns one score per head plus per-head evidence, and never changes its inputs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -29,25 +30,44 @@ class ClassifierConfig:
         """JSON-able, nested probe included; stored beside every score."""
         return asdict(self)
 
+    def dataset_line(self) -> str:
+        """One line naming the probe, for listings."""
+        p = self.probe
+        return f"probe {p.kind} (length {p.length}, batch {p.batch}, seed {p.seed})"
+
     def with_probe(self, **changes: Any) -> ClassifierConfig:
         """A copy with some probe parameters changed (e.g. a smaller batch for tests)."""
         return replace(self, probe=replace(self.probe, **changes))
 
 
+class Config(Protocol):
+    """What every classifier config offers: a label threshold and its JSON form."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def dataset_line(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class HeadScores:
-    """``scores [layer, head]`` and, per layer then head, a JSON-able evidence dict."""
+    """``scores [layer, head]`` and, per layer then head, a JSON-able evidence dict. ``gate``
+    (bool ``[layer, head]``), when set, holds the conditions a label needs beside the score."""
 
     scores: Tensor
     evidence: list[list[Evidence]]
+    gate: Tensor | None = None
 
     def labels(self, threshold: float) -> Tensor:
-        """``[layer, head]`` bool: the score is above the threshold."""
-        return self.scores > threshold
+        """``[layer, head]`` bool: the score is above the threshold (and the gate holds)."""
+        above = self.scores > threshold
+        return above if self.gate is None else above & self.gate
 
 
-class HeadClassifier(ABC):
-    """Base class. Subclasses set the class attributes and implement :meth:`score`.
+class HeadClassifier(ABC):  # noqa: B024  (abstract by kind: subclasses add their score method)
+    """Base class of every kind: the class attributes and the config.
 
     ``version`` is bumped whenever the definition changes; stored rows keep theirs.
     """
@@ -56,15 +76,25 @@ class HeadClassifier(ABC):
     version: ClassVar[int]
     summary: ClassVar[str]
     formula: ClassVar[str]
-    default_config: ClassVar[ClassifierConfig]
+    default_config: ClassVar[Config]
 
-    def __init__(self, config: ClassifierConfig | None = None) -> None:
+    def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.default_config
 
     @property
     def threshold(self) -> float:
         """A head is labelled with this class when its score is above this."""
         return self.config.threshold
+
+
+class PatternClassifier(HeadClassifier):
+    """A classifier scored from attention patterns on a probe."""
+
+    config: ClassifierConfig
+    default_config: ClassVar[ClassifierConfig]
+
+    def __init__(self, config: ClassifierConfig | None = None) -> None:
+        super().__init__(config)
 
     @abstractmethod
     def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:

@@ -90,6 +90,7 @@ class IOIPrompts:
 
     groups: list[IOIGroup]
     names: list[str]
+    name_ids: list[int]  # the token of each name, in ``names`` order
     places: list[str]
     objects: list[str]
     params: dict[str, Any]
@@ -106,6 +107,13 @@ class IOIPrompts:
     @property
     def n_prompts(self) -> int:
         return sum(g.clean.shape[0] for g in self.groups)
+
+    def describe(self) -> dict[str, Any]:
+        """What is stored beside the hash: parameters, sizes and the words kept."""
+        return {
+            **self.params, "kind": "ioi", "groups": len(self.groups), "prompts": self.n_prompts,
+            "names": self.names, "places": self.places, "objects": self.objects,
+        }  # fmt: skip
 
 
 def _fill(template: str, a: str, b: str, c: str, place: str, obj: str) -> str:
@@ -151,7 +159,9 @@ def generate_ioi(
                     torch.tensor(s_ids), positions,
                 ))  # fmt: skip
     params = {"per_group": per_group, "seed": seed, "bos": bos_id, "templates": len(TEMPLATES)}
-    return IOIPrompts(groups, sorted(names), sorted(places), sorted(objects), params)
+    return IOIPrompts(
+        groups, name_list, [names[n] for n in name_list], sorted(places), sorted(objects), params
+    )
 
 
 def _encode(tokenizer: Any, bos_id: int | None, text: str) -> list[int]:

@@ -130,10 +130,9 @@ def classifiers_command() -> None:
     for name in classifier_names():
         cls = classifier_class(name)
         config = cls.default_config
-        probe = config.probe
         click.echo(
-            f"{name} v{cls.version}  threshold > {config.threshold:g}  probe {probe.kind} "
-            f"(length {probe.length}, batch {probe.batch}, seed {probe.seed})\n    {cls.formula}"
+            f"{name} v{cls.version}  threshold > {config.threshold:g}  {config.dataset_line()}\n"
+            f"    {cls.formula}"
         )
 
 

@@ -1,8 +1,9 @@
 """Score every head of one loaded model with the chosen classifiers.
 
-Classifiers that share a probe share one capture: the probe is generated once per tokenizer,
-run once with every layer's pattern captured, and each classifier scores the same tensors.
-Classes with a validator (induction) are then validated by mean-ablation.
+Pattern classifiers that share a probe share one capture: the probe is generated once per
+tokenizer, run once with every layer's pattern captured, and each classifier scores the same
+tensors. Classes with a validator (induction) are then validated by mean-ablation. IOI
+classifiers that share their prompts share one run of the IOI suite (``survey.ioi_suite``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 
 from torch import Tensor
 
-from classifiers import HeadClassifier, HeadScores
+from classifiers import HeadClassifier, HeadScores, PatternClassifier
+from classifiers.ioi import IOIClassifier, IOISpec
+from classifiers.ioi_prompts import IOIPrompts, generate_ioi
 from classifiers.probes import ProbeSet, ProbeSpec, generate
 from survey.capture import CaptureSpec, capture
 from survey.errors import SurveyError
+from survey.ioi_suite import run_ioi
 from survey.loaders import LoadedModel
 from survey.validation import AblationConfig, AblationResult, validate_induction
 
@@ -28,10 +32,11 @@ PATTERN_SUM_TOLERANCE = 1e-3
 
 @dataclass(frozen=True)
 class PlannedUnit:
-    """A classifier bound to the probe it reads, generated for this model's tokenizer."""
+    """A classifier bound to the dataset it reads (a probe, or IOI prompts), generated for this
+    model's tokenizer."""
 
     classifier: HeadClassifier
-    probe: ProbeSet
+    probe: ProbeSet | IOIPrompts
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,52 @@ def context_length(model: Any) -> int | None:
     return int(value) if value else None
 
 
-def plan_units(loaded: LoadedModel, classifiers: list[type[HeadClassifier]]) -> list[PlannedUnit]:
-    """Instantiate each classifier and generate its probe (one ProbeSet per distinct spec)."""
-    probes: dict[ProbeSpec, ProbeSet] = {}
+def plan_units(
+    loaded: LoadedModel, classifiers: list[type[HeadClassifier]], on_skip: Callable[[str], None] | None = None
+) -> list[PlannedUnit]:
+    """Instantiate each classifier and generate its dataset (once per distinct spec). IOI
+    classifiers are skipped, with a note to ``on_skip``, when the tokenizer has too few
+    single-token names for IOI prompts."""
+    datasets: dict[ProbeSpec | IOISpec, ProbeSet | IOIPrompts | str] = {}
     planned = []
-    limit = context_length(loaded.model)
     for cls in classifiers:
         classifier = cls()
-        spec = classifier.config.probe
-        if spec not in probes:
-            probe = generate(spec, loaded.tokenizer, loaded.bos.token_id, loaded.adapter.dims.d_vocab)
-            if limit is not None and probe.tokens.shape[1] > limit:
-                raise SurveyError(
-                    f"{classifier.name} needs {probe.tokens.shape[1]} positions but "
-                    f"{loaded.source.name!r} supports {limit}"
-                )
-            probes[spec] = probe
-        planned.append(PlannedUnit(classifier, probes[spec]))
+        spec = _dataset_spec(classifier)
+        if spec not in datasets:
+            datasets[spec] = _generate(loaded, classifier.name, spec)
+        dataset = datasets[spec]
+        if isinstance(dataset, str):
+            if on_skip is not None:
+                on_skip(f"skipping {classifier.name}: {dataset}")
+            continue
+        planned.append(PlannedUnit(classifier, dataset))
     return planned
+
+
+def _dataset_spec(classifier: HeadClassifier) -> ProbeSpec | IOISpec:
+    if isinstance(classifier, PatternClassifier):
+        return classifier.config.probe
+    if isinstance(classifier, IOIClassifier):
+        return classifier.config.prompts
+    raise TypeError(f"classifier {classifier.name!r} is neither a pattern nor an IOI classifier")
+
+
+def _generate(loaded: LoadedModel, name: str, spec: ProbeSpec | IOISpec) -> ProbeSet | IOIPrompts | str:
+    """The probe or the IOI prompts for this model's tokenizer: SurveyError when a probe does not
+    fit the model; the reason, as a string, when the tokenizer cannot make IOI prompts."""
+    bos = loaded.bos.token_id
+    if isinstance(spec, IOISpec):
+        try:
+            return generate_ioi(loaded.tokenizer, bos, spec.per_group, spec.seed)
+        except ValueError as exc:
+            return str(exc)
+    probe = generate(spec, loaded.tokenizer, bos, loaded.adapter.dims.d_vocab)
+    limit = context_length(loaded.model)
+    if limit is not None and probe.tokens.shape[1] > limit:
+        raise SurveyError(
+            f"{name} needs {probe.tokens.shape[1]} positions but {loaded.source.name!r} supports {limit}"
+        )
+    return probe
 
 
 def check_patterns(name: str, patterns: Tensor) -> None:
@@ -81,25 +114,45 @@ def check_patterns(name: str, patterns: Tensor) -> None:
 def score_units(
     loaded: LoadedModel, units: list[PlannedUnit], ablation: AblationConfig | None = None
 ) -> Iterator[UnitResult]:
-    """Yield each unit's result as soon as it is ready, capturing each probe's patterns once."""
-    by_probe: dict[int, list[PlannedUnit]] = {}
+    """Yield each unit's result as soon as it is ready, running each dataset once."""
+    by_dataset: dict[int, list[PlannedUnit]] = {}
     for unit in units:
-        by_probe.setdefault(id(unit.probe), []).append(unit)
+        by_dataset.setdefault(id(unit.probe), []).append(unit)
     ablation = ablation or AblationConfig()
-    for group in by_probe.values():
-        started = time.perf_counter()
-        probe = group[0].probe
-        patterns = capture(loaded.adapter, probe.tokens, CaptureSpec.of("pattern")).stacked("pattern")
-        check_patterns(loaded.source.name, patterns)
-        capture_seconds = (time.perf_counter() - started) / len(group)
-        for unit in group:
-            began = time.perf_counter()
-            scores = unit.classifier.score(patterns, probe)
-            validator = VALIDATORS.get(unit.classifier.name)
-            validation = None
-            if validator is not None:
-                labels = scores.labels(unit.classifier.threshold)
-                validation = validator(
-                    loaded.adapter, probe, scores.scores, labels, ablation or AblationConfig()
-                )
-            yield UnitResult(unit, scores, validation, capture_seconds + time.perf_counter() - began)
+    for group in by_dataset.values():
+        dataset = group[0].probe
+        if isinstance(dataset, IOIPrompts):
+            yield from _score_ioi(loaded, group, dataset, ablation)
+        else:
+            yield from _score_patterns(loaded, group, dataset, ablation)
+
+
+def _score_patterns(
+    loaded: LoadedModel, group: list[PlannedUnit], probe: ProbeSet, ablation: AblationConfig
+) -> Iterator[UnitResult]:
+    started = time.perf_counter()
+    patterns = capture(loaded.adapter, probe.tokens, CaptureSpec.of("pattern")).stacked("pattern")
+    check_patterns(loaded.source.name, patterns)
+    capture_seconds = (time.perf_counter() - started) / len(group)
+    for unit in group:
+        began = time.perf_counter()
+        classifier = unit.classifier
+        assert isinstance(classifier, PatternClassifier)
+        scores = classifier.score(patterns, probe)
+        validator = VALIDATORS.get(classifier.name)
+        validation = None
+        if validator is not None:
+            labels = scores.labels(classifier.threshold)
+            validation = validator(loaded.adapter, probe, scores.scores, labels, ablation)
+        yield UnitResult(unit, scores, validation, capture_seconds + time.perf_counter() - began)
+
+
+def _score_ioi(
+    loaded: LoadedModel, group: list[PlannedUnit], prompts: IOIPrompts, ablation: AblationConfig
+) -> Iterator[UnitResult]:
+    classifiers = [unit.classifier for unit in group]
+    assert all(isinstance(c, IOIClassifier) for c in classifiers)
+    outcome = run_ioi(loaded.adapter, prompts, classifiers, loaded.bos.token_id, ablation)  # type: ignore[arg-type]
+    for unit in group:
+        scores, validation = outcome.scores[unit.classifier.name]
+        yield UnitResult(unit, scores, validation, outcome.seconds / len(group))

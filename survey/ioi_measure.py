@@ -10,6 +10,9 @@ components, the norm's bias and the unembedding bias sum exactly to the clean lo
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
+from survey.adapters.base import Projection, in_out_weight
 from survey.capture import CaptureSpec, capture, first_input
+
+Head = tuple[int, int]  # (layer, head)
 
 
 def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -28,7 +34,8 @@ def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class EndComponents:
     """The residual stream at END, split: embeddings, every head's output, each layer's
-    attention output bias, each MLP's output; plus the residual itself and the logits."""
+    attention output bias, each MLP's output; plus the residual itself, the logits, and each
+    head's attention from END to IO, S1 and S2."""
 
     embed: Tensor  # [prompt, d_model]
     heads: Tensor  # [prompt, layer, head, d_model]
@@ -36,6 +43,7 @@ class EndComponents:
     mlps: Tensor  # [prompt, layer, d_model]
     resid: Tensor  # [prompt, d_model]: the final norm's input
     logits: Tensor  # [prompt, vocab]
+    attention: Tensor  # [prompt, layer, head, 3]: END→IO, END→S1, END→S2
 
     def total(self) -> Tensor:
         """The sum of the components, which equals ``resid``."""
@@ -51,28 +59,43 @@ def _keep_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
     return hook
 
 
-def end_components(adapter: ArchitectureAdapter, tokens: Tensor, end: int) -> EndComponents:
-    """One forward pass over ``tokens [prompt, pos]`` that keeps every component at position ``end``."""
-    kept: dict[str, Tensor] = {}
-    handles = [
-        adapter.blocks()[0].register_forward_pre_hook(_keep_at(kept, "embed", end), with_kwargs=True),
-        adapter.final_norm().register_forward_pre_hook(_keep_at(kept, "resid", end), with_kwargs=True),
-    ]
+@contextmanager
+def _pre_hooks(hooks: list[tuple[nn.Module, Any]]) -> Iterator[None]:
+    handles = [module.register_forward_pre_hook(hook, with_kwargs=True) for module, hook in hooks]
     try:
-        got = capture(
-            adapter, tokens, CaptureSpec.of("head_out", "mlp_out"), keep_logits=True, batch_size=len(tokens)
-        )
+        yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict[str, int]) -> EndComponents:
+    """One forward pass over ``tokens [prompt, pos]`` that keeps every component at END."""
+    end = positions["end"]
+    kept: dict[str, Tensor] = {}
+    hooks = [
+        (adapter.blocks()[0], _keep_at(kept, "embed", end)),
+        (adapter.final_norm(), _keep_at(kept, "resid", end)),
+    ]
+    with _pre_hooks(hooks):
+        got = capture(
+            adapter, tokens, CaptureSpec.of("head_out", "mlp_out", "pattern"), keep_logits=True,
+            batch_size=len(tokens),
+        )  # fmt: skip
     if got.logits is None:
         raise RuntimeError("capture returned no logits")
     heads = got.stacked("head_out")[:, :, end].permute(1, 0, 2, 3)  # [prompt, layer, head, d_model]
     mlps = got.stacked("mlp_out")[:, :, end].permute(1, 0, 2)
+    keys = [positions["io"], positions["s1"], positions["s2"]]
+    attention = got.stacked("pattern")[:, :, :, end, keys].permute(
+        1, 0, 2, 3
+    )  # from [layer, prompt, head, 3]
     bias = torch.stack(
         [adapter.output_weights(layer)[1].detach().float() for layer in range(adapter.dims.n_layers)]
     )
-    return EndComponents(kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, end])
+    return EndComponents(
+        kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, end], attention
+    )
 
 
 @dataclass(frozen=True)
@@ -107,16 +130,20 @@ class FinalNormView:
 
 
 def direct_logit_attribution(
-    adapter: ArchitectureAdapter, components: EndComponents, io_ids: Tensor, s_ids: Tensor
-) -> dict[str, Tensor]:
+    adapter: ArchitectureAdapter, components: EndComponents, io_ids: Tensor, s_ids: Tensor,
+    sigma: Tensor | None = None,
+) -> dict[str, Tensor]:  # fmt: skip
     """Each component's contribution to logit(IO) - logit(S): ``heads [prompt, layer, head]``,
     ``mlps [prompt, layer]``, ``embed``, ``attn_bias`` and ``constant`` (norm and unembedding
-    biases) ``[prompt]``. Their sum is the clean logit difference."""
+    biases) ``[prompt]``. Their sum is the logit difference. ``sigma [prompt]`` freezes the final
+    norm's scale (from the clean run, when ``components`` come from an ablated run); by default
+    it is read from ``components``."""
     norm = FinalNormView.of(adapter)
     w_u, b_u = adapter.unembedding()
     w_u, b_u = w_u.detach().float(), b_u.detach().float()
     direction = w_u[:, io_ids].T - w_u[:, s_ids].T  # [prompt, d_model]
-    scale = (norm.gain / norm.sigma(components.resid)[:, None]) * direction  # [prompt, d_model]
+    sigma = norm.sigma(components.resid) if sigma is None else sigma
+    scale = (norm.gain / sigma[:, None]) * direction  # [prompt, d_model]
 
     def project(x: Tensor) -> Tensor:  # x [prompt, ..., d_model]
         view = scale.view(scale.shape[0], *([1] * (x.ndim - 2)), scale.shape[1])
@@ -132,25 +159,18 @@ def direct_logit_attribution(
     }  # fmt: skip
 
 
-def end_attention(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict[str, int]) -> Tensor:
-    """``[prompt, layer, head, 3]``: each head's attention from END to IO, S1 and S2."""
-    patterns = capture(adapter, tokens, CaptureSpec.of("pattern"), batch_size=len(tokens)).stacked("pattern")
-    keys = [positions["io"], positions["s1"], positions["s2"]]
-    return patterns[:, :, :, positions["end"], keys].permute(1, 0, 2, 3)  # from [layer, prompt, head, 3]
-
-
 def ablated_logit_diff(
-    adapter: ArchitectureAdapter, tokens: Tensor, end: int, io_ids: Tensor, s_ids: Tensor,
-    heads: list[tuple[int, int]], means: Tensor,
+    adapter: ArchitectureAdapter, tokens: Tensor, io_ids: Tensor, s_ids: Tensor, heads: list[tuple[int, int]],
+    means: Tensor,
 ) -> Tensor:  # fmt: skip
-    """``[prompt]``: the logit difference with ``heads`` mean-ablated (``means`` from
-    :func:`survey.ablation.head_means`, usually over the ABC prompts)."""
+    """``[prompt]``: the logit difference at the last position (END) with ``heads`` mean-ablated
+    (``means`` from :func:`survey.ablation.head_means`, usually over the ABC prompts)."""
     from survey.ablation import mean_ablated
 
     with mean_ablated(adapter, heads, means), torch.inference_mode():
         device = next(adapter.model.parameters()).device
-        logits = adapter.model(input_ids=tokens.to(device), use_cache=False).logits[:, end].float().cpu()
-    return logit_diff(logits, io_ids, s_ids)
+        out = adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
+    return logit_diff(out.logits[:, -1].float().cpu(), io_ids, s_ids)
 
 
 def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Tensor:
@@ -199,3 +219,169 @@ def ov_copy_scores(
             copy.append((own > beyond_top).float().mean(0))
             negative.append((own < beyond_bottom).float().mean(0))
     return torch.stack(copy), torch.stack(negative)
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the last layer a measurement reads has run."""
+
+
+def _projection_columns(projection: Projection, width: int) -> Tensor:
+    """Which output features of its module a (sliced) projection selects, in order."""
+    return projection.select(torch.arange(width))
+
+
+def _module_width(module: nn.Module) -> int:
+    weight, _ = in_out_weight(module)
+    return int(weight.shape[1])
+
+
+@dataclass(frozen=True)
+class _ReceiverLayer:
+    """One receiver layer: its heads, and the modules and output features of the layer's queries
+    and keys. Every query of the layer is recomputed (a q norm may span all heads, as in OLMo-2);
+    only the receivers' patterns are read."""
+
+    layer: int
+    heads: list[int]
+    q_module: nn.Module
+    q_columns: Tensor
+    k_module: nn.Module
+    k_columns: Tensor
+
+
+def _receiver_layers(adapter: ArchitectureAdapter, receivers: list[Head]) -> list[_ReceiverLayer]:
+    layers = []
+    for layer in sorted({layer for layer, _ in receivers}):
+        heads = sorted(h for r_layer, h in receivers if r_layer == layer)
+        projections = adapter.qkv_projections(layer)
+        q, k = projections["q"], projections["k"]
+        layers.append(_ReceiverLayer(
+            layer, heads, q.module, _projection_columns(q, _module_width(q.module)), k.module,
+            _projection_columns(k, _module_width(k.module)),
+        ))  # fmt: skip
+    return layers
+
+
+def _override_end(replacements: list[tuple[Tensor, Tensor]]) -> Any:
+    """A forward hook that writes ``values [row, n]`` into features ``columns`` at the last position."""
+
+    def hook(_m: nn.Module, _args: Any, output: Tensor) -> Tensor:
+        output = output.clone()
+        for columns, values in replacements:
+            output[:, -1, columns] = values.to(output)
+        return output
+
+    return hook
+
+
+def path_patched_attention(
+    adapter: ArchitectureAdapter, clean: Tensor, corrupted: Tensor, positions: dict[str, int],
+    receivers: list[Head], senders: list[Head], rows_per_pass: int = 256,
+) -> Tensor:  # fmt: skip
+    """Path patching from each sender into the receivers' queries: ``[sender, prompt, receiver]``
+    attention END→IO of every receiver when the sender's END output is its output on the
+    ``corrupted`` prompts on the path into the receivers' queries, and nothing else changes.
+
+    Exact, for every family: positions before END are shared, so they run once (a KV cache) and
+    each patch costs one END-token pass. The receivers' query projections at END are replaced by
+    the projection of their patched input, their layers' keys at END by the clean keys, and the
+    pass stops after the last receiver layer. A sender in or after a receiver's layer leaves that
+    receiver unchanged.
+    """
+    end, io = positions["end"], positions["io"]
+    model, device = adapter.model, next(adapter.model.parameters()).device
+    layers = _receiver_layers(adapter, receivers)
+    sender_layers = tuple(sorted({layer for layer, _ in senders}))
+    kept: dict[str, Tensor] = {}
+    hooks = [(adapter.blocks()[r.layer], _keep_at(kept, f"resid{r.layer}", end)) for r in layers]
+    projection_hooks = []
+    for r in layers:
+        for module in {id(r.q_module): r.q_module, id(r.k_module): r.k_module}.values():
+            projection_hooks.append(
+                module.register_forward_hook(_keep_output_at(kept, f"out{id(module)}", end))
+            )
+    try:
+        with _pre_hooks(hooks):
+            clean_out = capture(
+                adapter, clean, CaptureSpec.of("head_out", layers=sender_layers), batch_size=len(clean)
+            )
+    finally:
+        for handle in projection_hooks:
+            handle.remove()
+    corrupt_out = capture(
+        adapter, corrupted, CaptureSpec.of("head_out", layers=sender_layers), batch_size=len(clean)
+    )
+    deltas = torch.stack([
+        corrupt_out[("head_out", layer)][:, end, head] - clean_out[("head_out", layer)][:, end, head]
+        for layer, head in senders
+    ])  # fmt: skip  # [sender, prompt, d_model]
+    with torch.inference_mode():
+        prefix = model(input_ids=clean[:, :end].to(device), use_cache=True).cache
+    n_prompts = clean.shape[0]
+    per_pass = max(1, rows_per_pass // n_prompts)
+    result = []
+    for first in range(0, len(senders), per_pass):
+        chunk = senders[first : first + per_pass]
+        result.append(_patched_chunk(
+            adapter, clean[:, end:], prefix, layers, kept, deltas[first : first + per_pass], chunk, io
+        ))  # fmt: skip
+    return torch.cat(result)  # [sender, prompt, receiver]
+
+
+def _keep_output_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
+    def hook(_m: nn.Module, _args: Any, output: Tensor) -> None:
+        kept[name] = output[:, position].detach().clone()
+
+    return hook
+
+
+def _patched_chunk(
+    adapter: ArchitectureAdapter, end_tokens: Tensor, prefix: Any, layers: list[_ReceiverLayer],
+    kept: dict[str, Tensor], deltas: Tensor, senders: list[Head], io: int,
+) -> Tensor:  # fmt: skip
+    """One END-token pass for a chunk of senders; rows are prompt-major (prompt, sender)."""
+    n_senders, n_prompts = deltas.shape[0], deltas.shape[1]
+    sender_layers = torch.tensor([layer for layer, _ in senders])
+    handles = []
+    seen: dict[int, Tensor] = {}
+    last = layers[-1].layer
+    with torch.inference_mode():
+        for r in layers:
+            reaches = (sender_layers < r.layer).to(deltas)[:, None, None]
+            resid = kept[f"resid{r.layer}"][None] + reaches * deltas  # [sender, prompt, d_model]
+            resid = resid.transpose(0, 1).flatten(0, 1)  # prompt-major rows
+            dtype = next(r.q_module.parameters()).dtype
+            norm = adapter.attn_in_norm(r.layer)
+            read = resid.to(dtype) if norm is None else norm(resid.to(dtype))
+            patched_q = r.q_module(read[:, None])[:, -1, r.q_columns]
+            clean_k = kept[f"out{id(r.k_module)}"][:, r.k_columns].repeat_interleave(n_senders, 0)
+            writes = {id(r.q_module): [(r.q_columns, patched_q)]}
+            writes.setdefault(id(r.k_module), []).append((r.k_columns, clean_k))
+            for module in {id(r.q_module): r.q_module, id(r.k_module): r.k_module}.values():
+                handles.append(module.register_forward_hook(_override_end(writes[id(module)])))
+            handles.append(adapter.attention(r.layer).register_forward_hook(_keep_pattern(seen, r, io, last)))
+        cache = copy.deepcopy(prefix)
+        cache.batch_repeat_interleave(n_senders)
+        device = next(adapter.model.parameters()).device
+        try:
+            adapter.model(
+                input_ids=end_tokens.repeat_interleave(n_senders, 0).to(device),
+                cache=cache,
+                use_cache=True,
+            )
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+    attention = torch.cat([seen[r.layer] for r in layers], dim=1)  # [row, receiver]
+    return attention.view(n_prompts, n_senders, -1).transpose(0, 1)
+
+
+def _keep_pattern(seen: dict[int, Tensor], r: _ReceiverLayer, io: int, last: int) -> Any:
+    def hook(_m: nn.Module, _args: Any, output: Any) -> None:
+        seen[r.layer] = output[1][:, r.heads, -1, io].float().cpu()
+        if r.layer == last:
+            raise _StopForward
+
+    return hook

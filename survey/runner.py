@@ -126,7 +126,7 @@ def survey_model(
     Units already stored are skipped (all of them with ``force``: none), and when nothing is
     pending no run row is written, so a rerun adds and changes nothing.
     """
-    planned = plan_units(loaded, classifiers)  # may refuse the model before anything is written
+    planned = plan_units(loaded, classifiers, on_skip=lambda note: echo(f"  {note}"))  # may refuse the model
     neuron_plan = plan_neurons(loaded, config.neurons) if config.neurons else None
     model_id = record_model(engine, loaded)
     done = set() if force else stored_keys(engine, model_id)

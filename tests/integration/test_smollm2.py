@@ -130,7 +130,7 @@ def test_smollm2_does_ioi_and_its_dla_decomposes_the_logit_difference(smollm2: L
     assert len({g.template for g in prompts.groups}) >= 15 and len(prompts.names) >= 30
     lds, clean = [], []
     for group in prompts.groups[:6]:
-        components = end_components(smollm2.adapter, group.clean, group.positions["end"])
+        components = end_components(smollm2.adapter, group.clean, group.positions)
         ld = logit_diff(components.logits, group.io_ids, group.s_ids)
         dla = direct_logit_attribution(smollm2.adapter, components, group.io_ids, group.s_ids)
         total = (

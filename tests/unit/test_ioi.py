@@ -14,7 +14,6 @@ from survey.adapters.base import ArchitectureAdapter
 from survey.ioi_measure import (
     ablated_logit_diff,
     direct_logit_attribution,
-    end_attention,
     end_components,
     logit_diff,
 )
@@ -81,12 +80,15 @@ FAMILIES = [
 ]
 
 
+POSITIONS = {"io": 2, "s1": 4, "s2": 6, "end": 9}
+
+
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_direct_logit_attribution_sums_to_the_logit_difference(model_type: str) -> None:
     adapter: ArchitectureAdapter = adapt(tiny_model(model_type))
     tokens = torch.randint(3, VOCAB, (4, 10))
     io, s = torch.randint(3, VOCAB, (4,)), torch.randint(3, VOCAB, (4,))
-    components = end_components(adapter, tokens, end=9)
+    components = end_components(adapter, tokens, POSITIONS)
     torch.testing.assert_close(components.total(), components.resid, atol=2e-5, rtol=1e-4)
     dla = direct_logit_attribution(adapter, components, io, s)
     total = dla["heads"].sum((1, 2)) + dla["mlps"].sum(1) + dla["embed"] + dla["attn_bias"] + dla["constant"]
@@ -100,12 +102,11 @@ def test_end_attention_reads_the_pattern_rows_at_the_name_positions() -> None:
     from survey.capture import CaptureSpec, capture
 
     adapter = adapt(tiny_model("llama"))
-    tokens = torch.randint(3, VOCAB, (3, 9))
-    positions = {"io": 2, "s1": 4, "s2": 6, "end": 8}
-    got = end_attention(adapter, tokens, positions)
+    tokens = torch.randint(3, VOCAB, (3, 10))
+    got = end_components(adapter, tokens, POSITIONS).attention
     pattern = capture(adapter, tokens, CaptureSpec.of("pattern"))["pattern", 1]  # [prompt, head, q, k]
     assert got.shape == (3, 2, 4, 3)
-    torch.testing.assert_close(got[:, 1], pattern[:, :, 8, [2, 4, 6]])
+    torch.testing.assert_close(got[:, 1], pattern[:, :, 9, [2, 4, 6]])
 
 
 def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_heads() -> None:
@@ -115,15 +116,13 @@ def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_hea
     clean, reference = torch.randint(3, VOCAB, (4, 10)), torch.randint(3, VOCAB, (6, 10))
     io, s = torch.randint(3, VOCAB, (4,)), torch.randint(3, VOCAB, (4,))
     means = head_means(adapter, reference)
-    base = logit_diff(end_components(adapter, clean, 9).logits, io, s)
-    torch.testing.assert_close(ablated_logit_diff(adapter, clean, 9, io, s, [], means), base)
-    ablated = ablated_logit_diff(adapter, clean, 9, io, s, [(1, 0), (1, 3)], means)
+    base = logit_diff(end_components(adapter, clean, POSITIONS).logits, io, s)
+    torch.testing.assert_close(ablated_logit_diff(adapter, clean, io, s, [], means), base)
+    ablated = ablated_logit_diff(adapter, clean, io, s, [(1, 0), (1, 3)], means)
     assert (ablated - base).abs().max() > 1e-4
     # ablating with the clean prompts' own means at a single prompt is the identity for that head
     own = head_means(adapter, clean[:1])
-    torch.testing.assert_close(
-        ablated_logit_diff(adapter, clean[:1], 9, io[:1], s[:1], [(0, 2)], own), base[:1]
-    )
+    torch.testing.assert_close(ablated_logit_diff(adapter, clean[:1], io[:1], s[:1], [(0, 2)], own), base[:1])
 
 
 def test_ov_copy_score_finds_a_planted_copier_and_a_planted_negative_copier() -> None:

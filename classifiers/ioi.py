@@ -1,0 +1,233 @@
+"""The IOI family (Wang et al. 2022): name movers, negative and backup name movers, S-inhibition.
+
+These classifiers read :class:`IOIMeasures`, made by ``survey.ioi_suite`` on the IOI prompts of
+``classifiers.ioi_prompts``; scoring is pure. Every score is relative to the model's clean logit
+difference LD = logit(IO) - logit(S) at END, so one threshold fits models whose logits have
+different scales. A model whose mean LD is under ``LD_FLOOR`` does not do the task: nothing is
+labelled, and the evidence says so.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from classifiers.base import Evidence, HeadClassifier, HeadScores
+from classifiers.registry import register
+
+LD_FLOOR = 0.1  # logits: below this mean clean LD the model does not do IOI
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class IOISpec:
+    """The IOI prompts: clean/ABC pairs per template and order, the seed, and how many of
+    each group's pairs the path patching reads (it costs one END pass per sender head)."""
+
+    per_group: int = 4
+    seed: int = 0
+    patch_per_group: int = 2
+
+
+@dataclass(frozen=True)
+class IOIConfig:
+    """Threshold on the score (a share of the clean LD), the prompts, and the smallest OV copy
+    score a (negative) name mover needs."""
+
+    threshold: float
+    prompts: IOISpec = IOISpec()
+    min_copy: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, nested prompt spec included."""
+        return asdict(self)
+
+    def dataset_line(self) -> str:
+        """One line naming the dataset, for listings."""
+        p = self.prompts
+        return f"IOI prompts ({p.per_group} per template and order, seed {p.seed})"
+
+
+@dataclass(frozen=True)
+class IOIMeasures:
+    """What the IOI classifiers read, all ``[layer, head]`` means over the clean prompts unless
+    stated. ``dla`` is in logits; attention is ``[layer, head, 3]`` for END→IO, S1, S2."""
+
+    ld: float  # mean clean LD
+    ld_positive: float  # share of prompts with LD > 0
+    dla: Tensor
+    attention: Tensor
+    copy: Tensor
+    negative_copy: Tensor
+    name_movers: list[Head]  # the heads ablated for backups and patched into for S-inhibition
+    dla_ablated: Tensor | None = None  # DLA with the name movers mean-ablated (clean-run scale)
+    receiver_attention_drop: Tensor | None = None  # drop of name-mover attention END→IO under path patching
+    receiver_attention_io: float | None = None  # the name movers' clean attention END→IO
+
+    @property
+    def does_ioi(self) -> bool:
+        """Whether the mean clean LD reaches ``LD_FLOOR``."""
+        return self.ld >= LD_FLOOR
+
+    def head_evidence(self, layer: int, head: int) -> Evidence:
+        """The measures every IOI class shows for one head."""
+        io, s1, s2 = (round(float(a), 6) for a in self.attention[layer, head])
+        return {
+            "dla": round(float(self.dla[layer, head]), 6), "ld": round(self.ld, 6),
+            "attention_end_io": io, "attention_end_s1": s1, "attention_end_s2": s2,
+            "copy_score": round(float(self.copy[layer, head]), 6),
+            "negative_copy_score": round(float(self.negative_copy[layer, head]), 6),
+        }  # fmt: skip
+
+
+class IOIClassifier(HeadClassifier):
+    """A classifier scored from IOI measurements."""
+
+    config: IOIConfig
+    default_config: ClassVar[IOIConfig]
+
+    def __init__(self, config: IOIConfig | None = None) -> None:
+        super().__init__(config)
+
+    def score(self, measures: IOIMeasures) -> HeadScores:
+        """Score every head; nothing is labelled when the model does not do IOI."""
+        scores, gate, extra = self.measure(measures)
+        if not measures.does_ioi:
+            gate = torch.zeros_like(scores, dtype=torch.bool)
+        n_layers, n_heads = scores.shape
+        evidence = [
+            [{**measures.head_evidence(layer, head), **extra(layer, head)} for head in range(n_heads)]
+            for layer in range(n_layers)
+        ]
+        return HeadScores(scores, evidence, gate)
+
+    @abstractmethod
+    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+        """``(scores, gate, extra)``: ``extra(layer, head)`` is the class's own evidence."""
+
+
+def _attends_io(m: IOIMeasures) -> Tensor:
+    return m.attention[..., 0] > m.attention[..., 1] + m.attention[..., 2]
+
+
+def _nothing(_layer: int, _head: int) -> Evidence:
+    return {}
+
+
+@register
+class NameMover(IOIClassifier):
+    """Name mover (Wang et al.): attends IO from END and copies it, raising logit(IO) - logit(S).
+
+    Threshold 0.05: the head's direct effect alone is at least 5% of the clean logit difference.
+    """
+
+    name = "name_mover"
+    version = 1
+    summary = "copies the attended indirect object into the logits at END"
+    formula = (
+        "DLA(IO-S at END) / LD; labelled when attention END→IO exceeds END→S1 + END→S2 and the "
+        "OV copy score (own token in the top 5 of W_U·W_OV·name) is at least 0.5"
+    )
+    default_config = IOIConfig(threshold=0.05)
+
+    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+        gate = _attends_io(m) & (m.copy >= self.config.min_copy)
+        return m.dla / max(m.ld, LD_FLOOR), gate, _nothing
+
+
+@register
+class NegativeNameMover(IOIClassifier):
+    """Negative name mover: attends IO from END and suppresses it (copy suppression).
+
+    Threshold 0.05: the head's direct effect lowers the logit difference by at least 5% of it.
+    """
+
+    name = "negative_name_mover"
+    version = 1
+    summary = "attends the indirect object at END and writes against it (copy suppression)"
+    formula = (
+        "-DLA(IO-S at END) / LD; labelled when attention END→IO exceeds END→S1 + END→S2 and the "
+        "negative OV copy score (own token in the bottom 5) is at least 0.5"
+    )
+    default_config = IOIConfig(threshold=0.05)
+
+    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+        gate = _attends_io(m) & (m.negative_copy >= self.config.min_copy)
+        return -m.dla / max(m.ld, LD_FLOOR), gate, _nothing
+
+
+def _not_name_movers(m: IOIMeasures, shape: torch.Size) -> Tensor:
+    gate = torch.ones(shape, dtype=torch.bool)
+    for layer, head in m.name_movers:
+        gate[layer, head] = False
+    return gate
+
+
+@register
+class BackupNameMover(IOIClassifier):
+    """Backup name mover: takes over, raising its DLA, when the name movers are ablated.
+
+    Threshold 0.05: the rise is at least 5% of the clean logit difference.
+    """
+
+    name = "backup_name_mover"
+    version = 1
+    summary = "its DLA rises when the name movers are mean-ablated"
+    formula = (
+        "(DLA with the name movers mean-ablated on ABC prompts - clean DLA) / LD, both through the "
+        "clean run's final-norm scale; name movers themselves are not labelled"
+    )
+    default_config = IOIConfig(threshold=0.05)
+
+    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+        if m.dla_ablated is None:
+            zeros = torch.zeros_like(m.dla)
+            return zeros, zeros.bool(), lambda _l, _h: {"note": "no name mover to ablate"}
+        compensation = m.dla_ablated - m.dla
+        ablated = m.dla_ablated
+
+        def extra(layer: int, head: int) -> Evidence:
+            return {
+                "compensation": round(float(compensation[layer, head]), 6),
+                "dla_name_movers_ablated": round(float(ablated[layer, head]), 6),
+                "name_movers": [list(h) for h in m.name_movers],
+            }
+
+        return compensation / max(m.ld, LD_FLOOR), _not_name_movers(m, m.dla.shape), extra
+
+
+@register
+class SInhibition(IOIClassifier):
+    """S-inhibition head: its END output turns the name movers' attention away from S.
+
+    Threshold 0.05: patching it from ABC prompts removes at least 5% of their attention to IO.
+    """
+
+    name = "s_inhibition"
+    version = 1
+    summary = "keeps the name movers off S: its END output from ABC prompts lowers their attention to IO"
+    formula = (
+        "path patching: the head's END output from ABC prompts, into the name movers' queries only; "
+        "score = drop in their attention END→IO / their clean attention END→IO"
+    )
+    default_config = IOIConfig(threshold=0.05)
+
+    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+        if m.receiver_attention_drop is None or not m.receiver_attention_io:
+            zeros = torch.zeros_like(m.dla)
+            return zeros, zeros.bool(), lambda _l, _h: {"note": "no name mover to patch into"}
+        drop = m.receiver_attention_drop
+        clean = m.receiver_attention_io
+
+        def extra(layer: int, head: int) -> Evidence:
+            return {
+                "receiver_attention_drop": round(float(drop[layer, head]), 6),
+                "receiver_attention_io": round(clean, 6),
+                "name_movers": [list(h) for h in m.name_movers],
+            }
+
+        return drop / clean, _not_name_movers(m, drop.shape), extra

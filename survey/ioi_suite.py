@@ -1,0 +1,248 @@
+"""The IOI suite for one model: measure on the IOI prompts, score the IOI classifiers, validate.
+
+1. Every group's clean prompts run once with every component kept at END: logit difference, each
+   head's DLA and its attention END→IO/S1/S2. The ABC prompts give the heads' mean outputs.
+2. The name movers (the top labelled, at most ``max_k``) are mean-ablated: the DLA of every
+   other head, read through the clean run's final-norm scale, gives each head's compensation.
+3. Path patching from every earlier head into the name movers' queries gives the S-inhibition
+   effect, on the first ``patch_per_group`` prompts of each group.
+4. Validation: ablating the name movers lowers LD more than ablating as many random heads;
+   ablating the backups on top of the name movers lowers it further than as many random heads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from classifiers.base import HeadScores
+from classifiers.ioi import BackupNameMover, IOIClassifier, IOIMeasures, IOISpec, NameMover, SInhibition
+from classifiers.ioi_prompts import IOIGroup, IOIPrompts
+from survey.ablation import Head, head_means
+from survey.adapters import ArchitectureAdapter
+from survey.ioi_measure import (
+    EndComponents,
+    FinalNormView,
+    ablated_logit_diff,
+    direct_logit_attribution,
+    end_components,
+    logit_diff,
+    ov_copy_scores,
+    path_patched_attention,
+)
+from survey.validation import RATIO_FLOOR, AblationConfig, AblationResult, random_head_sets, top_labelled
+
+LD_DROP = "logit_diff_drop"
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One prompt group's clean run: its components, DLA, final-norm scale, LD and ABC means."""
+
+    group: IOIGroup
+    components: EndComponents
+    dla: Tensor  # [prompt, layer, head]
+    sigma: Tensor  # [prompt]
+    ld: Tensor  # [prompt]
+    means: Tensor  # [layer, pos, head, d_head], over the ABC prompts
+
+
+@dataclass(frozen=True)
+class IOIOutcome:
+    """Per classifier name: its scores and validation; plus the measures and the passes run."""
+
+    measures: IOIMeasures
+    scores: dict[str, tuple[HeadScores, AblationResult | None]]
+    forward_passes: int
+    seconds: float
+
+
+def _clean_groups(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> list[_Group]:
+    norm = FinalNormView.of(adapter)
+    groups = []
+    for g in prompts.groups:
+        components = end_components(adapter, g.clean, g.positions)
+        dla = direct_logit_attribution(adapter, components, g.io_ids, g.s_ids)["heads"]
+        ld = logit_diff(components.logits, g.io_ids, g.s_ids)
+        groups.append(
+            _Group(g, components, dla, norm.sigma(components.resid), ld, head_means(adapter, g.corrupted))
+        )
+    return groups
+
+
+def _ablated_dla(
+    adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]
+) -> tuple[Tensor, Tensor]:
+    """Mean DLA ``[layer, head]`` (clean-run scale) and LD ``[prompt]`` with ``heads`` mean-ablated."""
+    from survey.ablation import mean_ablated
+
+    dla, ld = [], []
+    for g in groups:
+        with mean_ablated(adapter, heads, g.means):
+            components = end_components(adapter, g.group.clean, g.group.positions)
+        io, s = g.group.io_ids, g.group.s_ids
+        dla.append(direct_logit_attribution(adapter, components, io, s, sigma=g.sigma)["heads"])
+        ld.append(logit_diff(components.logits, io, s))
+    return torch.cat(dla).mean(0), torch.cat(ld)
+
+
+def _ld_with(adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]) -> float:
+    """Mean LD over every prompt with ``heads`` mean-ablated."""
+    lds = [
+        ablated_logit_diff(adapter, g.group.clean, g.group.io_ids, g.group.s_ids, heads, g.means)
+        for g in groups
+    ]
+    return float(torch.cat(lds).mean())
+
+
+def _s_inhibition(
+    adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head], per_group: int
+) -> tuple[Tensor, float]:
+    """``[layer, head]`` mean drop of the receivers' attention END→IO, and their clean attention."""
+    d = adapter.dims
+    last = max(layer for layer, _ in receivers)
+    senders = [(layer, h) for layer in range(last) for h in range(d.n_heads)]
+    drops, clean_io = [], []
+    for g in groups:
+        clean, corrupted = g.group.clean[:per_group], g.group.corrupted[:per_group]
+        patched = path_patched_attention(adapter, clean, corrupted, g.group.positions, receivers, senders)
+        clean_attention = torch.stack(
+            [g.components.attention[:per_group, layer, head, 0] for layer, head in receivers], 1
+        )
+        drops.append(clean_attention[None] - patched)  # [sender, prompt, receiver]
+        clean_io.append(clean_attention)
+    drop = torch.zeros(d.n_layers, d.n_heads)
+    mean_drop = torch.cat(drops, 1).mean((1, 2))
+    for (layer, head), value in zip(senders, mean_drop.tolist(), strict=True):
+        drop[layer, head] = value
+    return drop, float(torch.cat(clean_io).mean())
+
+
+def _validation(
+    method: str, top: list[Head], baseline: float, effect_top: float, per_head: dict[Head, float],
+    draws: list[list[Head]], effect_random: list[float], config: AblationConfig, passes: int, started: float,
+    details: dict[str, object],
+) -> AblationResult:  # fmt: skip
+    mean_random = sum(effect_random) / len(effect_random) if effect_random else 0.0
+    ratio = effect_top / max(mean_random, RATIO_FLOOR) if top else None
+    supported = bool(top) and effect_top > RATIO_FLOOR and ratio is not None and ratio >= config.min_ratio
+    return AblationResult(
+        method, LD_DROP, len(top), top, baseline, effect_top, draws, effect_random, per_head, ratio,
+        supported, passes, time.perf_counter() - started, details,
+    )  # fmt: skip
+
+
+def run_ioi(
+    adapter: ArchitectureAdapter, prompts: IOIPrompts, classifiers: list[IOIClassifier], bos_id: int | None,
+    ablation: AblationConfig,
+) -> IOIOutcome:  # fmt: skip
+    """Measure, score every classifier in ``classifiers`` and validate name movers and backups."""
+    started = time.perf_counter()
+    d = adapter.dims
+    by_name = {c.name: c for c in classifiers}
+    name_mover = by_name.get(NameMover.name, NameMover())
+    spec = classifiers[0].config.prompts if classifiers else IOISpec()
+    groups = _clean_groups(adapter, prompts)
+    passes = 2 * len(groups)
+    lds = torch.cat([g.ld for g in groups])
+    attention = torch.cat([g.components.attention for g in groups]).mean(0)
+    copy, negative_copy = ov_copy_scores(adapter, torch.tensor(prompts.name_ids), bos_id)
+    dla = torch.cat([g.dla for g in groups]).mean(0)
+    base = IOIMeasures(
+        float(lds.mean()), float((lds > 0).float().mean()), dla, attention, copy, negative_copy, []
+    )
+    nm_scores = name_mover.score(base)
+    movers = top_labelled(nm_scores.scores, nm_scores.labels(name_mover.threshold), ablation.max_k)
+    measures = IOIMeasures(**{**base.__dict__, "name_movers": movers})
+    ld_movers_ablated = None
+    if movers:
+        dla_ablated, ld_ablated = _ablated_dla(adapter, groups, movers)
+        ld_movers_ablated = float(ld_ablated.mean())
+        passes += len(groups)
+        drop, receiver_io = (None, None)
+        if SInhibition.name in by_name:
+            drop, receiver_io = _s_inhibition(adapter, groups, movers, spec.patch_per_group)
+        measures = IOIMeasures(**{
+            **measures.__dict__, "dla_ablated": dla_ablated, "receiver_attention_drop": drop,
+            "receiver_attention_io": receiver_io,
+        })  # fmt: skip
+    results: dict[str, tuple[HeadScores, AblationResult | None]] = {}
+    for classifier in classifiers:
+        scores = nm_scores if classifier.name == NameMover.name else classifier.score(measures)
+        results[classifier.name] = (scores, None)
+    ld_of: Callable[[list[Head]], float] = lambda heads: _ld_with(adapter, groups, heads)  # noqa: E731
+    if NameMover.name in results:
+        validation, count = _validate_name_movers(
+            measures, movers, ld_movers_ablated, ld_of, d.n_layers, d.n_heads, ablation
+        )
+        results[NameMover.name] = (nm_scores, validation)
+        passes += count
+    if BackupNameMover.name in results and movers and ld_movers_ablated is not None:
+        backup_scores = results[BackupNameMover.name][0]
+        backups = top_labelled(
+            backup_scores.scores,
+            backup_scores.labels(by_name[BackupNameMover.name].threshold),
+            ablation.max_k,
+        )
+        validation, count = _validate_backups(
+            measures, movers, backups, ld_movers_ablated, ld_of, d.n_layers, d.n_heads, ablation
+        )
+        results[BackupNameMover.name] = (backup_scores, validation)
+        passes += count
+    return IOIOutcome(measures, results, passes, time.perf_counter() - started)
+
+
+def _validate_name_movers(
+    m: IOIMeasures, movers: list[Head], ld_ablated: float | None, ld_of: Callable[[list[Head]], float],
+    n_layers: int, n_heads: int, config: AblationConfig,
+) -> tuple[AblationResult, int]:  # fmt: skip
+    """Ablating the name movers lowers LD more than ablating as many random heads."""
+    started = time.perf_counter()
+    if not movers or ld_ablated is None:
+        return _validation(
+            "mean_ablation_top_k_vs_random", [], m.ld, 0.0, {}, [], [], config, 0, started,
+            {"note": "no head is labelled"},
+        ), 0  # fmt: skip
+    per_head = {head: m.ld - ld_of([head]) for head in movers}
+    draws = random_head_sets(n_layers, n_heads, movers, len(movers), config.draws, config.seed)
+    effect_random = [m.ld - ld_of(heads) for heads in draws]
+    details: dict[str, object] = {"ld_ablated": ld_ablated, "ld_positive": m.ld_positive}
+    result = _validation(
+        "mean_ablation_top_k_vs_random", movers, m.ld, m.ld - ld_ablated, per_head, draws, effect_random,
+        config, 1 + len(per_head) + len(draws), started, details,
+    )  # fmt: skip
+    return result, len(per_head) + len(draws)
+
+
+def _validate_backups(
+    m: IOIMeasures, movers: list[Head], backups: list[Head], ld_movers_ablated: float,
+    ld_of: Callable[[list[Head]], float], n_layers: int, n_heads: int, config: AblationConfig,
+) -> tuple[AblationResult, int]:  # fmt: skip
+    """With the name movers ablated, ablating the backups too lowers LD more than as many random
+    heads; and the share of the name movers' lost direct effect that the backups recover."""
+    started = time.perf_counter()
+    assert m.dla_ablated is not None
+    lost = sum(float(m.dla[h] - m.dla_ablated[h]) for h in movers)
+    recovered = sum(float(m.dla_ablated[h] - m.dla[h]) for h in backups)
+    details: dict[str, object] = {
+        "name_movers": [list(h) for h in movers], "ld_clean": m.ld,
+        "name_mover_direct_loss": lost, "backup_compensation": recovered,
+        "recovered_share": recovered / lost if lost > RATIO_FLOOR else None,
+    }  # fmt: skip
+    if not backups:
+        return _validation(
+            "mean_ablation_backups_after_name_movers", [], ld_movers_ablated, 0.0, {}, [], [], config, 0,
+            started, {**details, "note": "no head is labelled"},
+        ), 0  # fmt: skip
+    effect_top = ld_movers_ablated - ld_of(movers + backups)
+    draws = random_head_sets(n_layers, n_heads, movers + backups, len(backups), config.draws, config.seed)
+    effect_random = [ld_movers_ablated - ld_of(movers + heads) for heads in draws]
+    result = _validation(
+        "mean_ablation_backups_after_name_movers", backups, ld_movers_ablated, effect_top, {}, draws,
+        effect_random, config, 1 + len(draws), started, details,
+    )  # fmt: skip
+    return result, 1 + len(draws)
