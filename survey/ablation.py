@@ -7,7 +7,7 @@ batch at that position. The model's weights are never changed; hooks are removed
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -26,34 +26,43 @@ def head_means(adapter: ArchitectureAdapter, input_ids: Tensor, batch_size: int 
     return z.mean(dim=1)  # z: [layer, batch, pos, head, d_head]
 
 
-def _replace_heads(heads: list[int], means: Tensor, d_head: int) -> Any:
-    """A forward pre-hook that overwrites the z slices of ``heads`` with ``means [pos, head, d_head]``."""
+def _replace_heads(heads: list[int], values: Tensor, d_head: int) -> Any:
+    """A forward pre-hook that overwrites the z of ``heads`` with ``values [..., pos, head, d_head]``."""
 
     def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         z = first_input(args, kwargs).clone()
         n = z.shape[-2]
         for h in heads:
-            z[..., h * d_head : (h + 1) * d_head] = means[:n, h].to(z)
+            z[..., h * d_head : (h + 1) * d_head] = values[..., :n, h, :].to(z)
         return ((z, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
 
     return hook
 
 
 @contextmanager
-def mean_ablated(adapter: ArchitectureAdapter, heads: Iterable[Head], means: Tensor) -> Iterator[None]:
-    """Within the block, ``heads`` output their mean z (``means [layer, pos, head, d_head]``)."""
+def heads_replaced(adapter: ArchitectureAdapter, heads: Iterable[Head], values: Tensor) -> Iterator[None]:
+    """Within the block, ``heads`` output ``values`` as their z: ``[layer, pos, head, d_head]``
+    means over a reference batch (mean-ablation), or ``[layer, batch, pos, head, d_head]``, one
+    run's own z per prompt (holding heads at that run)."""
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
     handles: list[RemovableHandle] = []
     try:
         for layer, layer_heads in by_layer.items():
-            hook = _replace_heads(layer_heads, means[layer], adapter.dims.d_head)
+            hook = _replace_heads(layer_heads, values[layer], adapter.dims.d_head)
             handles.append(adapter.attn_out_proj(layer).register_forward_pre_hook(hook, with_kwargs=True))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def mean_ablated(
+    adapter: ArchitectureAdapter, heads: Iterable[Head], means: Tensor
+) -> AbstractContextManager[None]:
+    """Within the block, ``heads`` output their mean z (``means [layer, pos, head, d_head]``)."""
+    return heads_replaced(adapter, heads, means)
 
 
 def next_token_loss(

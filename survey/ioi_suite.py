@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,8 +21,9 @@ from torch import Tensor
 from classifiers.base import HeadScores
 from classifiers.ioi import BackupNameMover, IOIClassifier, IOIMeasures, IOISpec, NameMover, SInhibition
 from classifiers.ioi_prompts import IOIGroup, IOIPrompts
-from survey.ablation import Head, head_means
+from survey.ablation import Head, head_means, heads_replaced, mean_ablated
 from survey.adapters import ArchitectureAdapter
+from survey.capture import CaptureSpec, capture
 from survey.ioi_measure import (
     EndComponents,
     FinalNormView,
@@ -78,8 +78,6 @@ def _ablated_dla(
     adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]
 ) -> tuple[Tensor, Tensor]:
     """Mean DLA ``[layer, head]`` (clean-run scale) and LD ``[prompt]`` with ``heads`` mean-ablated."""
-    from survey.ablation import mean_ablated
-
     dla, ld = [], []
     for g in groups:
         with mean_ablated(adapter, heads, g.means):
@@ -122,18 +120,33 @@ def _s_inhibition(
     return drop, float(torch.cat(clean_io).mean())
 
 
-def _validation(
-    method: str, top: list[Head], baseline: float, effect_top: float, per_head: dict[Head, float],
-    draws: list[list[Head]], effect_random: list[float], config: AblationConfig, passes: int, started: float,
-    details: dict[str, object],
-) -> AblationResult:  # fmt: skip
-    mean_random = sum(effect_random) / len(effect_random) if effect_random else 0.0
-    ratio = effect_top / max(mean_random, RATIO_FLOOR) if top else None
-    supported = bool(top) and effect_top > RATIO_FLOOR and ratio is not None and ratio >= config.min_ratio
-    return AblationResult(
-        method, LD_DROP, len(top), top, baseline, effect_top, draws, effect_random, per_head, ratio,
-        supported, passes, time.perf_counter() - started, details,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class _Check:
+    """One validation's method, metric and baseline, and the config it compares by."""
+
+    method: str
+    metric: str
+    baseline: float
+    config: AblationConfig
+
+    def result(
+        self, top: list[Head], effects: list[float], draws: list[list[Head]], per_head: dict[Head, float],
+        passes: int, started: float, details: dict[str, object],
+    ) -> AblationResult:  # fmt: skip
+        """``effects``: the top heads' effect, then one per random draw."""
+        if not top:
+            return AblationResult(
+                self.method, self.metric, 0, [], self.baseline, 0.0, [], [], {}, None, False, passes,
+                time.perf_counter() - started, {**details, "note": "no head is labelled"},
+            )  # fmt: skip
+        effect_top, random_effects = effects[0], effects[1:]
+        mean_random = sum(random_effects) / len(random_effects)
+        ratio = effect_top / max(mean_random, RATIO_FLOOR)
+        supported = effect_top > RATIO_FLOOR and ratio >= self.config.min_ratio
+        return AblationResult(
+            self.method, self.metric, len(top), top, self.baseline, effect_top, draws, random_effects,
+            per_head, ratio, supported, passes, time.perf_counter() - started, details,
+        )  # fmt: skip
 
 
 def run_ioi(
@@ -142,7 +155,6 @@ def run_ioi(
 ) -> IOIOutcome:  # fmt: skip
     """Measure, score every classifier in ``classifiers`` and validate name movers and backups."""
     started = time.perf_counter()
-    d = adapter.dims
     by_name = {c.name: c for c in classifiers}
     name_mover = by_name.get(NameMover.name, NameMover())
     spec = classifiers[0].config.prompts if classifiers else IOISpec()
@@ -174,11 +186,8 @@ def run_ioi(
     for classifier in classifiers:
         scores = nm_scores if classifier.name == NameMover.name else classifier.score(measures)
         results[classifier.name] = (scores, None)
-    ld_of: Callable[[list[Head]], float] = lambda heads: _ld_with(adapter, groups, heads)  # noqa: E731
     if NameMover.name in results:
-        validation, count = _validate_name_movers(
-            measures, movers, ld_movers_ablated, ld_of, d.n_layers, d.n_heads, ablation
-        )
+        validation, count = _validate_name_movers(adapter, groups, measures, ld_movers_ablated, ablation)
         results[NameMover.name] = (nm_scores, validation)
         passes += count
     if BackupNameMover.name in results and movers and ld_movers_ablated is not None:
@@ -188,61 +197,77 @@ def run_ioi(
             backup_scores.labels(by_name[BackupNameMover.name].threshold),
             ablation.max_k,
         )
-        validation, count = _validate_backups(
-            measures, movers, backups, ld_movers_ablated, ld_of, d.n_layers, d.n_heads, ablation
-        )
+        validation, count = _validate_backups(adapter, groups, measures, backups, ld_movers_ablated, ablation)
         results[BackupNameMover.name] = (backup_scores, validation)
         passes += count
     return IOIOutcome(measures, results, passes, time.perf_counter() - started)
 
 
 def _validate_name_movers(
-    m: IOIMeasures, movers: list[Head], ld_ablated: float | None, ld_of: Callable[[list[Head]], float],
-    n_layers: int, n_heads: int, config: AblationConfig,
+    adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, ld_ablated: float | None,
+    config: AblationConfig,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """Ablating the name movers lowers LD more than ablating as many random heads."""
     started = time.perf_counter()
-    if not movers or ld_ablated is None:
-        return _validation(
-            "mean_ablation_top_k_vs_random", [], m.ld, 0.0, {}, [], [], config, 0, started,
-            {"note": "no head is labelled"},
-        ), 0  # fmt: skip
-    per_head = {head: m.ld - ld_of([head]) for head in movers}
-    draws = random_head_sets(n_layers, n_heads, movers, len(movers), config.draws, config.seed)
-    effect_random = [m.ld - ld_of(heads) for heads in draws]
+    check = _Check("mean_ablation_top_k_vs_random", LD_DROP, m.ld, config)
+    movers = m.name_movers
     details: dict[str, object] = {"ld_ablated": ld_ablated, "ld_positive": m.ld_positive}
-    result = _validation(
-        "mean_ablation_top_k_vs_random", movers, m.ld, m.ld - ld_ablated, per_head, draws, effect_random,
-        config, 1 + len(per_head) + len(draws), started, details,
-    )  # fmt: skip
-    return result, len(per_head) + len(draws)
+    if not movers or ld_ablated is None:
+        return check.result([], [], [], {}, 0, started, details), 0
+    per_head = {head: m.ld - _ld_with(adapter, groups, [head]) for head in movers}
+    d = adapter.dims
+    draws = random_head_sets(d.n_layers, d.n_heads, movers, len(movers), config.draws, config.seed)
+    effects = [m.ld - ld_ablated] + [m.ld - _ld_with(adapter, groups, heads) for heads in draws]
+    passes = len(per_head) + len(draws)
+    return check.result(movers, effects, draws, per_head, passes + 1, started, details), passes
+
+
+def _held_lds(
+    adapter: ArchitectureAdapter, groups: list[_Group], ablated: list[Head], holds: list[list[Head]]
+) -> list[float]:
+    """Mean LD with ``ablated`` mean-ablated and each set in ``holds`` held at its clean-run z
+    (so it cannot respond to the ablation), one value per set."""
+    totals = [0.0] * len(holds)
+    count = 0
+    for g in groups:
+        z = capture(adapter, g.group.clean, CaptureSpec.of("z"), batch_size=len(g.group.clean)).stacked("z")
+        io, s = g.group.io_ids, g.group.s_ids
+        for index, hold in enumerate(holds):
+            with mean_ablated(adapter, ablated, g.means), heads_replaced(adapter, hold, z):
+                totals[index] += float(ablated_logit_diff(adapter, g.group.clean, io, s, [], g.means).sum())
+        count += len(io)
+    return [total / count for total in totals]
 
 
 def _validate_backups(
-    m: IOIMeasures, movers: list[Head], backups: list[Head], ld_movers_ablated: float,
-    ld_of: Callable[[list[Head]], float], n_layers: int, n_heads: int, config: AblationConfig,
+    adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, backups: list[Head],
+    ld_movers_ablated: float, config: AblationConfig,
 ) -> tuple[AblationResult, int]:  # fmt: skip
-    """With the name movers ablated, ablating the backups too lowers LD more than as many random
-    heads; and the share of the name movers' lost direct effect that the backups recover."""
+    """How much of the LD drop the backups recover: with the name movers mean-ablated, holding
+    the backups at their clean-run outputs (so they cannot respond) lowers LD by the amount they
+    recovered. Compared with holding as many random heads; the direct-effect view (their DLA
+    rise over the name movers' lost DLA) goes in the details."""
     started = time.perf_counter()
     assert m.dla_ablated is not None
+    movers = m.name_movers
     lost = sum(float(m.dla[h] - m.dla_ablated[h]) for h in movers)
-    recovered = sum(float(m.dla_ablated[h] - m.dla[h]) for h in backups)
+    compensation = sum(float(m.dla_ablated[h] - m.dla[h]) for h in backups)
     details: dict[str, object] = {
-        "name_movers": [list(h) for h in movers], "ld_clean": m.ld,
-        "name_mover_direct_loss": lost, "backup_compensation": recovered,
-        "recovered_share": recovered / lost if lost > RATIO_FLOOR else None,
+        "name_movers": [list(h) for h in movers], "ld_clean": m.ld, "name_mover_direct_loss": lost,
+        "backup_compensation": compensation,
+        "compensation_share": compensation / lost if lost > RATIO_FLOOR else None,
     }  # fmt: skip
+    check = _Check(
+        "hold_backups_at_clean_with_name_movers_ablated", "ld_recovered", ld_movers_ablated, config
+    )
     if not backups:
-        return _validation(
-            "mean_ablation_backups_after_name_movers", [], ld_movers_ablated, 0.0, {}, [], [], config, 0,
-            started, {**details, "note": "no head is labelled"},
-        ), 0  # fmt: skip
-    effect_top = ld_movers_ablated - ld_of(movers + backups)
-    draws = random_head_sets(n_layers, n_heads, movers + backups, len(backups), config.draws, config.seed)
-    effect_random = [ld_movers_ablated - ld_of(movers + heads) for heads in draws]
-    result = _validation(
-        "mean_ablation_backups_after_name_movers", backups, ld_movers_ablated, effect_top, {}, draws,
-        effect_random, config, 1 + len(draws), started, details,
-    )  # fmt: skip
-    return result, 1 + len(draws)
+        return check.result([], [], [], {}, 0, started, details), 0
+    d = adapter.dims
+    draws = random_head_sets(d.n_layers, d.n_heads, movers + backups, len(backups), config.draws, config.seed)
+    held = _held_lds(adapter, groups, movers, [backups, *draws])
+    recovered = [ld_movers_ablated - ld for ld in held]
+    drop_without = m.ld - held[0]
+    details["recovered_share"] = recovered[0] / drop_without if drop_without > RATIO_FLOOR else None
+    details["ld_backups_held"] = held[0]
+    passes = 2 + len(draws)
+    return check.result(backups, recovered, draws, {}, passes, started, details), passes

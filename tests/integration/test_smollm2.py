@@ -13,6 +13,7 @@ from survey.catalog import load_catalog
 from survey.loaders import LoadedModel, load, resolve
 
 pytestmark = pytest.mark.integration
+IOI_NAMES = ("name_mover", "negative_name_mover", "backup_name_mover", "s_inhibition")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +62,7 @@ def test_real_model_copies_repeated_random_tokens(smollm2: LoadedModel) -> None:
     assert first > 8 and second < first / 2, (float(first), float(second))
 
 
-def test_survey_twice_stores_one_row_per_head_and_validates_induction(
+def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
     smollm2: LoadedModel, tmp_path: Path
 ) -> None:
     from classifiers import classifier_names, parse_selection
@@ -79,17 +80,30 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction(
             "SELECT u.name, u.version, h.layer, h.head, count(*) FROM head_scores h "
             "JOIN units u ON u.id = h.unit_id GROUP BY 1, 2, 3, 4"
         )).all()  # fmt: skip
-        assert len(counts) == 4 * 270 and {c[-1] for c in counts} == {1}
+        assert len(counts) == 8 * 270 and {c[-1] for c in counts} == {1}
         assert {c[0] for c in counts} == set(classifier_names())
         assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
-        ratio, supported, k = connection.execute(text("SELECT ratio, supported, k FROM validations")).one()
+        validations = {
+            name: (ratio, supported, k)
+            for name, ratio, supported, k in connection.execute(text(
+                "SELECT u.name, v.ratio, v.supported, v.k FROM validations v JOIN units u ON u.id = v.unit_id"
+            ))
+        }  # fmt: skip
         top = connection.execute(text(
             "SELECT h.layer, h.head FROM head_scores h JOIN units u ON u.id = h.unit_id "
             "WHERE u.name = 'induction' AND h.rank = 1"
         )).one()  # fmt: skip
+        labelled = connection.execute(text(
+            "SELECT u.name, h.layer, h.head FROM head_scores h JOIN units u ON u.id = h.unit_id WHERE h.label"
+        )).all()  # fmt: skip
     engine.dispose()
+    ratio, supported, k = validations["induction"]
     assert supported and ratio >= 5.0 and k >= 3
     assert 10 <= top.layer <= 25  # induction heads sit in the middle-to-late layers, never at the ends
+    ioi = {name: {(layer, head) for n, layer, head in labelled if n == name} for name in IOI_NAMES}
+    assert len(ioi["name_mover"]) >= 2 and ioi["s_inhibition"] and ioi["negative_name_mover"]
+    assert max(layer for layer, _ in ioi["s_inhibition"]) < min(layer for layer, _ in ioi["name_mover"])
+    assert validations["name_mover"][0] > 1.0  # ablating the name movers hurts LD more than random heads
 
 
 def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:

@@ -72,7 +72,7 @@ def test_the_backup_compensates_when_the_name_mover_is_ablated(planted: IOIOutco
         scores.evidence[2][0]["compensation"] < 0 and not scores.labels(0.05)[2, 0]
     )  # ablated, not a backup
     assert validation is not None and validation.heads == [(3, 0)] and validation.effect_top > 1.0
-    assert validation.details["recovered_share"] > 0.5
+    assert validation.details["recovered_share"] > 0.5 and validation.ratio is not None and validation.ratio >= 5
 
 
 def test_s_inhibition_moves_the_name_movers_attention(planted: IOIOutcome) -> None:
@@ -172,3 +172,62 @@ def test_path_patching_clean_into_clean_is_the_clean_attention(model_type: str) 
     got = path_patched_attention(adapter, clean, clean, POSITIONS, [(1, 1), (1, 2)], [(0, 0), (0, 3)])
     expected = end_components(adapter, clean, POSITIONS).attention[:, 1, [1, 2], 0]
     torch.testing.assert_close(got, expected[None].expand(2, -1, -1), atol=1e-5, rtol=1e-4)
+
+
+def test_ioi_units_are_stored_with_evidence_and_validations(planted: IOIOutcome, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from sqlalchemy import text
+
+    from db.engine import open_database, session_factory
+    from db.schema import Run
+    from db.store import write_unit
+    from survey.heads import PlannedUnit, UnitResult
+    from tests.fixtures_db import NOW, _model
+
+    engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
+    with session_factory(engine).begin() as session:
+        model = _model("planted-ioi", 4, 4)
+        session.add(model)
+        session.flush()
+        run = Run(
+            model_id=model.id,
+            code_version="t",
+            config={},
+            device="cpu",
+            dtype="float32",
+            started_at=NOW,
+            status="done",
+        )
+        session.add(run)
+        session.flush()
+        model_id, run_id = model.id, run.id
+    prompts = planted_ioi_prompts()
+    for classifier in CLASSIFIERS:
+        scores, validation = planted.scores[classifier.name]
+        write_unit(
+            engine,
+            model_id,
+            run_id,
+            UnitResult(PlannedUnit(classifier, prompts), scores, validation, 1.0),
+            replace=False,
+        )
+    with engine.connect() as connection:
+        labelled = connection.execute(text(
+            "SELECT u.name, h.layer, h.head, h.evidence, u.dataset_hash, u.dataset FROM head_scores h "
+            "JOIN units u ON u.id = h.unit_id WHERE h.label ORDER BY u.name"
+        )).all()  # fmt: skip
+        validations = dict(connection.execute(text(
+            "SELECT u.name, v.ratio FROM validations v JOIN units u ON u.id = v.unit_id"
+        )).all())  # fmt: skip
+    engine.dispose()
+    assert {(name, layer, head) for name, layer, head, *_ in labelled} == {
+        (n, *h) for n, h in PLANTED.items()
+    }
+    by_name = {row[0]: json.loads(row[3]) for row in labelled}
+    assert (
+        by_name["backup_name_mover"]["compensation"] > 5.0
+        and "receiver_attention_drop" in by_name["s_inhibition"]
+    )
+    assert all(row[4] == prompts.hash and json.loads(row[5])["kind"] == "ioi" for row in labelled)
+    assert set(validations) == {"name_mover", "backup_name_mover"} and validations["name_mover"] >= 5
