@@ -7,9 +7,10 @@ median of ``--repeats`` rounds is reported.
 
     .venv/bin/python bench/ioi_suite.py [MODEL ...] [--repeats 1]
 
-ratio = suite / one bare pass over the clean prompts. The suite runs about 2 passes for the
-clean measurements, one with the name movers ablated, one per name mover alone and per random
-draw for the validations, and one END-token pass per chunk of sender heads for path patching.
+ratio = suite / one bare pass over the clean prompts. "full passes" counts the suite's passes over
+every clean prompt: 2 for the clean measurements, one with the name movers ablated, one per name
+mover alone and per random draw, and 2 + draws for the backups. Path patching comes on top: one
+END-token pass per chunk of sender heads per prompt group.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def ov_copy_scores(
     ``top`` (negative copy score). Each head's output passes through the norms around it (the
     layer's attention input norm, a post-attention norm, the final norm); ties never count."""
     x = resid_after_first_block(adapter, name_ids, bos_id)
-    vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]: a fast matmul
+    vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
     final = adapter.final_norm()
     copy, negative = [], []
     with torch.inference_mode():
@@ -212,7 +212,8 @@ def ov_copy_scores(
             out = torch.einsum("nhd,hdm->nhm", v, w.W_O.float())  # [name, head, d_model]
             if post is not None:
                 out = post(out)
-            logits = torch.nn.functional.linear(final(out).float().contiguous(), vocab_major)  # [name, head, vocab]
+            read_out = final(out).float().contiguous()  # einsum's layout would make the next matmul slow
+            logits = torch.nn.functional.linear(read_out, vocab_major)  # [name, head, vocab]
             own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
             beyond_top = logits.topk(top + 1, dim=-1).values[..., top]
             beyond_bottom = logits.topk(top + 1, dim=-1, largest=False).values[..., top]

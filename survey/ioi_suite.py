@@ -53,7 +53,8 @@ class _Group:
 
 @dataclass(frozen=True)
 class IOIOutcome:
-    """Per classifier name: its scores and validation; plus the measures and the passes run."""
+    """Per classifier name: its scores and validation; plus the measures, the forward passes run
+    over every clean prompt (path patching aside) and the time taken."""
 
     measures: IOIMeasures
     scores: dict[str, tuple[HeadScores, AblationResult | None]]
@@ -159,7 +160,7 @@ def run_ioi(
     name_mover = by_name.get(NameMover.name, NameMover())
     spec = classifiers[0].config.prompts if classifiers else IOISpec()
     groups = _clean_groups(adapter, prompts)
-    passes = 2 * len(groups)
+    passes = 2  # clean components, ABC means
     lds = torch.cat([g.ld for g in groups])
     attention = torch.cat([g.components.attention for g in groups]).mean(0)
     copy, negative_copy = ov_copy_scores(adapter, torch.tensor(prompts.name_ids), bos_id)
@@ -174,7 +175,7 @@ def run_ioi(
     if movers:
         dla_ablated, ld_ablated = _ablated_dla(adapter, groups, movers)
         ld_movers_ablated = float(ld_ablated.mean())
-        passes += len(groups)
+        passes += 1
         drop, receiver_io = (None, None)
         if SInhibition.name in by_name:
             drop, receiver_io = _s_inhibition(adapter, groups, movers, spec.patch_per_group)

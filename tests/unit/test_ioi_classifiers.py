@@ -72,7 +72,9 @@ def test_the_backup_compensates_when_the_name_mover_is_ablated(planted: IOIOutco
         scores.evidence[2][0]["compensation"] < 0 and not scores.labels(0.05)[2, 0]
     )  # ablated, not a backup
     assert validation is not None and validation.heads == [(3, 0)] and validation.effect_top > 1.0
-    assert validation.details["recovered_share"] > 0.5 and validation.ratio is not None and validation.ratio >= 5
+    assert (
+        validation.details["recovered_share"] > 0.5 and validation.ratio is not None and validation.ratio >= 5
+    )
 
 
 def test_s_inhibition_moves_the_name_movers_attention(planted: IOIOutcome) -> None:
