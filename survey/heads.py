@@ -112,9 +112,11 @@ def check_patterns(name: str, patterns: Tensor) -> None:
 
 
 def score_units(
-    loaded: LoadedModel, units: list[PlannedUnit], ablation: AblationConfig | None = None
-) -> Iterator[UnitResult]:
-    """Yield each unit's result as soon as it is ready, running each dataset once."""
+    loaded: LoadedModel, units: list[PlannedUnit], ablation: AblationConfig | None = None,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> Iterator[UnitResult]:  # fmt: skip
+    """Yield each unit's result as soon as it is ready, running each dataset once; long stages
+    report to ``progress``."""
     by_dataset: dict[int, list[PlannedUnit]] = {}
     for unit in units:
         by_dataset.setdefault(id(unit.probe), []).append(unit)
@@ -122,7 +124,7 @@ def score_units(
     for group in by_dataset.values():
         dataset = group[0].probe
         if isinstance(dataset, IOIPrompts):
-            yield from _score_ioi(loaded, group, dataset, ablation)
+            yield from _score_ioi(loaded, group, dataset, ablation, progress)
         else:
             yield from _score_patterns(loaded, group, dataset, ablation)
 
@@ -148,11 +150,12 @@ def _score_patterns(
 
 
 def _score_ioi(
-    loaded: LoadedModel, group: list[PlannedUnit], prompts: IOIPrompts, ablation: AblationConfig
-) -> Iterator[UnitResult]:
+    loaded: LoadedModel, group: list[PlannedUnit], prompts: IOIPrompts, ablation: AblationConfig,
+    progress: Callable[[str], None],
+) -> Iterator[UnitResult]:  # fmt: skip
     classifiers = [unit.classifier for unit in group]
     assert all(isinstance(c, IOIClassifier) for c in classifiers)
-    outcome = run_ioi(loaded.adapter, prompts, classifiers, loaded.bos.token_id, ablation)  # type: ignore[arg-type]
+    outcome = run_ioi(loaded.adapter, prompts, classifiers, loaded.bos.token_id, ablation, progress)  # type: ignore[arg-type]
     for unit in group:
         scores, validation = outcome.scores[unit.classifier.name]
         yield UnitResult(unit, scores, validation, outcome.seconds / len(group))

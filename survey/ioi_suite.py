@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -152,10 +153,12 @@ class _Check:
 
 def run_ioi(
     adapter: ArchitectureAdapter, prompts: IOIPrompts, classifiers: list[IOIClassifier], bos_id: int | None,
-    ablation: AblationConfig,
+    ablation: AblationConfig, progress: Callable[[str], None] = lambda _line: None,
 ) -> IOIOutcome:  # fmt: skip
-    """Measure, score every classifier in ``classifiers`` and validate name movers and backups."""
+    """Measure, score every classifier in ``classifiers`` and validate name movers and backups;
+    ``progress`` gets a line as each stage starts."""
     started = time.perf_counter()
+    progress(f"IOI: {prompts.n_prompts} prompts in {len(prompts.groups)} groups: clean run, DLA, copy scores")
     by_name = {c.name: c for c in classifiers}
     name_mover = by_name.get(NameMover.name, NameMover())
     spec = classifiers[0].config.prompts if classifiers else IOISpec()
@@ -170,23 +173,25 @@ def run_ioi(
     )
     nm_scores = name_mover.score(base)
     movers = top_labelled(nm_scores.scores, nm_scores.labels(name_mover.threshold), ablation.max_k)
-    measures = IOIMeasures(**{**base.__dict__, "name_movers": movers})
+    measures = replace(base, name_movers=movers)
     ld_movers_ablated = None
+    progress(f"IOI: LD {base.ld:.2f}; name movers {_heads(movers)}")
     if movers:
         dla_ablated, ld_ablated = _ablated_dla(adapter, groups, movers)
         ld_movers_ablated = float(ld_ablated.mean())
         passes += 1
         drop, receiver_io = (None, None)
         if SInhibition.name in by_name:
+            progress("IOI: path patching into the name movers' queries")
             drop, receiver_io = _s_inhibition(adapter, groups, movers, spec.patch_per_group)
-        measures = IOIMeasures(**{
-            **measures.__dict__, "dla_ablated": dla_ablated, "receiver_attention_drop": drop,
-            "receiver_attention_io": receiver_io,
-        })  # fmt: skip
+        measures = replace(
+            measures, dla_ablated=dla_ablated, receiver_attention_drop=drop, receiver_attention_io=receiver_io
+        )
     results: dict[str, tuple[HeadScores, AblationResult | None]] = {}
     for classifier in classifiers:
         scores = nm_scores if classifier.name == NameMover.name else classifier.score(measures)
         results[classifier.name] = (scores, None)
+    progress("IOI: validating by mean-ablation")
     if NameMover.name in results:
         validation, count = _validate_name_movers(adapter, groups, measures, ld_movers_ablated, ablation)
         results[NameMover.name] = (nm_scores, validation)
@@ -202,6 +207,10 @@ def run_ioi(
         results[BackupNameMover.name] = (backup_scores, validation)
         passes += count
     return IOIOutcome(measures, results, passes, time.perf_counter() - started)
+
+
+def _heads(heads: list[Head]) -> str:
+    return ", ".join(f"{layer}.{head}" for layer, head in heads) or "none"
 
 
 def _validate_name_movers(

@@ -140,7 +140,7 @@ def survey_model(
     run_id = _start_run(engine, model_id, config, names)
     error = None
     try:
-        for result in score_units(loaded, pending, config.ablation):
+        for result in score_units(loaded, pending, config.ablation, progress=lambda line: echo(f"  {line}")):
             write_unit(engine, model_id, run_id, result, replace=force)
             echo("  " + _describe(result))
         if neuron_plan is not None and neuron_key is not None and neurons_pending:
