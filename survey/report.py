@@ -70,7 +70,7 @@ def summary_lines(summaries: list[UnitSummary]) -> list[str]:
             lines.append(f"validation {s.model} {s.name}: not run ({note})")
             continue
         lines.append(
-            f"validation {s.model} {s.name}: {v.metric} {v.effect_top:+.3f} mean-ablating the top {v.k}, "
+            f"validation {s.model} {s.name}: {v.metric} {v.effect_top:+.3f} for the top {v.k}, "
             f"{v.effect_random_mean or 0:+.3f} for {v.k} random heads "
             f"(mean of {len(v.effect_random)} draws): ratio {v.ratio:.1f}, "
             + ("supported" if v.supported else "NOT supported")

@@ -175,15 +175,15 @@ def _survey_neurons(
 
 
 def _describe(result: UnitResult) -> str:
-    c, scores = result.unit.classifier, result.scores.scores
+    c, scores = result.unit.classifier, result.scores
+    labelled = int(scores.labels(c.threshold).sum())
     line = (
-        f"{c.name} v{c.version}: {int((scores > c.threshold).sum())}/{scores.numel()} heads above "
-        f"{c.threshold} [{result.seconds:.1f} s]"
+        f"{c.name} v{c.version}: {labelled}/{scores.scores.numel()} heads labelled [{result.seconds:.1f} s]"
     )
     v = result.validation
     if v is not None and v.ratio is not None:
         line += (
-            f"; ablating the top {v.k}: +{v.effect_top:.3f} {v.metric} vs +{v.effect_random_mean:.3f} "
+            f"; validation: {v.metric} {v.effect_top:+.3f} for the top {v.k} vs {v.effect_random_mean:+.3f} "
             f"for random heads, ratio {v.ratio:.1f} ({'supported' if v.supported else 'NOT supported'}, "
             f"{v.forward_passes} passes, {v.seconds:.1f} s)"
         )
