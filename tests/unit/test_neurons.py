@@ -222,6 +222,23 @@ def _neuron_rows(db: Path) -> list[tuple]:  # type: ignore[type-arg]
     return result
 
 
+def assert_same_rows(got: list[tuple], expected: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Equal row for row: integers, text and histograms exactly; floats (statistics, example
+    activations, float16 contexts) up to the last bits a matmul may round differently when
+    the same batch runs in another process."""
+    import json
+
+    assert len(got) == len(expected)
+    for row, want in zip(got, expected, strict=True):
+        assert row[:2] == want[:2] and row[7] == want[7]  # layer, neuron, histogram counts
+        np.testing.assert_allclose(row[2:7], want[2:7], rtol=1e-6, atol=1e-9)
+        examples, wanted = json.loads(row[8]), json.loads(want[8])
+        assert [e[:3] for e in examples] == [e[:3] for e in wanted]  # the same tokens, in order
+        np.testing.assert_allclose([e[3] for e in examples], [e[3] for e in wanted], rtol=1e-4, atol=1e-6)
+        contexts = np.frombuffer(row[9], dtype="<f2").astype(np.float32)
+        np.testing.assert_allclose(contexts, np.frombuffer(want[9], dtype="<f2"), rtol=2e-3, atol=1e-4)
+
+
 def test_a_pass_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     folder = tmp_path / "model"
     planted_neuron_model().save_pretrained(folder)
@@ -252,5 +269,5 @@ def test_a_pass_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output
     assert "resuming after batch" in output
-    assert _neuron_rows(tmp_path / "s.db") == _neuron_rows(tmp_path / "ref.db")
+    assert_same_rows(_neuron_rows(tmp_path / "s.db"), _neuron_rows(tmp_path / "ref.db"))
     assert not any((cache / "neuron-passes").glob("*.pt"))  # dropped once stored
