@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from db.engine import session_factory
 from db.schema import (
@@ -78,6 +79,20 @@ def _model(name: str, layers: int, heads: int) -> Model:
     )
 
 
+def model_with_run(session: Session, name: str, layers: int, heads: int) -> tuple[Model, Run]:
+    """Insert a fixture model and one finished run of it; both have their ids."""
+    model = _model(name, layers, heads)
+    session.add(model)
+    session.flush()
+    run = Run(
+        model_id=model.id, code_version="fixture", config={}, device="cpu", dtype="float32", started_at=NOW,
+        ended_at=NOW, status="done",
+    )  # fmt: skip
+    session.add(run)
+    session.flush()
+    return model, run
+
+
 def _unit(model: Model, run: Run, kind: str, name: str, threshold: float | None) -> Unit:
     return Unit(
         model_id=model.id,
@@ -104,21 +119,7 @@ def build_fixture(engine: Engine) -> None:
         session.flush()
         words = [(i, i + len(w)) for i, w in ((TEXT.index(w), w) for w in ["The", "cat", "sat", "on", "the"])]
         for name, (layers, heads, scores) in MODELS.items():
-            model = _model(name, layers, heads)
-            session.add(model)
-            session.flush()
-            run = Run(
-                model_id=model.id,
-                code_version="fixture",
-                config={},
-                device="cpu",
-                dtype="float32",
-                started_at=NOW,
-                ended_at=NOW,
-                status="done",
-            )
-            session.add(run)
-            session.flush()
+            model, run = model_with_run(session, name, layers, heads)
             for classifier, planted in scores.items():
                 unit = _unit(model, run, "head_classifier", classifier, THRESHOLDS[classifier])
                 session.add(unit)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import random
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from classifiers.ioi_prompts import IOIGroup, IOIPrompts
+from tests.planted import blank_gpt2, set_head
 from tests.tiny import VOCAB
 
 D_MODEL, N_HEADS, N_LAYERS, N_POS = 512, 4, 4, 16
@@ -53,12 +54,6 @@ def _tokens(offset: int, ids: list[int]) -> list[int]:
     return [offset + t for t in ids]
 
 
-def _set_head(attn: torch.nn.Module, head: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    for i, w in enumerate((q, k, v)):
-        start = i * D_MODEL + head * D_HEAD
-        attn.c_attn.weight[:, start : start + D_HEAD] = w
-
-
 def _query_bias(attn: torch.nn.Module, head: int, column: int, value: float) -> None:
     attn.c_attn.bias[head * D_HEAD + column] = value
 
@@ -71,21 +66,9 @@ def _write(attn: torch.nn.Module, head: int, columns: list[int], dims: list[int]
 
 def planted_ioi_gpt2() -> GPT2LMHeadModel:
     """The model described in the module docstring, eager attention, eval mode."""
-    config = GPT2Config(
-        vocab_size=VOCAB, n_positions=N_POS, n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS, n_inner=16,
-        bos_token_id=BOS, eos_token_id=2, tie_word_embeddings=True,
-    )  # fmt: skip
-    model = GPT2LMHeadModel(config)
-    model.config._attn_implementation = "eager"
+    model = blank_gpt2(N_LAYERS, D_MODEL, N_HEADS, N_POS)
     names = list(range(len(NAMES)))
     with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        for name, p in model.named_parameters():
-            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-                p.fill_(1.0)
-        model.transformer.wte.weight[:, TOK : TOK + VOCAB] = torch.eye(VOCAB)
-        model.transformer.wpe.weight[:, POS : POS + N_POS] = torch.eye(N_POS)
         h = [block.attn for block in model.transformer.h]
         every_token, positions = list(range(VOCAB)), list(range(N_POS))
 
@@ -95,14 +78,14 @@ def planted_ioi_gpt2() -> GPT2LMHeadModel:
         k[POS, VOCAB + N_POS] = 1.0
         v = torch.zeros(D_MODEL, D_HEAD)
         v[_tokens(TOK, NAMES), 0] = 1.0
-        _set_head(h[0], 0, q, k, v)
+        set_head(h[0], 0, q, k, v)
         _query_bias(h[0], 0, VOCAB + N_POS, 6.0)
         _write(h[0], 0, [0], [DUP], 1.0 / SCALE)
 
         # L1H0 S-inhibition: attends DUP (else BOS), writes the attended name into INHIB
         k = torch.zeros(D_MODEL, D_HEAD)
         k[DUP, 0], k[POS, 1] = 1.0, 1.0
-        _set_head(h[1], 0, torch.zeros(D_MODEL, D_HEAD), k, _map(_tokens(TOK, NAMES)))
+        set_head(h[1], 0, torch.zeros(D_MODEL, D_HEAD), k, _map(_tokens(TOK, NAMES)))
         _query_bias(h[1], 0, 0, 10.0)
         _query_bias(h[1], 0, 1, 5.0)
         _write(h[1], 0, names, _tokens(INHIB, NAMES), 1.0 / SCALE)
@@ -112,14 +95,14 @@ def planted_ioi_gpt2() -> GPT2LMHeadModel:
         inhibited = _map(_tokens(INHIB, NAMES), scale=-1.5)
         for layer, head in ((2, 0), (2, 1), (3, 0)):
             query = inhibited + (_map(_tokens(COPIED, NAMES), scale=-2.0) if layer == 3 else 0)
-            _set_head(h[layer], head, query, name_keys, _map(_tokens(TOK, NAMES)))
+            set_head(h[layer], head, query, name_keys, _map(_tokens(TOK, NAMES)))
             for column in names:
                 _query_bias(h[layer], head, column, 8.0)
         _write(h[2], 0, names, _tokens(TOK, NAMES), 1.0 / SCALE)
         _write(h[2], 0, names, _tokens(COPIED, NAMES), 1.0 / SCALE)
         _write(h[2], 1, names, _tokens(TOK, NAMES), -1.0 / (3 * SCALE))
         _write(h[3], 0, names, _tokens(TOK, NAMES), 1.0 / SCALE)
-    return model.eval()
+    return model
 
 
 def planted_ioi_prompts(per_group: int = 8, seed: int = 0) -> IOIPrompts:

@@ -182,27 +182,13 @@ def test_ioi_units_are_stored_with_evidence_and_validations(planted: IOIOutcome,
     from sqlalchemy import text
 
     from db.engine import open_database, session_factory
-    from db.schema import Run
     from db.store import write_unit
     from survey.heads import PlannedUnit, UnitResult
-    from tests.fixtures_db import NOW, _model
+    from tests.fixtures_db import model_with_run
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     with session_factory(engine).begin() as session:
-        model = _model("planted-ioi", 4, 4)
-        session.add(model)
-        session.flush()
-        run = Run(
-            model_id=model.id,
-            code_version="t",
-            config={},
-            device="cpu",
-            dtype="float32",
-            started_at=NOW,
-            status="done",
-        )
-        session.add(run)
-        session.flush()
+        model, run = model_with_run(session, "planted-ioi", 4, 4)
         model_id, run_id = model.id, run.id
     prompts = planted_ioi_prompts()
     for classifier in CLASSIFIERS:
