@@ -110,16 +110,28 @@ class IOIClassifier(HeadClassifier):
         """``(scores, gate, extra)``: ``extra(layer, head)`` is the class's own evidence."""
 
 
-def _attends_io(m: IOIMeasures) -> Tensor:
-    return m.attention[..., 0] > m.attention[..., 1] + m.attention[..., 2]
-
-
 def _nothing(_layer: int, _head: int) -> Evidence:
     return {}
 
 
+class _AttendsIO(IOIClassifier):
+    """Name movers and negative name movers: signed DLA / LD, gated by attention END→IO above
+    END→S1 + END→S2 and by the copy score of the matching sign."""
+
+    sign: ClassVar[float]
+
+    def copy_of(self, m: IOIMeasures) -> Tensor:
+        """The copy score the gate reads."""
+        return m.copy if self.sign > 0 else m.negative_copy
+
+    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+        attends_io = m.attention[..., 0] > m.attention[..., 1] + m.attention[..., 2]
+        gate = attends_io & (self.copy_of(m) >= self.config.min_copy)
+        return self.sign * m.dla / max(m.ld, LD_FLOOR), gate, _nothing
+
+
 @register
-class NameMover(IOIClassifier):
+class NameMover(_AttendsIO):
     """Name mover (Wang et al.): attends IO from END and copies it, raising logit(IO) - logit(S).
 
     Threshold 0.05: the head's direct effect alone is at least 5% of the clean logit difference.
@@ -133,14 +145,11 @@ class NameMover(IOIClassifier):
         "OV copy score (own token in the top 5 of W_U·W_OV·name) is at least 0.5"
     )
     default_config = IOIConfig(threshold=0.05)
-
-    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
-        gate = _attends_io(m) & (m.copy >= self.config.min_copy)
-        return m.dla / max(m.ld, LD_FLOOR), gate, _nothing
+    sign = 1.0
 
 
 @register
-class NegativeNameMover(IOIClassifier):
+class NegativeNameMover(_AttendsIO):
     """Negative name mover: attends IO from END and suppresses it (copy suppression).
 
     Threshold 0.05: the head's direct effect lowers the logit difference by at least 5% of it.
@@ -154,10 +163,7 @@ class NegativeNameMover(IOIClassifier):
         "negative OV copy score (own token in the bottom 5) is at least 0.5"
     )
     default_config = IOIConfig(threshold=0.05)
-
-    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
-        gate = _attends_io(m) & (m.negative_copy >= self.config.min_copy)
-        return -m.dla / max(m.ld, LD_FLOOR), gate, _nothing
+    sign = -1.0
 
 
 def _not_name_movers(m: IOIMeasures, shape: torch.Size) -> Tensor:

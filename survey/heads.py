@@ -153,9 +153,9 @@ def _score_ioi(
     loaded: LoadedModel, group: list[PlannedUnit], prompts: IOIPrompts, ablation: AblationConfig,
     progress: Callable[[str], None],
 ) -> Iterator[UnitResult]:  # fmt: skip
-    classifiers = [unit.classifier for unit in group]
-    assert all(isinstance(c, IOIClassifier) for c in classifiers)
-    outcome = run_ioi(loaded.adapter, prompts, classifiers, loaded.bos.token_id, ablation, progress)  # type: ignore[arg-type]
+    classifiers = [unit.classifier for unit in group if isinstance(unit.classifier, IOIClassifier)]
+    assert len(classifiers) == len(group)
+    outcome = run_ioi(loaded.adapter, prompts, classifiers, loaded.bos.token_id, ablation, progress)
     for unit in group:
         scores, validation = outcome.scores[unit.classifier.name]
         yield UnitResult(unit, scores, validation, outcome.seconds / len(group))

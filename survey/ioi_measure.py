@@ -19,11 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from survey.ablation import Head, mean_ablated
 from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection, in_out_weight
 from survey.capture import CaptureSpec, capture, first_input
-
-Head = tuple[int, int]  # (layer, head)
 
 
 def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -87,9 +86,8 @@ def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict
     heads = got.stacked("head_out")[:, :, end].permute(1, 0, 2, 3)  # [prompt, layer, head, d_model]
     mlps = got.stacked("mlp_out")[:, :, end].permute(1, 0, 2)
     keys = [positions["io"], positions["s1"], positions["s2"]]
-    attention = got.stacked("pattern")[:, :, :, end, keys].permute(
-        1, 0, 2, 3
-    )  # from [layer, prompt, head, 3]
+    # patterns [layer, prompt, head, query, key] → [prompt, layer, head, 3]
+    attention = got.stacked("pattern")[:, :, :, end, keys].permute(1, 0, 2, 3)
     bias = torch.stack(
         [adapter.output_weights(layer)[1].detach().float() for layer in range(adapter.dims.n_layers)]
     )
@@ -160,13 +158,15 @@ def direct_logit_attribution(
 
 
 def ablated_logit_diff(
-    adapter: ArchitectureAdapter, tokens: Tensor, io_ids: Tensor, s_ids: Tensor, heads: list[tuple[int, int]],
+    adapter: ArchitectureAdapter,
+    tokens: Tensor,
+    io_ids: Tensor,
+    s_ids: Tensor,
+    heads: list[Head],
     means: Tensor,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """``[prompt]``: the logit difference at the last position (END) with ``heads`` mean-ablated
     (``means`` from :func:`survey.ablation.head_means`, usually over the ABC prompts)."""
-    from survey.ablation import mean_ablated
-
     with mean_ablated(adapter, heads, means), torch.inference_mode():
         device = next(adapter.model.parameters()).device
         out = adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
@@ -249,6 +249,10 @@ class _ReceiverLayer:
     k_module: nn.Module
     k_columns: Tensor
 
+    def projection_modules(self) -> list[nn.Module]:
+        """The query and key modules, once each (one module when q, k and v are fused)."""
+        return list({id(self.q_module): self.q_module, id(self.k_module): self.k_module}.values())
+
 
 def _receiver_layers(adapter: ArchitectureAdapter, receivers: list[Head]) -> list[_ReceiverLayer]:
     layers = []
@@ -297,7 +301,7 @@ def path_patched_attention(
     hooks = [(adapter.blocks()[r.layer], _keep_at(kept, f"resid{r.layer}", end)) for r in layers]
     projection_hooks = []
     for r in layers:
-        for module in {id(r.q_module): r.q_module, id(r.k_module): r.k_module}.values():
+        for module in r.projection_modules():
             projection_hooks.append(
                 module.register_forward_hook(_keep_output_at(kept, f"out{id(module)}", end))
             )
@@ -317,7 +321,7 @@ def path_patched_attention(
         for layer, head in senders
     ])  # fmt: skip  # [sender, prompt, d_model]
     with torch.inference_mode():
-        prefix = model(input_ids=clean[:, :end].to(device), use_cache=True).cache
+        prefix = model(input_ids=clean[:, :end].to(device), use_cache=True, logits_to_keep=1).cache
     n_prompts = clean.shape[0]
     per_pass = max(1, rows_per_pass // n_prompts)
     result = []
@@ -358,7 +362,7 @@ def _patched_chunk(
             clean_k = kept[f"out{id(r.k_module)}"][:, r.k_columns].repeat_interleave(n_senders, 0)
             writes = {id(r.q_module): [(r.q_columns, patched_q)]}
             writes.setdefault(id(r.k_module), []).append((r.k_columns, clean_k))
-            for module in {id(r.q_module): r.q_module, id(r.k_module): r.k_module}.values():
+            for module in r.projection_modules():
                 handles.append(module.register_forward_hook(_override_end(writes[id(module)])))
             handles.append(adapter.attention(r.layer).register_forward_hook(_keep_pattern(seen, r, io, last)))
         cache = copy.deepcopy(prefix)

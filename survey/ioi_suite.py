@@ -243,8 +243,10 @@ def _held_lds(
         z = capture(adapter, g.group.clean, CaptureSpec.of("z"), batch_size=len(g.group.clean)).stacked("z")
         io, s = g.group.io_ids, g.group.s_ids
         for index, hold in enumerate(holds):
-            with mean_ablated(adapter, ablated, g.means), heads_replaced(adapter, hold, z):
-                totals[index] += float(ablated_logit_diff(adapter, g.group.clean, io, s, [], g.means).sum())
+            with heads_replaced(adapter, hold, z):
+                totals[index] += float(
+                    ablated_logit_diff(adapter, g.group.clean, io, s, ablated, g.means).sum()
+                )
         count += len(io)
     return [total / count for total in totals]
 
