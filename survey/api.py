@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from db.readonly import readonly_engine, run_query
+from survey.neuron_examples import decode_examples
 
 
 class SurveyDatabase:
@@ -75,21 +75,15 @@ class SurveyDatabase:
         if found.empty:
             return pd.DataFrame(columns=["rank", "token", "activation", "document", "context"])
         row = found.iloc[0]
-        examples = _json(row["examples"])
-        config = _json(row["config"])
-        before, width = config["context_before"], config["context_before"] + 1 + config["context_after"]
-        acts = np.frombuffer(row["context_acts"], dtype=np.float16).reshape(len(examples), width)
-        records = []
-        for rank, (document_id, token_index, _token_id, activation) in enumerate(examples, 1):
-            text, title, offsets = self._document(int(row["unit_id"]), document_id)
-            context = [
-                (text[offsets[i][0] : offsets[i][1]], float(acts[rank - 1, j]))
-                for j, i in enumerate(range(token_index - before, token_index - before + width))
-                if 0 <= i < len(offsets) and not np.isnan(acts[rank - 1, j])
-            ]
-            token = text[offsets[token_index][0] : offsets[token_index][1]]
-            records.append({"rank": rank, "token": token, "activation": activation, "document": title,
-                            "context": context})  # fmt: skip
+        unit_id = int(row["unit_id"])
+        decoded = decode_examples(
+            _json(row["examples"]), row["context_acts"], _json(row["config"]),
+            lambda document_id: self._document(unit_id, document_id),
+        )  # fmt: skip
+        records = [
+            {"rank": e.rank, "token": e.token, "activation": e.activation, "document": e.document, "context": e.context}
+            for e in decoded
+        ]
         return pd.DataFrame(records)
 
     def _document(self, unit_id: int, document_id: int) -> tuple[str, str, list[list[int]]]:

@@ -83,10 +83,14 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
 @click.option("--window", default=128, show_default=True, help="Neuron pass window length in tokens.")
 @click.option("--top-k", default=20, show_default=True, help="Max-activating examples kept per neuron.")
 @click.option("--checkpoint-every", default=16, show_default=True, help="Neuron pass batches between saves.")
+@click.option(
+    "--site", "site_dir", default=None, type=click.Path(path_type=Path), metavar="DIR",
+    help="Afterwards, build the wiki from the database into DIR (as `survey site build`).",
+)  # fmt: skip
 def run_command(
     models: tuple[str, ...], db_url: str | None, catalogs: tuple[Path, ...], device: str, dtype: str,
     selection: str | None, force: bool, neurons: bool, corpus: str, corpus_tokens: int, window: int,
-    top_k: int, checkpoint_every: int,
+    top_k: int, checkpoint_every: int, site_dir: Path | None,
 ) -> None:  # fmt: skip
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
     from classifiers import UnknownClassifierError, parse_selection
@@ -118,8 +122,43 @@ def run_command(
         lambda line: click.echo(line, err=True),
         classifiers=chosen, force=force,
     )  # fmt: skip
+    if site_dir is not None:
+        _build_site(db_url, site_dir)
     if failures:
         raise SystemExit(1)
+
+
+@cli.group("site")
+def site_group() -> None:
+    """The wiki: a static site generated from the database."""
+
+
+@site_group.command("build")
+@db_option
+@click.option("--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR")
+def site_build_command(db_url: str | None, out: Path) -> None:
+    """Render every page from the database and build the HTML site into DIR (replaced)."""
+    _build_site(db_url, out)
+
+
+@site_group.command("serve")
+@click.option("--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR")
+@click.option("--port", default=8000, show_default=True, help="Local port (127.0.0.1).")
+def site_serve_command(out: Path, port: int) -> None:
+    """Preview a built site over local HTTP until Ctrl-C."""
+    from survey.wiki.serve import serve
+
+    serve(out, port, click.echo)
+
+
+def _build_site(db_url: str | None, out: Path) -> None:
+    from survey.wiki.build import build_site
+
+    report = build_site(db_url, out, click.echo)
+    click.echo(
+        f"site: {report.pages} pages for {report.models} models in {report.out}\n"
+        f"open {report.out / 'index.html'} in a browser, or run: survey site serve --out {out}"
+    )
 
 
 @cli.command("classifiers")

@@ -1,0 +1,216 @@
+"""What the wiki reads from the survey database: plain records, one model at a time.
+
+Only SELECTs, through the read-only engine; JSON columns are decoded here so the page code
+never sees the backend's representation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+
+def decode_json(value: Any) -> Any:
+    """A JSON column's value: SQLite hands back text, PostgreSQL the decoded object."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _rows(conn: Connection, sql: str, **params: Any) -> Iterator[dict[str, Any]]:
+    for row in conn.execute(text(sql), params):
+        yield dict(row._mapping)
+
+
+@dataclass
+class ModelRecord:
+    """A ``models`` row, with how many runs failed and their errors."""
+
+    id: int
+    name: str
+    row: dict[str, Any]
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.row["n_layers"])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.row["n_heads"])
+
+
+@dataclass
+class HeadUnit:
+    """One head-classifier unit of a model: ``scores [layer, head]`` and, per head, label,
+    percentile, rank and evidence (evidence only when asked for)."""
+
+    id: int
+    name: str
+    version: int
+    threshold: float
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    created_at: Any
+    scores: np.ndarray
+    labels: np.ndarray
+    percentiles: np.ndarray
+    ranks: np.ndarray
+    evidence: list[list[dict[str, Any]]] | None
+    validations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_models(conn: Connection) -> list[ModelRecord]:
+    """Every model with at least one stored unit, by name; failed runs attached."""
+    models = [
+        ModelRecord(row["id"], row["name"], row)
+        for row in _rows(
+            conn,
+            """SELECT * FROM models m WHERE EXISTS (SELECT 1 FROM units u WHERE u.model_id = m.id)
+            ORDER BY m.name, m.id""",
+        )
+    ]
+    by_id = {m.id: m for m in models}
+    for run in _rows(
+        conn,
+        "SELECT id, model_id, status, error, config, started_at FROM runs WHERE status != 'done' ORDER BY id",
+    ):
+        if run["model_id"] in by_id:
+            by_id[run["model_id"]].failures.append({**run, "config": decode_json(run["config"])})
+    return models
+
+
+def load_head_units(conn: Connection, model: ModelRecord, *, evidence: bool) -> list[HeadUnit]:
+    """The newest unit of each head classifier of ``model``, with its scores and validations."""
+    units = []
+    for row in _rows(
+        conn,
+        """SELECT id, name, version, threshold, config, dataset, created_at FROM latest_units
+        WHERE model_id = :model AND kind = 'head_classifier' ORDER BY name""",
+        model=model.id,
+    ):
+        shape = (model.n_layers, model.n_heads)
+        scores, percentiles = np.full(shape, np.nan), np.full(shape, np.nan)
+        labels, ranks = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=int)
+        found: list[list[dict[str, Any]]] = [[{} for _ in range(shape[1])] for _ in range(shape[0])]
+        columns = "layer, head, score, label, rank, percentile" + (", evidence" if evidence else "")
+        for h in _rows(conn, f"SELECT {columns} FROM head_scores WHERE unit_id = :unit", unit=row["id"]):
+            at = (h["layer"], h["head"])
+            scores[at], labels[at], ranks[at], percentiles[at] = h["score"], h["label"], h["rank"], h["percentile"]
+            if evidence:
+                found[at[0]][at[1]] = decode_json(h["evidence"]) or {}
+        validations = [
+            {**v, "heads": decode_json(v["heads"]), "effect_random": decode_json(v["effect_random"]), "details": decode_json(v["details"])}
+            for v in _rows(conn, "SELECT * FROM validations WHERE unit_id = :unit ORDER BY method", unit=row["id"])
+        ]
+        units.append(
+            HeadUnit(
+                row["id"], row["name"], row["version"], row["threshold"], decode_json(row["config"]) or {},
+                decode_json(row["dataset"]) or {}, row["created_at"], scores, labels, percentiles, ranks,
+                found if evidence else None, validations,
+            )
+        )  # fmt: skip
+    return units
+
+
+def load_score_grids(conn: Connection) -> dict[str, dict[int, np.ndarray]]:
+    """Every newest head-classifier unit's ``scores [layer, head]``: classifier → model id → grid."""
+    shapes = {row["id"]: (row["n_layers"], row["n_heads"]) for row in _rows(conn, "SELECT id, n_layers, n_heads FROM models")}
+    grids: dict[str, dict[int, np.ndarray]] = {}
+    for row in _rows(
+        conn,
+        """SELECT u.name, u.model_id, h.layer, h.head, h.score FROM head_scores h
+        JOIN latest_units u ON u.id = h.unit_id WHERE u.kind = 'head_classifier'""",
+    ):
+        by_model = grids.setdefault(row["name"], {})
+        grid = by_model.get(row["model_id"])
+        if grid is None:
+            grid = by_model[row["model_id"]] = np.full(shapes[row["model_id"]], np.nan)
+        grid[row["layer"], row["head"]] = row["score"]
+    return grids
+
+
+def unit_versions(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    """Per head classifier, every stored version: how many models, first and last stored."""
+    history: dict[str, list[dict[str, Any]]] = {}
+    for row in _rows(
+        conn,
+        """SELECT name, version, count(DISTINCT model_id) AS models, min(created_at) AS first,
+        max(created_at) AS last FROM units WHERE kind = 'head_classifier' GROUP BY name, version
+        ORDER BY name, version""",
+    ):
+        history.setdefault(row["name"], []).append(row)
+    return history
+
+
+def token_texts(conn: Connection, model_id: int, ids: set[int]) -> dict[int, str]:
+    """Display text of these token ids (those stored in ``tokens``)."""
+    wanted = sorted(ids)
+    found: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join(str(int(i)) for i in chunk)
+        for row in _rows(
+            conn, f"SELECT token_id, text FROM tokens WHERE model_id = :model AND token_id IN ({marks})", model=model_id
+        ):
+            found[row["token_id"]] = row["text"]
+    return found
+
+
+@dataclass
+class NeuronUnit:
+    """A model's newest neuron-summary unit."""
+
+    id: int
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+
+
+def load_neuron_unit(conn: Connection, model_id: int) -> NeuronUnit | None:
+    """The newest neuron unit of the model, if any."""
+    for row in _rows(
+        conn,
+        "SELECT id, config, dataset FROM latest_units WHERE model_id = :model AND kind = 'neuron_summary'",
+        model=model_id,
+    ):
+        return NeuronUnit(row["id"], decode_json(row["config"]) or {}, decode_json(row["dataset"]) or {})
+    return None
+
+
+NEURON_COLUMNS = (
+    "layer, neuron, mean, std, skew, kurtosis, max, frac_active, hist_low, hist_high, histogram, "
+    "w_in_norm, w_out_norm, vocab_mean, vocab_var, vocab_skew, vocab_kurtosis, top_tokens, bottom_tokens, "
+    "top_token_share, family"
+)
+
+
+def interesting_neurons(conn: Connection, unit_id: int, per_family: int) -> dict[int, list[dict[str, Any]]]:
+    """Per layer: the ``per_family`` strongest neurons (by max activation) of each family,
+    the unclassified ones included, strongest first."""
+    sql = f"""SELECT * FROM (
+        SELECT {NEURON_COLUMNS}, row_number() OVER (
+            PARTITION BY layer, coalesce(family, '') ORDER BY max DESC, neuron) AS family_rank
+        FROM neurons WHERE unit_id = :unit AND coalesce(family, '') != 'dead') ranked
+    WHERE family_rank <= :k ORDER BY layer, max DESC, neuron"""
+    by_layer: dict[int, list[dict[str, Any]]] = {}
+    for row in _rows(conn, sql, unit=unit_id, k=per_family):
+        for key in ("histogram", "top_tokens", "bottom_tokens"):
+            row[key] = decode_json(row[key])
+        by_layer.setdefault(row["layer"], []).append(row)
+    return by_layer
+
+
+def family_counts(conn: Connection, unit_id: int) -> dict[int, dict[str, int]]:
+    """Per layer: how many neurons fall in each family (``none`` for unclassified)."""
+    counts: dict[int, dict[str, int]] = {}
+    for row in _rows(
+        conn,
+        """SELECT layer, coalesce(family, 'none') AS family, count(*) AS n FROM neurons
+        WHERE unit_id = :unit GROUP BY layer, coalesce(family, 'none')""",
+        unit=unit_id,
+    ):
+        counts.setdefault(row["layer"], {})[row["family"]] = row["n"]
+    return counts

@@ -1,0 +1,250 @@
+"""Every wiki page: what each page type shows, assembled from the database records.
+
+Paths (``use_directory_urls: false``): ``index.md``, ``schema.md``, ``classifiers/<name>.md``,
+``models/<slug>/index.md``, ``models/<slug>/layer-<l>/index.md`` (heads and neurons of the
+layer) and ``models/<slug>/layer-<l>/head-<h>.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from classifiers.registry import classifier_class, classifier_names
+from survey.neuron_examples import Example, decode_examples
+from survey.wiki import svg
+from survey.wiki.data import (
+    HeadUnit,
+    ModelRecord,
+    NeuronUnit,
+    decode_json,
+    family_counts,
+    interesting_neurons,
+    load_head_units,
+    load_neuron_unit,
+    token_texts,
+)
+from survey.wiki.render import PageWriter
+from survey.wiki.similar import HeadRef
+
+TOP_HEADS = 5
+EXAMPLES_SHOWN = 3
+FAMILIES = ("token", "prediction", "suppression", "partition", "none")
+
+
+@dataclass(frozen=True)
+class SiteModel:
+    """A surveyed model and its folder in the site."""
+
+    record: ModelRecord
+    slug: str
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def page(self) -> str:
+        return f"models/{self.slug}/index.md"
+
+    def layer_page(self, layer: int) -> str:
+        return f"models/{self.slug}/layer-{layer}/index.md"
+
+    def head_page(self, layer: int, head: int) -> str:
+        return f"models/{self.slug}/layer-{layer}/head-{head}.md"
+
+
+def site_models(records: list[ModelRecord]) -> list[SiteModel]:
+    """Each model with a URL-safe slug; names that collide get their id appended."""
+    bases = [re.sub(r"[^a-z0-9._-]+", "-", r.name.lower()).strip("-.") or "model" for r in records]
+    return [
+        SiteModel(r, base if bases.count(base) == 1 else f"{base}-{r.id}") for r, base in zip(records, bases, strict=True)
+    ]
+
+
+def head_name(layer: int, head: int) -> str:
+    """How the wiki names a head: ``L3H2``."""
+    return f"L{layer}H{head}"
+
+
+def classifier_info(name: str) -> dict[str, Any]:
+    """A registered classifier's definition; a stub for names stored but no longer registered."""
+    if name not in classifier_names():
+        return {"name": name, "summary": "no longer registered in this code version", "formula": "", "threshold": None,
+                "doc": "", "version": None, "dataset": ""}  # fmt: skip
+    cls = classifier_class(name)
+    config = cls.default_config
+    return {
+        "name": name, "summary": cls.summary, "formula": cls.formula, "threshold": config.threshold,
+        "doc": " ".join((cls.__doc__ or "").split()), "version": cls.version, "dataset": config.dataset_line(),
+    }  # fmt: skip
+
+
+def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], cell: float) -> Any:
+    """The model's layer×head grid for one classifier; each cell links to its head page."""
+
+    def title(layer: int, head: int) -> str:
+        mark = " (labelled)" if unit.labels[layer, head] else ""
+        return f"{model.name} {head_name(layer, head)} {unit.name} {unit.scores[layer, head]:.3f}{mark}"
+
+    return svg.layer_head_heatmap(
+        unit.scores.tolist(), title, lambda layer, head: href(model.head_page(layer, head)), cell=cell,
+        label=f"{unit.name} scores of {model.name}, layers down, heads across",
+    )  # fmt: skip
+
+
+def top_heads(unit: HeadUnit, k: int = TOP_HEADS) -> list[dict[str, Any]]:
+    """The ``k`` highest-scoring heads of a unit."""
+    flat = np.nan_to_num(unit.scores, nan=-np.inf).ravel()
+    order = np.argsort(-flat, kind="stable")[:k]
+    n_heads = unit.scores.shape[1]
+    return [
+        {"layer": int(i // n_heads), "head": int(i % n_heads), "score": float(flat[i]),
+         "label": bool(unit.labels.ravel()[i])}
+        for i in order if np.isfinite(flat[i])
+    ]  # fmt: skip
+
+
+def missing_classifiers(model: SiteModel, units: list[HeadUnit]) -> list[dict[str, str]]:
+    """Registered classifiers with no unit for the model, each with the reason we know."""
+    present = {u.name for u in units}
+    missing = []
+    for name in classifier_names():
+        if name in present:
+            continue
+        reason = "not run on this model yet (not selected, or skipped: see the run log)"
+        for run in model.record.failures:
+            config = run["config"] or {}
+            if name in config.get("skipped", {}):
+                reason = f"skipped: {config['skipped'][name]}"
+            elif name in config.get("classifiers", []):
+                reason = f"run {run['id']} {run['status']}: {run['error'] or 'stopped before this unit'}"
+        missing.append({"name": name, "reason": reason})
+    return missing
+
+
+def write_model(
+    conn: Connection, writer: PageWriter, model: SiteModel, others: dict[int, SiteModel],
+    similar: dict[HeadRef, list[tuple[HeadRef, float]]], neurons_per_family: int,
+) -> None:  # fmt: skip
+    """The model page, its layer pages and its head pages."""
+    units = load_head_units(conn, model.record, evidence=True)
+    neuron_unit = load_neuron_unit(conn, model.record.id)
+    counts = family_counts(conn, neuron_unit.id) if neuron_unit else {}
+    writer.write(
+        model.page(), "model.md.j2", model=model, row=model.record.row, units=units,
+        heatmap=lambda unit, href: model_heatmap(model, unit, href, 14.0), top_heads=top_heads,
+        missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
+        family_totals=_totals(counts), head_name=head_name,
+    )  # fmt: skip
+    neurons = interesting_neurons(conn, neuron_unit.id, neurons_per_family) if neuron_unit else {}
+    examples = ExampleReader(conn, neuron_unit) if neuron_unit else None
+    for layer in range(model.record.n_layers):
+        rows = neurons.get(layer, [])
+        tokens = token_texts(conn, model.record.id, _token_ids(rows))
+        writer.write(
+            model.layer_page(layer), "layer.md.j2", model=model, layer=layer, units=units, head_name=head_name,
+            neurons=rows, families=counts.get(layer, {}), tokens=tokens, neuron_unit=neuron_unit,
+            examples=(lambda n, layer=layer: examples.read(layer, n)) if examples else (lambda n: []),
+            histogram=svg.histogram, highlighted=svg.highlighted,
+        )  # fmt: skip
+        for head in range(model.record.n_heads):
+            write_head(conn, writer, model, units, layer, head, others, similar.get(HeadRef(model.record.id, layer, head), []))
+
+
+def write_head(
+    conn: Connection, writer: PageWriter, model: SiteModel, units: list[HeadUnit], layer: int, head: int,
+    others: dict[int, SiteModel], similar: list[tuple[HeadRef, float]],
+) -> None:  # fmt: skip
+    """One head page: scores, evidence, example pattern, OV tokens, validations, similar heads."""
+    patterns, ov_rows, ids = [], [], set()
+    for unit in units:
+        evidence = unit.evidence[layer][head] if unit.evidence else {}
+        if "pattern" in evidence:
+            patterns.append((unit.name, evidence["pattern"]))
+            ids.update(evidence["pattern"]["token_ids"])
+        for row in evidence.get("ov_top_tokens", []):
+            ov_rows.append((unit.name, row))
+            ids.update([row["input"], *row["top"]])
+    tokens = token_texts(conn, model.record.id, ids)
+    validations = [
+        (unit.name, v) for unit in units for v in unit.validations if [layer, head] in v["heads"]
+    ]
+    writer.write(
+        model.head_page(layer, head), "head.md.j2", model=model, layer=layer, head=head, units=units,
+        name=head_name(layer, head), tokens=tokens, validations=validations, ov_rows=_first_per_input(ov_rows),
+        pattern_svgs=[(name, _pattern_svg(p, tokens)) for name, p in patterns],
+        similar=[(others[ref.model_id], ref, distance) for ref, distance in similar if ref.model_id in others],
+        head_name=head_name, scalar_evidence=_scalar_evidence, example_rows=_example_rows,
+    )  # fmt: skip
+
+
+def _first_per_input(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """OV rows from several IOI units repeat the same inputs: keep each input once."""
+    seen: dict[int, dict[str, Any]] = {}
+    for _, row in rows:
+        seen.setdefault(int(row["input"]), row)
+    return list(seen.values())
+
+
+def _pattern_svg(pattern: dict[str, Any], tokens: dict[int, str]) -> Any:
+    labels = [tokens.get(i, f"#{i}") for i in pattern["token_ids"]]
+    return svg.attention_pattern(labels, pattern["weights"])
+
+
+def _scalar_evidence(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in evidence.items() if isinstance(v, int | float | str | bool) and v is not None]
+
+
+def _example_rows(evidence: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in evidence.get("example", []) if isinstance(row, dict)]
+
+
+def _totals(counts: dict[int, dict[str, int]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for per_layer in counts.values():
+        for family, n in per_layer.items():
+            totals[family] = totals.get(family, 0) + n
+    return totals
+
+
+def _token_ids(neurons: list[dict[str, Any]]) -> set[int]:
+    return {int(pair[0]) for n in neurons for key in ("top_tokens", "bottom_tokens") for pair in n[key] or []}
+
+
+class ExampleReader:
+    """Reads and decodes neuron examples of one neuron unit, each document loaded once."""
+
+    def __init__(self, conn: Connection, unit: NeuronUnit) -> None:
+        self.conn, self.unit = conn, unit
+        self.document = cache(self._document)
+
+    def read(self, layer: int, neuron: int) -> list[Example]:
+        """The neuron's top examples, best first (at most ``EXAMPLES_SHOWN``)."""
+        row = self.conn.execute(
+            text("SELECT examples, context_acts FROM neuron_examples WHERE unit_id = :u AND layer = :l AND neuron = :n"),
+            {"u": self.unit.id, "l": layer, "n": neuron},
+        ).first()
+        if row is None:
+            return []
+        examples = decode_json(row.examples)
+        return decode_examples(examples[:EXAMPLES_SHOWN], _first_rows(row.context_acts, len(examples)), self.unit.config,
+                               self.document)  # fmt: skip
+
+    def _document(self, document_id: int) -> tuple[str, str, list[list[int]]]:
+        row = self.conn.execute(
+            text("""SELECT d.text, d.title, t.offsets FROM documents d JOIN tokenized_documents t
+            ON t.document_id = d.id AND t.unit_id = :u WHERE d.id = :d"""),
+            {"u": self.unit.id, "d": document_id},
+        ).one()
+        return row.text, row.title, decode_json(row.offsets)
+
+
+def _first_rows(context_acts: bytes, n_examples: int) -> bytes:
+    width = len(context_acts) // 2 // max(n_examples, 1)
+    return bytes(context_acts[: 2 * width * min(n_examples, EXAMPLES_SHOWN)])

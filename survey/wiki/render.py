@@ -1,0 +1,75 @@
+"""The one jinja2 environment for the wiki's templates, with its filters, and where pages go.
+
+Autoescape is on and ``finalize`` makes every value safe for Markdown as well (see
+:mod:`survey.wiki.escape`), so a template cannot forget to escape an untrusted string.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from survey.errors import SurveyError
+from survey.wiki.escape import markdown_safe, token_text
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates"
+SKELETON = ROOT / "site" / "mkdocs.yml"
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A float to ``digits`` significant digits; em dash for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool | int):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def front_matter(title: str) -> Markup:
+    """A page's YAML front matter with an HTML-safe title (the theme inserts titles unescaped)."""
+    return Markup(f"---\ntitle: {json.dumps(str(markdown_safe(title)))}\n---\n")
+
+
+def environment() -> Environment:
+    """The wiki's template environment; SurveyError when the templates folder is missing."""
+    if not TEMPLATES.is_dir():
+        raise SurveyError(f"wiki templates not found at {TEMPLATES}: install interp-survey from its checkout (pip -e)")
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=True, finalize=markdown_safe, undefined=StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )  # fmt: skip
+    env.filters.update(num=number, token=token_text, front_matter=front_matter)
+    return env
+
+
+class PageWriter:
+    """Renders templates into ``docs/`` and counts the pages written."""
+
+    def __init__(self, docs: Path) -> None:
+        self.docs = docs
+        self.env = environment()
+        self.pages = 0
+
+    def write(self, path: str, template: str, **context: Any) -> None:
+        """Render ``template`` to ``docs/path``; ``href(target)`` in it links relative to this page."""
+        here = posixpath.dirname(path)
+        target = self.docs / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = self.env.get_template(template).render(
+            href=lambda to: html_link(here, to), md=lambda to: posixpath.relpath(to, here or "."), **context
+        )
+        target.write_text(text, encoding="utf-8")
+        self.pages += 1
+
+
+def html_link(here: str, to: str) -> str:
+    """The relative URL from the page folder ``here`` to the page ``to`` (a ``.md`` docs path)."""
+    relative = posixpath.relpath(to, here or ".")
+    return relative[:-3] + ".html" if relative.endswith(".md") else relative

@@ -1,0 +1,140 @@
+"""Inline SVG (no JavaScript) for the wiki: layer×head heatmaps, histograms and attention patterns.
+
+Everything here returns ``Markup``; every text that goes into it (titles, labels) is escaped with
+:func:`markdown_safe`, so a token such as ``<script>`` stays text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup
+
+from survey.wiki.escape import markdown_safe
+
+
+def color(value: float | None) -> str:
+    """Fill for a score: white → blue over [0, 1], white → red for negatives, grey for missing."""
+    if value is None or math.isnan(value):
+        return "#dddddd"
+    v = max(-1.0, min(1.0, value))
+    shade = round(255 * (1 - abs(v)))
+    return f"rgb({shade},{shade},255)" if v >= 0 else f"rgb(255,{shade},{shade})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One heatmap cell: its value, hover title and link (None: no link)."""
+
+    value: float | None
+    title: str
+    href: str | None = None
+
+
+def heatmap(
+    cells: Sequence[Sequence[Cell]], *, width: float, height: float, css_class: str, label: str
+) -> Markup:
+    """A grid of ``cells[row][column]`` filling ``width`` × ``height`` pixels; each cell a ``rect``
+    with a ``<title>`` and, when it has one, a link. Rows run top to bottom (layer 0 at the top)."""
+    n_rows = len(cells)
+    n_cols = max((len(row) for row in cells), default=0)
+    if n_rows == 0 or n_cols == 0:
+        return Markup("")
+    w, h = width / n_cols, height / n_rows
+    parts = [
+        f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{width:g}" height="{height:g}" '
+        f'viewBox="0 0 {width:g} {height:g}" role="img" aria-label="{markdown_safe(label)}">'
+    ]
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            rect = (
+                f'<rect class="cell" x="{c * w:.2f}" y="{r * h:.2f}" width="{w:.2f}" height="{h:.2f}" '
+                f'fill="{color(cell.value)}"><title>{markdown_safe(cell.title)}</title></rect>'
+            )
+            parts.append(f'<a href="{markdown_safe(cell.href)}">{rect}</a>' if cell.href else rect)
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def layer_head_heatmap(
+    scores: Sequence[Sequence[float | None]],
+    title: Callable[[int, int], str],
+    href: Callable[[int, int], str | None],
+    *,
+    cell: float = 14.0,
+    label: str,
+) -> Markup:
+    """A model's layer×head grid (layers down, heads across) at ``cell`` pixels per head."""
+    grid = [
+        [Cell(value, title(layer, head), href(layer, head)) for head, value in enumerate(row)]
+        for layer, row in enumerate(scores)
+    ]
+    n_heads = max((len(row) for row in scores), default=0)
+    return heatmap(grid, width=cell * n_heads, height=cell * len(scores), css_class="heatmap", label=label)
+
+
+def histogram(counts: Sequence[int], low: float, high: float, *, width: float = 240, height: float = 60) -> Markup:
+    """Bars for equal-width bins over [low, high], log-scaled counts, with the range as a title."""
+    if not counts:
+        return Markup("")
+    top = math.log1p(max(counts)) or 1.0
+    w = width / len(counts)
+    step = (high - low) / len(counts)
+    bars = []
+    for i, count in enumerate(counts):
+        bar = height * math.log1p(count) / top
+        bars.append(
+            f'<rect x="{i * w:.2f}" y="{height - bar:.2f}" width="{w:.2f}" height="{bar:.2f}" fill="#4a6fd8">'
+            f"<title>[{low + i * step:.3g}, {low + (i + 1) * step:.3g}): {count}</title></rect>"
+        )
+    return Markup(
+        f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width:g}" height="{height:g}" '
+        f'role="img" aria-label="activation histogram from {low:.3g} to {high:.3g}">{"".join(bars)}</svg>'
+    )
+
+
+def attention_pattern(tokens: Sequence[str], weights: Sequence[Sequence[float]], *, cell: float = 16.0) -> Markup:
+    """A query×key attention heatmap (queries down, keys across) with the token texts as labels.
+
+    ``weights[q]`` holds the keys 0..q (causal); cells after the query are left empty.
+    """
+    n = len(tokens)
+    margin = 90.0
+    size = margin + cell * n
+    parts = [
+        f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size:g}" height="{size:g}" '
+        f'role="img" aria-label="attention pattern over {n} tokens">'
+    ]
+    for i, token in enumerate(tokens):
+        text = markdown_safe(token[:12])
+        y = margin + cell * (i + 0.7)
+        x = margin + cell * (i + 0.7)
+        parts.append(f'<text class="query" x="{margin - 4:g}" y="{y:.1f}" text-anchor="end" font-size="10">{text}</text>')
+        parts.append(
+            f'<text class="key" x="{x:.1f}" y="{margin - 4:g}" font-size="10" '
+            f'transform="rotate(-60 {x:.1f} {margin - 4:g})">{text}</text>'
+        )
+    for q, row in enumerate(weights):
+        for k, weight in enumerate(row[: q + 1]):
+            title = f"{tokens[q]} → {tokens[k]}: {weight:.2f}"
+            parts.append(
+                f'<rect x="{margin + k * cell:.1f}" y="{margin + q * cell:.1f}" width="{cell:g}" height="{cell:g}" '
+                f'fill="{color(weight)}"><title>{markdown_safe(title)}</title></rect>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def highlighted(context: Sequence[tuple[str, float]], peak: float, focus: int) -> Markup:
+    """Context tokens as spans shaded by activation / ``peak``; the ``focus`` token is outlined."""
+    spans = []
+    for i, (text, activation) in enumerate(context):
+        alpha = max(0.0, min(1.0, activation / peak)) if peak > 0 else 0.0
+        css = ' class="focus"' if i == focus else ""
+        spans.append(
+            f'<span{css} style="background:rgba(255,120,0,{alpha:.2f})" title="{activation:.3g}">'
+            f"{markdown_safe(text.replace(chr(10), '↵'))}</span>"
+        )
+    return Markup('<span class="context">' + "".join(spans) + "</span>")
