@@ -16,6 +16,7 @@ from torch import Tensor
 from classifiers.base import ClassifierConfig, HeadScores, PatternClassifier
 from classifiers.patterns import (
     duplicate_targets,
+    example_pattern,
     first_token_targets,
     induction_targets,
     pattern_scores,
@@ -48,7 +49,11 @@ class TargetMassClassifier(PatternClassifier):
     def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
         _check(patterns, probe)
         targets = self.targets_of(probe.tokens, probe.first_content)
-        return pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+        scored = pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+        for evidence_row, pattern_row in zip(scored.evidence, example_pattern(patterns, probe), strict=True):
+            for evidence, pattern in zip(evidence_row, pattern_row, strict=True):
+                evidence.update(pattern)
+        return scored
 
 
 @register

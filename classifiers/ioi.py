@@ -10,7 +10,7 @@ labelled, and the evidence says so.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -67,6 +67,8 @@ class IOIMeasures:
     dla_ablated: Tensor | None = None  # DLA with the name movers mean-ablated (clean-run scale)
     receiver_attention_drop: Tensor | None = None  # drop of name-mover attention END→IO under path patching
     receiver_attention_io: float | None = None  # the name movers' clean attention END→IO
+    ov_inputs: list[int] = field(default_factory=list)  # name token ids of the OV examples
+    ov_top_ids: Tensor | None = None  # [layer, head, name, top]: their top OV output tokens
 
     @property
     def does_ioi(self) -> bool:
@@ -81,7 +83,16 @@ class IOIMeasures:
             "attention_end_io": io, "attention_end_s1": s1, "attention_end_s2": s2,
             "copy_score": round(float(self.copy[layer, head]), 6),
             "negative_copy_score": round(float(self.negative_copy[layer, head]), 6),
+            **self._ov_examples(layer, head),
         }  # fmt: skip
+
+    def _ov_examples(self, layer: int, head: int) -> Evidence:
+        if self.ov_top_ids is None:
+            return {}
+        rows = self.ov_top_ids[layer, head].tolist()
+        return {
+            "ov_top_tokens": [{"input": i, "top": top} for i, top in zip(self.ov_inputs, rows, strict=False)]
+        }
 
 
 class IOIClassifier(HeadClassifier):

@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from classifiers.base import Evidence, HeadScores
+from classifiers.probes import ProbeSet
 
 EXAMPLE_QUERIES = 6
 EXAMPLE_TOP_KEYS = 3
+PATTERN_SPAN = 8  # tokens of each repeat (or 2x of plain text) in a head's example pattern
 
 
 def _causal_before(n: int, first_content: int) -> Tensor:
@@ -96,6 +98,37 @@ def example_rows(patterns: Tensor, targets: Tensor, queries: Tensor) -> list[lis
             for head in range(patterns.shape[2])
         ])  # fmt: skip
     return result
+
+
+def example_positions(probe: ProbeSet) -> list[int]:
+    """Positions of the first probe sequence shown in a head's example pattern: BOS, then the
+    first ``PATTERN_SPAN`` tokens of each repeat of a repeated probe (so induction and
+    previous-token stripes show), or the first ``2 * PATTERN_SPAN`` tokens of plain text."""
+    n, first = probe.tokens.shape[1], probe.first_content
+    if probe.spec.kind == "repeated_random":
+        length = probe.spec.length
+        span = range(first, first + min(PATTERN_SPAN, length))
+        return [*range(first), *span, *(p + length for p in span)]
+    return list(range(min(n, first + 2 * PATTERN_SPAN)))
+
+
+def example_pattern(patterns: Tensor, probe: ProbeSet) -> list[list[Evidence]]:
+    """Per head, ``{"pattern": …}``: the attention among :func:`example_positions` of the first
+    sequence (row q holds keys 0..q of the window), with the token ids for labels."""
+    positions = example_positions(probe)
+    index = torch.tensor(positions)
+    window = patterns[:, 0][:, :, index][:, :, :, index]  # [layer, head, query, key]
+    token_ids = probe.tokens[0, index].tolist()
+    return [
+        [
+            {"pattern": {
+                "probe": probe.spec.kind, "positions": positions, "token_ids": token_ids,
+                "weights": [[round(w, 3) for w in window[layer, head, q, : q + 1].tolist()] for q in range(len(positions))],
+            }}
+            for head in range(window.shape[1])
+        ]
+        for layer in range(window.shape[0])
+    ]  # fmt: skip
 
 
 def pattern_scores(patterns: Tensor, targets: Tensor, queries: Tensor, first_content: int) -> HeadScores:

@@ -6,18 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_factory
-from db.schema import Corpus, Document, Neuron, NeuronExample, Token, TokenizedDocument, Unit
-from db.store import UnitKey, delete_unit
+from db.schema import Corpus, Document, Neuron, NeuronExample, TokenizedDocument, Unit
+from db.store import UnitKey, delete_unit, insert_rows
 
 if TYPE_CHECKING:
     from survey.corpus import Corpus as CorpusSource
     from survey.neurons import NeuronSummary
-
-INSERT_CHUNK = 20_000
 
 
 def _documents(
@@ -42,11 +40,6 @@ def _documents(
     return stored
 
 
-def _insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), INSERT_CHUNK):
-        session.execute(insert(table), rows[start : start + INSERT_CHUNK])
-
-
 def write_neuron_unit(
     engine: Engine, model_id: int, run_id: int, key: UnitKey, config: dict[str, Any], dataset: dict[str, Any],
     corpus: CorpusSource, corpus_hash: str, summary: NeuronSummary, replace: bool,
@@ -56,9 +49,6 @@ def write_neuron_unit(
         if replace:
             delete_unit(session, model_id, key)
         document_ids = _documents(session, corpus, corpus_hash, summary)
-        if session.scalar(select(Token.token_id).where(Token.model_id == model_id).limit(1)) is None:
-            vocabulary = enumerate(summary.vocabulary)
-            _insert(session, Token, [{"model_id": model_id, "token_id": i, "text": t} for i, t in vocabulary])
         unit = Unit(
             model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version,
             config=config, threshold=None, dataset_hash=key.dataset_hash, dataset=dataset,
@@ -66,13 +56,13 @@ def write_neuron_unit(
         )  # fmt: skip
         session.add(unit)
         session.flush()
-        _insert(session, TokenizedDocument, [
+        insert_rows(session, TokenizedDocument, [
             {"unit_id": unit.id, "document_id": document_ids[t.document.index], "token_ids": t.token_ids,
              "offsets": [list(pair) for pair in t.offsets]}
             for t in summary.documents
         ])  # fmt: skip
-        _insert(session, Neuron, [{"unit_id": unit.id, **row} for row in summary.neurons])
-        _insert(session, NeuronExample, [
+        insert_rows(session, Neuron, [{"unit_id": unit.id, **row} for row in summary.neurons])
+        insert_rows(session, NeuronExample, [
             {**row, "unit_id": unit.id,
              "examples": [[document_ids[doc], *rest] for doc, *rest in row["examples"]]}
             for row in summary.examples

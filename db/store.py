@@ -3,22 +3,24 @@ complete units behind and a rerun picks up the rest."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
 
 from classifiers import rank_and_percentile
 from db.engine import session_factory
-from db.schema import HeadScore, Model, Neuron, NeuronExample, TokenizedDocument, Unit, Validation
+from db.schema import HeadScore, Model, Neuron, NeuronExample, Token, TokenizedDocument, Unit, Validation
 
 if TYPE_CHECKING:
     from survey.heads import PlannedUnit, UnitResult
 
 HEAD_CLASSIFIER = "head_classifier"
 NEURON_SUMMARY = "neuron_summary"
+INSERT_CHUNK = 20_000
 
 
 @dataclass(frozen=True)
@@ -172,3 +174,20 @@ def unit_summaries(engine: Engine, model_ids: list[int], top_n: int = 5) -> list
                 unit.validations[0] if unit.validations else None,
             ))  # fmt: skip
     return result
+
+
+def insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Bulk-insert ``rows`` in chunks (bounded statement size on every backend)."""
+    for start in range(0, len(rows), INSERT_CHUNK):
+        session.execute(insert(table), rows[start : start + INSERT_CHUNK])
+
+
+def store_vocabulary(engine: Engine, model_id: int, decode: Callable[[], list[str]]) -> None:
+    """Store the model's token texts (``decode()``: one per id) unless it has them already, so
+    token ids in evidence and neuron rows can be read without the tokenizer."""
+    with session_factory(engine).begin() as session:
+        if session.scalar(select(Token.token_id).where(Token.model_id == model_id).limit(1)) is not None:
+            return
+        insert_rows(
+            session, Token, [{"model_id": model_id, "token_id": i, "text": t} for i, t in enumerate(decode())]
+        )

@@ -81,7 +81,13 @@ class SurveyDatabase:
             lambda document_id: self._document(unit_id, document_id),
         )  # fmt: skip
         records = [
-            {"rank": e.rank, "token": e.token, "activation": e.activation, "document": e.document, "context": e.context}
+            {
+                "rank": e.rank,
+                "token": e.token,
+                "activation": e.activation,
+                "document": e.document,
+                "context": e.context,
+            }
             for e in decoded
         ]
         return pd.DataFrame(records)

@@ -135,14 +135,18 @@ def site_group() -> None:
 
 @site_group.command("build")
 @db_option
-@click.option("--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR")
+@click.option(
+    "--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR"
+)
 def site_build_command(db_url: str | None, out: Path) -> None:
     """Render every page from the database and build the HTML site into DIR (replaced)."""
     _build_site(db_url, out)
 
 
 @site_group.command("serve")
-@click.option("--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR")
+@click.option(
+    "--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR"
+)
 @click.option("--port", default=8000, show_default=True, help="Local port (127.0.0.1).")
 def site_serve_command(out: Path, port: int) -> None:
     """Preview a built site over local HTTP until Ctrl-C."""

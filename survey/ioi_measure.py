@@ -14,7 +14,7 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -192,9 +192,21 @@ def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos
     return kept["x"]
 
 
+OV_EXAMPLES = 3  # names whose top OV output tokens are kept as evidence
+
+
+class OVCopy(NamedTuple):
+    """``copy`` and ``negative`` ``[layer, head]``; ``top_ids [layer, head, name, top]``: the top
+    output tokens for the first ``OV_EXAMPLES`` names."""
+
+    copy: Tensor
+    negative: Tensor
+    top_ids: Tensor
+
+
 def ov_copy_scores(
     adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
-) -> tuple[Tensor, Tensor]:
+) -> OVCopy:
     """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
     W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
     ``top`` (negative copy score). Each head's output passes through the norms around it (the
@@ -202,7 +214,7 @@ def ov_copy_scores(
     x = resid_after_first_block(adapter, name_ids, bos_id)
     vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
     final = adapter.final_norm()
-    copy, negative = [], []
+    copy, negative, top_ids = [], [], []
     with torch.inference_mode():
         for layer in range(adapter.dims.n_layers):
             norm, post = adapter.attn_in_norm(layer), adapter.attn_post_norm(layer)
@@ -215,11 +227,13 @@ def ov_copy_scores(
             read_out = final(out).float().contiguous()  # einsum's layout would make the next matmul slow
             logits = torch.nn.functional.linear(read_out, vocab_major)  # [name, head, vocab]
             own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
-            beyond_top = logits.topk(top + 1, dim=-1).values[..., top]
+            highest = logits.topk(top + 1, dim=-1)
+            beyond_top = highest.values[..., top]
+            top_ids.append(highest.indices[:OV_EXAMPLES, :, :top].transpose(0, 1))  # [head, name, top]
             beyond_bottom = logits.topk(top + 1, dim=-1, largest=False).values[..., top]
             copy.append((own > beyond_top).float().mean(0))
             negative.append((own < beyond_bottom).float().mean(0))
-    return torch.stack(copy), torch.stack(negative)
+    return OVCopy(torch.stack(copy), torch.stack(negative), torch.stack(top_ids))
 
 
 class _StopForward(Exception):

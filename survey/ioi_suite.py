@@ -166,11 +166,13 @@ def run_ioi(
     passes = 2  # clean components, ABC means
     lds = torch.cat([g.ld for g in groups])
     attention = torch.cat([g.components.attention for g in groups]).mean(0)
-    copy, negative_copy = ov_copy_scores(adapter, torch.tensor(prompts.name_ids), bos_id)
+    names = torch.tensor(prompts.name_ids)
+    ov = ov_copy_scores(adapter, names, bos_id)
     dla = torch.cat([g.dla for g in groups]).mean(0)
     base = IOIMeasures(
-        float(lds.mean()), float((lds > 0).float().mean()), dla, attention, copy, negative_copy, []
-    )
+        float(lds.mean()), float((lds > 0).float().mean()), dla, attention, ov.copy, ov.negative, [],
+        ov_inputs=names[: ov.top_ids.shape[2]].tolist(), ov_top_ids=ov.top_ids,
+    )  # fmt: skip
     nm_scores = name_mover.score(base)
     movers = top_labelled(nm_scores.scores, nm_scores.labels(name_mover.threshold), ablation.max_k)
     measures = replace(base, name_movers=movers)

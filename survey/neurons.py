@@ -186,7 +186,6 @@ class NeuronSummary:
     neurons: list[dict[str, Any]]
     examples: list[dict[str, Any]]
     documents: list[TokenizedDocument]
-    vocabulary: list[str]  # display text of every token id the model can output
 
 
 def _pairs(ids: list[int], values: list[float]) -> list[list[Any]]:
@@ -246,8 +245,7 @@ def summarise(loaded: LoadedModel, windows: Windows, trackers: list[LayerTracker
         neurons, families(table[:, 0], table[:, 1], table[:, 2], vocab_moments), strict=True
     ):
         row["family"] = label
-    vocabulary = loaded.tokenizer.batch_decode([[i] for i in range(adapter.dims.d_vocab)])
-    return NeuronSummary(neurons, examples, windows.documents, vocabulary)
+    return NeuronSummary(neurons, examples, windows.documents)
 
 
 def _example_rows(

@@ -7,29 +7,27 @@ the database byte-for-byte untouched.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import torch
 from sqlalchemy import Engine, select
 
-import survey
 from classifiers import HeadClassifier, parse_selection
 from db.engine import session_factory
 from db.neuron_store import write_neuron_unit
 from db.schema import Model, Run
-from db.store import UnitKey, key_of, stored_keys, unit_summaries, write_unit
+from db.store import UnitKey, key_of, store_vocabulary, stored_keys, unit_summaries, write_unit
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.heads import UnitResult, plan_units, score_units
 from survey.loaders import LoadedModel, ModelSource, load, resolve
 from survey.neurons import VERSION as NEURON_VERSION
 from survey.neurons import NeuronConfig, NeuronPlan, checkpoint_path, compute_summary, plan_neurons
+from survey.provenance import code_version
 from survey.report import summary_lines
 from survey.validation import AblationConfig
 
@@ -49,18 +47,6 @@ class RunConfig:
         if not isinstance(value, torch.dtype):
             raise SurveyError(f"unknown dtype {self.dtype!r}; use float32, bfloat16 or float16")
         return value
-
-
-def code_version() -> str:
-    """The package version, plus the git commit when running from a checkout."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(survey.__file__).parent,
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return survey.__version__
-    return f"{survey.__version__}+g{sha}"
 
 
 def _now() -> datetime:
@@ -93,6 +79,11 @@ def record_model(engine: Engine, loaded: LoadedModel) -> int:
         session.add(row)
         session.flush()
         return row.id
+
+
+def vocabulary_texts(loaded: LoadedModel) -> list[str]:
+    """Display text of every token id the model can output, each id decoded alone."""
+    return list(loaded.tokenizer.batch_decode([[i] for i in range(loaded.adapter.dims.d_vocab)]))
 
 
 def _start_run(engine: Engine, model_id: int, config: RunConfig, classifiers: list[str]) -> int:
@@ -140,6 +131,7 @@ def survey_model(
     run_id = _start_run(engine, model_id, config, names)
     error = None
     try:
+        store_vocabulary(engine, model_id, lambda: vocabulary_texts(loaded))
         for result in score_units(loaded, pending, config.ablation, progress=lambda line: echo(f"  {line}")):
             write_unit(engine, model_id, run_id, result, replace=force)
             echo("  " + _describe(result))

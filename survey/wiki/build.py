@@ -7,11 +7,13 @@ build linear in the number of pages, and with fonts and every asset local, so th
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,18 +25,18 @@ from markupsafe import Markup
 from sqlalchemy import Connection, text
 
 from classifiers.registry import classifier_names
-
 from db.engine import database_url, parse_database_url
 from db.examples import EXAMPLES
 from db.readonly import readonly_engine
 from db.schema_doc import schema_markdown
 from survey.errors import SurveyError
-from survey.runner import code_version
-from survey.wiki import svg
+from survey.provenance import code_version
+from survey.wiki import hook, svg
 from survey.wiki.data import load_models, load_score_grids, unit_versions
+from survey.wiki.escape import markdown_safe
 from survey.wiki.pages import SiteModel, classifier_info, head_name, site_models, write_model
 from survey.wiki.render import SKELETON, PageWriter, html_link
-from survey.wiki.similar import nearest_heads, profiles
+from survey.wiki.similar import HeadRef, nearest_heads, profiles
 
 DOWNLOAD = "download/survey.db"
 MOSAIC_HEIGHT = 180.0
@@ -59,14 +61,16 @@ def build_site(
     out = out.resolve()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
-        docs = Path(tmp) / "docs"
-        writer = PageWriter(docs)
+        docs, fragments = Path(tmp) / "docs", Path(tmp) / "fragments"
+        writer = PageWriter(docs, fragments)
         with engine.connect() as conn:
-            n_models = _render(conn, writer, echo, neurons_per_family, similar, _download_of(url))
+            job = _plan(conn, writer, similar, neurons_per_family, _download_of(url))
+        _render_models(url, job, writer, echo)
+        models = job.models
         render_s = time.perf_counter() - start
         echo(f"rendered {writer.pages} pages in {render_s:.1f} s; mkdocs is building the HTML …")
         shutil.copytree(SKELETON.parent / "assets", docs / "assets")
-        config = _mkdocs_config(Path(tmp), docs, out)
+        config = _mkdocs_config(Path(tmp), docs, fragments, out, _nav(models))
         mkdocs_start = time.perf_counter()
         _run_mkdocs(config)
         mkdocs_s = time.perf_counter() - mkdocs_start
@@ -74,27 +78,75 @@ def build_site(
     if download is not None:
         _copy_database(download, out / DOWNLOAD)
     echo(f"built {writer.pages} pages in {render_s + mkdocs_s:.1f} s (mkdocs {mkdocs_s:.1f} s)")
-    return BuildReport(out, writer.pages, n_models, render_s, mkdocs_s)
+    return BuildReport(out, writer.pages, len(models), render_s, mkdocs_s)
 
 
-def _render(
-    conn: Connection, writer: PageWriter, echo: Callable[[str], None], neurons_per_family: int, k_similar: int,
-    download: Path | None,
-) -> int:  # fmt: skip
+@dataclass(frozen=True)
+class RenderJob:
+    """What every model's pages need: the models, and each head's most similar heads."""
+
+    models: list[SiteModel]
+    similar: dict[HeadRef, list[tuple[HeadRef, float]]]
+    neurons_per_family: int
+
+    @property
+    def by_id(self) -> dict[int, SiteModel]:
+        return {m.record.id: m for m in self.models}
+
+
+def _plan(
+    conn: Connection, writer: PageWriter, k_similar: int, neurons_per_family: int, download: Path | None
+) -> RenderJob:
+    """Load the models, find similar heads, and write the pages that span models."""
     models = site_models(load_models(conn))
     if not models:
         raise SurveyError("the database has no surveyed model yet; run `survey run` first")
     grids = load_score_grids(conn)
     heads, matrix, _ = profiles(grids)
-    similar = nearest_heads(heads, matrix, k_similar)
-    by_id = {m.record.id: m for m in models}
-    labelled = _labelled_counts(conn)
-    _write_front(conn, writer, models, grids, labelled, download)
-    for i, model in enumerate(models, 1):
-        before = writer.pages
-        write_model(conn, writer, model, by_id, similar, neurons_per_family)
-        echo(f"  [{i}/{len(models)}] {model.name}: {writer.pages - before} pages")
-    return len(models)
+    _write_front(conn, writer, models, grids, _labelled_counts(conn), download)
+    return RenderJob(models, nearest_heads(heads, matrix, k_similar), neurons_per_family)
+
+
+_JOB: tuple[str | None, RenderJob, Path, Path] | None = None  # set before forking the render workers
+
+
+def _render_one(index: int) -> tuple[str, int]:
+    """Worker: write one model's pages with a connection of its own; (model name, pages)."""
+    if _JOB is None:
+        raise RuntimeError("the render job must be set before the workers fork")
+    url, job, docs, fragments = _JOB
+    writer = PageWriter(docs, fragments)
+    model = job.models[index]
+    with readonly_engine(url).connect() as conn:
+        write_model(conn, writer, model, job.by_id, job.similar, job.neurons_per_family)
+    return model.name, writer.pages
+
+
+def _render_models(url: str | None, job: RenderJob, writer: PageWriter, echo: Callable[[str], None]) -> None:
+    """Every model's pages, on as many forked workers as there are usable cores (pages of one
+    model never depend on another's, and each worker writes its own files)."""
+    global _JOB
+    _JOB = (url, job, writer.docs, writer.fragments)
+    workers = min(len(os.sched_getaffinity(0)), len(job.models))
+    try:
+        if workers > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                done = list(_progress(pool.imap_unordered(_render_one, range(len(job.models))), job, writer, echo))
+        else:
+            done = list(_progress(map(_render_one, range(len(job.models))), job, writer, echo))
+    finally:
+        _JOB = None
+    if len(done) != len(job.models):
+        raise SurveyError("a render worker stopped early")
+
+
+def _progress(
+    results: Iterator[tuple[str, int]], job: RenderJob, writer: PageWriter, echo: Callable[[str], None]
+) -> Iterator[str]:
+    for i, (name, pages) in enumerate(results, 1):
+        writer.pages += pages
+        echo(f"  [{i}/{len(job.models)}] {name}: {pages} pages")
+        yield name
 
 
 def _write_front(
@@ -135,7 +187,7 @@ def _mosaic_cell(model: SiteModel, name: str, grid: np.ndarray, page: str) -> Ma
         [
             svg.Cell(
                 None if np.isnan(grid[layer, head]) else float(grid[layer, head]),
-                f"{model.name} {head_name(layer, head)} {name} {grid[layer, head]:.3f}",
+                f"{head_name(layer, head)} {grid[layer, head]:.3f}",
                 html_link(here, model.head_page(layer, head)),
             )
             for head in range(n_heads)
@@ -174,10 +226,26 @@ def _copy_database(source: Path, target: Path) -> None:
         dst.close()
 
 
-def _mkdocs_config(folder: Path, docs: Path, out: Path) -> Path:
-    """The skeleton's mkdocs.yml, pointed at the rendered docs and the output folder."""
+def _nav(models: list[SiteModel]) -> list[dict[str, Any]]:
+    """The site's navigation: home, schema, classifiers and models. Layer and head pages stay
+    out of it (they are reached by links): a nav entry per page would make every page carry
+    thousands of links, and the build time grow with the square of the page count."""
+    classifiers = sorted(classifier_names())
+    return [
+        {"Home": "index.md"},
+        {"Database schema": "schema.md"},
+        {"Classifiers": [{name: f"classifiers/{name}.md"} for name in classifiers]},
+        {"Models": [{str(markdown_safe(m.name)): m.page()} for m in models]},
+    ]
+
+
+def _mkdocs_config(folder: Path, docs: Path, fragments: Path, out: Path, nav: list[dict[str, Any]]) -> Path:
+    """The skeleton's mkdocs.yml, pointed at the rendered docs, their fragments, the output
+    folder and the fragment hook, with the navigation."""
     config: dict[str, Any] = yaml.safe_load(SKELETON.read_text(encoding="utf-8"))
-    config.update(docs_dir=str(docs), site_dir=str(out))
+    config.update(docs_dir=str(docs), site_dir=str(out), hooks=[str(Path(hook.__file__))], nav=nav)
+    config["not_in_nav"] = "/models/*/layer-*/"
+    config.setdefault("extra", {})["wiki_fragments"] = str(fragments)
     path = folder / "mkdocs.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

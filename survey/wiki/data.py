@@ -99,12 +99,24 @@ def load_head_units(conn: Connection, model: ModelRecord, *, evidence: bool) -> 
         columns = "layer, head, score, label, rank, percentile" + (", evidence" if evidence else "")
         for h in _rows(conn, f"SELECT {columns} FROM head_scores WHERE unit_id = :unit", unit=row["id"]):
             at = (h["layer"], h["head"])
-            scores[at], labels[at], ranks[at], percentiles[at] = h["score"], h["label"], h["rank"], h["percentile"]
+            scores[at], labels[at], ranks[at], percentiles[at] = (
+                h["score"],
+                h["label"],
+                h["rank"],
+                h["percentile"],
+            )
             if evidence:
                 found[at[0]][at[1]] = decode_json(h["evidence"]) or {}
         validations = [
-            {**v, "heads": decode_json(v["heads"]), "effect_random": decode_json(v["effect_random"]), "details": decode_json(v["details"])}
-            for v in _rows(conn, "SELECT * FROM validations WHERE unit_id = :unit ORDER BY method", unit=row["id"])
+            {
+                **v,
+                "heads": decode_json(v["heads"]),
+                "effect_random": decode_json(v["effect_random"]),
+                "details": decode_json(v["details"]),
+            }
+            for v in _rows(
+                conn, "SELECT * FROM validations WHERE unit_id = :unit ORDER BY method", unit=row["id"]
+            )
         ]
         units.append(
             HeadUnit(
@@ -118,7 +130,10 @@ def load_head_units(conn: Connection, model: ModelRecord, *, evidence: bool) -> 
 
 def load_score_grids(conn: Connection) -> dict[str, dict[int, np.ndarray]]:
     """Every newest head-classifier unit's ``scores [layer, head]``: classifier → model id → grid."""
-    shapes = {row["id"]: (row["n_layers"], row["n_heads"]) for row in _rows(conn, "SELECT id, n_layers, n_heads FROM models")}
+    shapes = {
+        row["id"]: (row["n_layers"], row["n_heads"])
+        for row in _rows(conn, "SELECT id, n_layers, n_heads FROM models")
+    }
     grids: dict[str, dict[int, np.ndarray]] = {}
     for row in _rows(
         conn,
@@ -154,7 +169,9 @@ def token_texts(conn: Connection, model_id: int, ids: set[int]) -> dict[int, str
         chunk = wanted[start : start + 500]
         marks = ", ".join(str(int(i)) for i in chunk)
         for row in _rows(
-            conn, f"SELECT token_id, text FROM tokens WHERE model_id = :model AND token_id IN ({marks})", model=model_id
+            conn,
+            f"SELECT token_id, text FROM tokens WHERE model_id = :model AND token_id IN ({marks})",
+            model=model_id,
         ):
             found[row["token_id"]] = row["text"]
     return found

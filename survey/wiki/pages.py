@@ -63,7 +63,8 @@ def site_models(records: list[ModelRecord]) -> list[SiteModel]:
     """Each model with a URL-safe slug; names that collide get their id appended."""
     bases = [re.sub(r"[^a-z0-9._-]+", "-", r.name.lower()).strip("-.") or "model" for r in records]
     return [
-        SiteModel(r, base if bases.count(base) == 1 else f"{base}-{r.id}") for r, base in zip(records, bases, strict=True)
+        SiteModel(r, base if bases.count(base) == 1 else f"{base}-{r.id}")
+        for r, base in zip(records, bases, strict=True)
     ]
 
 
@@ -90,7 +91,7 @@ def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], 
 
     def title(layer: int, head: int) -> str:
         mark = " (labelled)" if unit.labels[layer, head] else ""
-        return f"{model.name} {head_name(layer, head)} {unit.name} {unit.scores[layer, head]:.3f}{mark}"
+        return f"{head_name(layer, head)} {unit.name} {unit.scores[layer, head]:.3f}{mark}"
 
     return svg.layer_head_heatmap(
         unit.scores.tolist(), title, lambda layer, head: href(model.head_page(layer, head)), cell=cell,
@@ -142,6 +143,8 @@ def write_model(
         missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
         family_totals=_totals(counts), head_name=head_name,
     )  # fmt: skip
+    head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
+    head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
     neurons = interesting_neurons(conn, neuron_unit.id, neurons_per_family) if neuron_unit else {}
     examples = ExampleReader(conn, neuron_unit) if neuron_unit else None
     for layer in range(model.record.n_layers):
@@ -154,40 +157,51 @@ def write_model(
             histogram=svg.histogram, highlighted=svg.highlighted,
         )  # fmt: skip
         for head in range(model.record.n_heads):
-            write_head(conn, writer, model, units, layer, head, others, similar.get(HeadRef(model.record.id, layer, head), []))
+            found = similar.get(HeadRef(model.record.id, layer, head), [])
+            write_head(writer, model, units, layer, head, head_tokens, others, found)
 
 
 def write_head(
-    conn: Connection, writer: PageWriter, model: SiteModel, units: list[HeadUnit], layer: int, head: int,
+    writer: PageWriter, model: SiteModel, units: list[HeadUnit], layer: int, head: int, tokens: dict[int, str],
     others: dict[int, SiteModel], similar: list[tuple[HeadRef, float]],
 ) -> None:  # fmt: skip
     """One head page: scores, evidence, example pattern, OV tokens, validations, similar heads."""
-    patterns, ov_rows, ids = [], [], set()
+    patterns: dict[tuple[str, tuple[int, ...]], Any] = {}  # two classifiers on one probe: one pattern
+    ov_rows = []
     for unit in units:
         evidence = unit.evidence[layer][head] if unit.evidence else {}
         if "pattern" in evidence:
-            patterns.append((unit.name, evidence["pattern"]))
-            ids.update(evidence["pattern"]["token_ids"])
-        for row in evidence.get("ov_top_tokens", []):
-            ov_rows.append((unit.name, row))
-            ids.update([row["input"], *row["top"]])
-    tokens = token_texts(conn, model.record.id, ids)
-    validations = [
-        (unit.name, v) for unit in units for v in unit.validations if [layer, head] in v["heads"]
-    ]
+            pattern = evidence["pattern"]
+            key = (pattern["probe"], tuple(pattern["token_ids"]))
+            if key not in patterns:
+                patterns[key] = _pattern_svg(pattern, tokens)
+        ov_rows += evidence.get("ov_top_tokens", [])
+    validations = [(unit.name, v) for unit in units for v in unit.validations if [layer, head] in v["heads"]]
     writer.write(
         model.head_page(layer, head), "head.md.j2", model=model, layer=layer, head=head, units=units,
         name=head_name(layer, head), tokens=tokens, validations=validations, ov_rows=_first_per_input(ov_rows),
-        pattern_svgs=[(name, _pattern_svg(p, tokens)) for name, p in patterns],
+        patterns=[(probe, svg_) for (probe, _), svg_ in patterns.items()],
         similar=[(others[ref.model_id], ref, distance) for ref, distance in similar if ref.model_id in others],
         head_name=head_name, scalar_evidence=_scalar_evidence, example_rows=_example_rows,
     )  # fmt: skip
 
 
-def _first_per_input(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def evidence_token_ids(units: list[HeadUnit]) -> set[int]:
+    """Every token id that head evidence shows: example-pattern labels and OV tokens."""
+    ids: set[int] = set()
+    for unit in units:
+        for row in unit.evidence or []:
+            for evidence in row:
+                ids.update(evidence.get("pattern", {}).get("token_ids", []))
+                for ov in evidence.get("ov_top_tokens", []):
+                    ids.update([ov["input"], *ov["top"]])
+    return ids
+
+
+def _first_per_input(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OV rows from several IOI units repeat the same inputs: keep each input once."""
     seen: dict[int, dict[str, Any]] = {}
-    for _, row in rows:
+    for row in rows:
         seen.setdefault(int(row["input"]), row)
     return list(seen.values())
 
@@ -227,7 +241,9 @@ class ExampleReader:
     def read(self, layer: int, neuron: int) -> list[Example]:
         """The neuron's top examples, best first (at most ``EXAMPLES_SHOWN``)."""
         row = self.conn.execute(
-            text("SELECT examples, context_acts FROM neuron_examples WHERE unit_id = :u AND layer = :l AND neuron = :n"),
+            text(
+                "SELECT examples, context_acts FROM neuron_examples WHERE unit_id = :u AND layer = :l AND neuron = :n"
+            ),
             {"u": self.unit.id, "l": layer, "n": neuron},
         ).first()
         if row is None:

@@ -40,7 +40,9 @@ def front_matter(title: str) -> Markup:
 def environment() -> Environment:
     """The wiki's template environment; SurveyError when the templates folder is missing."""
     if not TEMPLATES.is_dir():
-        raise SurveyError(f"wiki templates not found at {TEMPLATES}: install interp-survey from its checkout (pip -e)")
+        raise SurveyError(
+            f"wiki templates not found at {TEMPLATES}: install interp-survey from its checkout (pip -e)"
+        )
     env = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=True, finalize=markdown_safe, undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -50,10 +52,17 @@ def environment() -> Environment:
 
 
 class PageWriter:
-    """Renders templates into ``docs/`` and counts the pages written."""
+    """Renders templates into ``docs/`` and counts the pages written.
 
-    def __init__(self, docs: Path) -> None:
-        self.docs = docs
+    Generated markup (SVG, highlighted examples) goes through ``fragment(markup)`` in the
+    templates: the page gets an HTML comment in its place and the markup is saved beside, in
+    ``fragments/``; the build hook (:mod:`survey.wiki.hook`) puts it back into the finished HTML.
+    Neither Python-Markdown nor the search indexer then parses thousands of SVG elements per
+    page, which is what made the build slow, and the search index holds only the page text.
+    """
+
+    def __init__(self, docs: Path, fragments: Path) -> None:
+        self.docs, self.fragments = docs, fragments
         self.env = environment()
         self.pages = 0
 
@@ -62,11 +71,30 @@ class PageWriter:
         here = posixpath.dirname(path)
         target = self.docs / path
         target.parent.mkdir(parents=True, exist_ok=True)
+        saved: list[str] = []
+
+        def fragment(markup: Markup) -> Markup:
+            saved.append(str(markup))
+            return Markup(f"<!--{FRAGMENT_MARK}{len(saved) - 1}-->")
+
         text = self.env.get_template(template).render(
-            href=lambda to: html_link(here, to), md=lambda to: posixpath.relpath(to, here or "."), **context
-        )
+            href=lambda to: html_link(here, to), md=lambda to: posixpath.relpath(to, here or "."),
+            fragment=fragment, **context,
+        )  # fmt: skip
         target.write_text(text, encoding="utf-8")
+        if saved:
+            store = fragment_file(self.fragments, path)
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text(json.dumps(saved), encoding="utf-8")
         self.pages += 1
+
+
+FRAGMENT_MARK = "wiki-fragment:"
+
+
+def fragment_file(folder: Path, page: str) -> Path:
+    """Where the fragments of the docs page ``page`` are kept."""
+    return folder / (page + ".json")
 
 
 def html_link(here: str, to: str) -> str:

@@ -28,7 +28,12 @@ def profiles(grids: dict[str, dict[int, np.ndarray]]) -> tuple[list[HeadRef], np
     for by_model in grids.values():
         for model_id, grid in by_model.items():
             shapes[model_id] = grid.shape
-    heads = [HeadRef(m, layer, head) for m, (n_l, n_h) in sorted(shapes.items()) for layer in range(n_l) for head in range(n_h)]
+    heads = [
+        HeadRef(m, layer, head)
+        for m, (n_l, n_h) in sorted(shapes.items())
+        for layer in range(n_l)
+        for head in range(n_h)
+    ]
     matrix = np.zeros((len(heads), len(classifiers)), dtype=np.float32)
     start = 0
     for model_id, (n_l, n_h) in sorted(shapes.items()):
@@ -58,6 +63,8 @@ def nearest_heads(
         for row, candidates in enumerate(picks):
             order = candidates[np.argsort(distance[row, candidates], kind="stable")]
             result[heads[start + row]] = [
-                (heads[j], float(np.sqrt(max(distance[row, j], 0.0)))) for j in order if np.isfinite(distance[row, j])
+                (heads[j], float(np.sqrt(max(distance[row, j], 0.0))))
+                for j in order
+                if np.isfinite(distance[row, j])
             ]
     return result

@@ -6,13 +6,14 @@ Everything here returns ``Markup``; every text that goes into it (titles, labels
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from survey.wiki.escape import markdown_safe
+from survey.wiki.escape import markdown_safe, token_text
 
 
 def color(value: float | None) -> str:
@@ -75,7 +76,9 @@ def layer_head_heatmap(
     return heatmap(grid, width=cell * n_heads, height=cell * len(scores), css_class="heatmap", label=label)
 
 
-def histogram(counts: Sequence[int], low: float, high: float, *, width: float = 240, height: float = 60) -> Markup:
+def histogram(
+    counts: Sequence[int], low: float, high: float, *, width: float = 240, height: float = 60
+) -> Markup:
     """Bars for equal-width bins over [low, high], log-scaled counts, with the range as a title."""
     if not counts:
         return Markup("")
@@ -100,31 +103,34 @@ def attention_pattern(tokens: Sequence[str], weights: Sequence[Sequence[float]],
 
     ``weights[q]`` holds the keys 0..q (causal); cells after the query are left empty.
     """
-    n = len(tokens)
-    margin = 90.0
+    n, margin = len(tokens), 90.0
     size = margin + cell * n
+    labels = [token_text(token[:12]) for token in tokens]
     parts = [
         f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size:g}" height="{size:g}" '
         f'role="img" aria-label="attention pattern over {n} tokens">'
     ]
-    for i, token in enumerate(tokens):
-        text = markdown_safe(token[:12])
-        y = margin + cell * (i + 0.7)
-        x = margin + cell * (i + 0.7)
-        parts.append(f'<text class="query" x="{margin - 4:g}" y="{y:.1f}" text-anchor="end" font-size="10">{text}</text>')
+    for i, label in enumerate(labels):
+        at = margin + cell * (i + 0.7)
+        parts.append(f'<text x="{margin - 4:g}" y="{at:.1f}" text-anchor="end" font-size="10">{label}</text>')
         parts.append(
-            f'<text class="key" x="{x:.1f}" y="{margin - 4:g}" font-size="10" '
-            f'transform="rotate(-60 {x:.1f} {margin - 4:g})">{text}</text>'
+            f'<text x="{at:.1f}" y="{margin - 4:g}" font-size="10" '
+            f'transform="rotate(-60 {at:.1f} {margin - 4:g})">{label}</text>'
         )
     for q, row in enumerate(weights):
+        y = margin + q * cell
         for k, weight in enumerate(row[: q + 1]):
-            title = f"{tokens[q]} → {tokens[k]}: {weight:.2f}"
             parts.append(
-                f'<rect x="{margin + k * cell:.1f}" y="{margin + q * cell:.1f}" width="{cell:g}" height="{cell:g}" '
-                f'fill="{color(weight)}"><title>{markdown_safe(title)}</title></rect>'
+                f'<rect x="{margin + k * cell:.1f}" y="{y:.1f}" width="{cell:g}" height="{cell:g}" '
+                f'fill="{_shade(round(weight, 2))}"><title>{labels[q]} → {labels[k]}: {weight:.2f}</title></rect>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+@functools.lru_cache(maxsize=512)
+def _shade(value: float) -> str:
+    return color(value)
 
 
 def highlighted(context: Sequence[tuple[str, float]], peak: float, focus: int) -> Markup:

@@ -131,14 +131,17 @@ def test_ov_copy_score_finds_a_planted_copier_and_a_planted_negative_copier() ->
 
     model = planted_gpt2()  # L1H0 copies the attended token into the logits (OV = identity)
     names = torch.arange(10, 60)
-    copy, negative = ov_copy_scores(adapt(model), names, bos_id=1)
+    copy, negative, top_ids = ov_copy_scores(adapt(model), names, bos_id=1)
     layer, head = PLANTED["induction"]
     assert copy[layer, head] == 1.0 and negative[layer, head] == 0.0
+    assert (
+        top_ids[layer, head, :, 0].tolist() == names[: top_ids.shape[2]].tolist()
+    )  # its top output is the name
     others = copy.clone()
     others[layer, head] = 0.0
     assert others.max() == 0.0 and negative.max() == 0.0  # zero or token-blind OV: no copying
 
     with torch.no_grad():  # flip the copier's output: it now suppresses the attended token
         model.transformer.h[layer].attn.c_proj.weight[head * D_HEAD : (head + 1) * D_HEAD] *= -1
-    copy, negative = ov_copy_scores(adapt(model), names, bos_id=1)
+    copy, negative, _ = ov_copy_scores(adapt(model), names, bos_id=1)
     assert negative[layer, head] == 1.0 and copy[layer, head] == 0.0
