@@ -121,14 +121,21 @@ def example_pattern(patterns: Tensor, probe: ProbeSet) -> list[list[Evidence]]:
     token_ids = probe.tokens[0, index].tolist()
     return [
         [
-            {"pattern": {
-                "probe": probe.spec.kind, "positions": positions, "token_ids": token_ids,
-                "weights": [[round(w, 3) for w in window[layer, head, q, : q + 1].tolist()] for q in range(len(positions))],
-            }}
+            {
+                "pattern": {
+                    "probe": probe.spec.kind,
+                    "positions": positions,
+                    "token_ids": token_ids,
+                    "weights": [
+                        [round(w, 3) for w in window[layer, head, q, : q + 1].tolist()]
+                        for q in range(len(positions))
+                    ],
+                }
+            }
             for head in range(window.shape[1])
         ]
         for layer in range(window.shape[0])
-    ]  # fmt: skip
+    ]
 
 
 def pattern_scores(patterns: Tensor, targets: Tensor, queries: Tensor, first_content: int) -> HeadScores:

@@ -39,7 +39,8 @@ def decode_examples(
     decoded = []
     for rank, (document_id, token_index, _token_id, activation) in enumerate(examples, 1):
         text, title, offsets = document(int(document_id))
-        context, focus = [], 0
+        context: list[tuple[str, float]] = []
+        focus = 0
         for j, i in enumerate(range(token_index - before, token_index - before + width)):
             if 0 <= i < len(offsets) and not np.isnan(acts[rank - 1, j]):
                 if i == token_index:

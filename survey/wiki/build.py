@@ -131,7 +131,9 @@ def _render_models(url: str | None, job: RenderJob, writer: PageWriter, echo: Ca
     try:
         if workers > 1:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                done = list(_progress(pool.imap_unordered(_render_one, range(len(job.models))), job, writer, echo))
+                done = list(
+                    _progress(pool.imap_unordered(_render_one, range(len(job.models))), job, writer, echo)
+                )
         else:
             done = list(_progress(map(_render_one, range(len(job.models))), job, writer, echo))
     finally:
@@ -158,10 +160,16 @@ def _write_front(
     names = sorted(set(grids) | set(classifier_names()))
     built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     writer.write(
-        "index.md", "index.md.j2", models=models, n_heads=sum(m.record.n_layers * m.record.n_heads for m in models),
-        n_neurons=n_neurons, built=built, code_version=code_version(), labelled=labelled,
+        "index.md",
+        "index.md.j2",
+        models=models,
+        n_heads=sum(m.record.n_layers * m.record.n_heads for m in models),
+        n_neurons=n_neurons,
+        built=built,
+        code_version=code_version(),
+        labelled=labelled,
         classifiers=[classifier_info(n) for n in names],
-    )  # fmt: skip
+    )
     size = f"{download.stat().st_size / 1e6:,.1f} MB" if download else ""
     writer.write(
         "schema.md", "schema.md.j2", schema=Markup(schema_markdown()), examples=EXAMPLES,
@@ -171,16 +179,23 @@ def _write_front(
     history = unit_versions(conn)
     for name in names:
         by_model = grids.get(name, {})
+        scale = svg.color_scale(*by_model.values())
         counts = {m.record.id: 0 for m in models}
         writer.write(
-            f"classifiers/{name}.md", "classifier.md.j2", info=classifier_info(name), history=history.get(name, []),
-            mosaic=[(m, _mosaic_cell(m, name, by_model[m.record.id], f"classifiers/{name}.md"))
-                    for m in models if m.record.id in by_model],
+            f"classifiers/{name}.md",
+            "classifier.md.j2",
+            info=classifier_info(name),
+            history=history.get(name, []),
+            mosaic=[
+                (m, _mosaic_cell(m, name, by_model[m.record.id], f"classifiers/{name}.md", scale))
+                for m in models
+                if m.record.id in by_model
+            ],
             labelled=counts | _labelled_counts(conn, name),
-        )  # fmt: skip
+        )
 
 
-def _mosaic_cell(model: SiteModel, name: str, grid: np.ndarray, page: str) -> Markup:
+def _mosaic_cell(model: SiteModel, name: str, grid: np.ndarray, page: str, scale: float) -> Markup:
     here = str(Path(page).parent)
     n_layers, n_heads = grid.shape
     cells = [
@@ -196,13 +211,14 @@ def _mosaic_cell(model: SiteModel, name: str, grid: np.ndarray, page: str) -> Ma
     ]
     width = min(8.0 * n_heads, 240.0)
     return svg.heatmap(cells, width=width, height=MOSAIC_HEIGHT, css_class="heatmap mosaic-grid",
-                       label=f"{name} scores of {model.name}, depth normalised")  # fmt: skip
+                       label=f"{name} scores of {model.name}, depth normalised", scale=scale)  # fmt: skip
 
 
 def _labelled_counts(conn: Connection, classifier: str | None = None) -> dict[int, int]:
     rows = conn.execute(
         text("""SELECT u.model_id, count(*) AS n FROM head_scores h JOIN latest_units u ON u.id = h.unit_id
-        WHERE u.kind = 'head_classifier' AND h.label AND (:name IS NULL OR u.name = :name) GROUP BY u.model_id"""),
+        WHERE u.kind = 'head_classifier' AND h.label AND (:name IS NULL OR u.name = :name)
+        GROUP BY u.model_id"""),
         {"name": classifier},
     )
     return {int(r.model_id): int(r.n) for r in rows}

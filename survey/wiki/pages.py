@@ -76,14 +76,26 @@ def head_name(layer: int, head: int) -> str:
 def classifier_info(name: str) -> dict[str, Any]:
     """A registered classifier's definition; a stub for names stored but no longer registered."""
     if name not in classifier_names():
-        return {"name": name, "summary": "no longer registered in this code version", "formula": "", "threshold": None,
-                "doc": "", "version": None, "dataset": ""}  # fmt: skip
+        return {
+            "name": name,
+            "summary": "no longer registered in this code version",
+            "formula": "",
+            "threshold": None,
+            "doc": "",
+            "version": None,
+            "dataset": "",
+        }
     cls = classifier_class(name)
     config = cls.default_config
     return {
-        "name": name, "summary": cls.summary, "formula": cls.formula, "threshold": config.threshold,
-        "doc": " ".join((cls.__doc__ or "").split()), "version": cls.version, "dataset": config.dataset_line(),
-    }  # fmt: skip
+        "name": name,
+        "summary": cls.summary,
+        "formula": cls.formula,
+        "threshold": config.threshold,
+        "doc": " ".join((cls.__doc__ or "").split()),
+        "version": cls.version,
+        "dataset": config.dataset_line(),
+    }
 
 
 def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], cell: float) -> Any:
@@ -96,6 +108,7 @@ def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], 
     return svg.layer_head_heatmap(
         unit.scores.tolist(), title, lambda layer, head: href(model.head_page(layer, head)), cell=cell,
         label=f"{unit.name} scores of {model.name}, layers down, heads across",
+        scale=svg.color_scale(unit.scores),
     )  # fmt: skip
 
 
@@ -151,20 +164,35 @@ def write_model(
         rows = neurons.get(layer, [])
         tokens = token_texts(conn, model.record.id, _token_ids(rows))
         writer.write(
-            model.layer_page(layer), "layer.md.j2", model=model, layer=layer, units=units, head_name=head_name,
-            neurons=rows, families=counts.get(layer, {}), tokens=tokens, neuron_unit=neuron_unit,
+            model.layer_page(layer),
+            "layer.md.j2",
+            model=model,
+            layer=layer,
+            units=units,
+            head_name=head_name,
+            neurons=rows,
+            families=counts.get(layer, {}),
+            tokens=tokens,
+            neuron_unit=neuron_unit,
             examples=(lambda n, layer=layer: examples.read(layer, n)) if examples else (lambda n: []),
-            histogram=svg.histogram, highlighted=svg.highlighted,
-        )  # fmt: skip
+            histogram=svg.histogram,
+            highlighted=svg.highlighted,
+        )
         for head in range(model.record.n_heads):
             found = similar.get(HeadRef(model.record.id, layer, head), [])
             write_head(writer, model, units, layer, head, head_tokens, others, found)
 
 
 def write_head(
-    writer: PageWriter, model: SiteModel, units: list[HeadUnit], layer: int, head: int, tokens: dict[int, str],
-    others: dict[int, SiteModel], similar: list[tuple[HeadRef, float]],
-) -> None:  # fmt: skip
+    writer: PageWriter,
+    model: SiteModel,
+    units: list[HeadUnit],
+    layer: int,
+    head: int,
+    tokens: dict[int, str],
+    others: dict[int, SiteModel],
+    similar: list[tuple[HeadRef, float]],
+) -> None:
     """One head page: scores, evidence, example pattern, OV tokens, validations, similar heads."""
     patterns: dict[tuple[str, tuple[int, ...]], Any] = {}  # two classifiers on one probe: one pattern
     ov_rows = []
@@ -178,12 +206,24 @@ def write_head(
         ov_rows += evidence.get("ov_top_tokens", [])
     validations = [(unit.name, v) for unit in units for v in unit.validations if [layer, head] in v["heads"]]
     writer.write(
-        model.head_page(layer, head), "head.md.j2", model=model, layer=layer, head=head, units=units,
-        name=head_name(layer, head), tokens=tokens, validations=validations, ov_rows=_first_per_input(ov_rows),
+        model.head_page(layer, head),
+        "head.md.j2",
+        model=model,
+        layer=layer,
+        head=head,
+        units=units,
+        name=head_name(layer, head),
+        tokens=tokens,
+        validations=validations,
+        ov_rows=_first_per_input(ov_rows),
         patterns=[(probe, svg_) for (probe, _), svg_ in patterns.items()],
-        similar=[(others[ref.model_id], ref, distance) for ref, distance in similar if ref.model_id in others],
-        head_name=head_name, scalar_evidence=_scalar_evidence, example_rows=_example_rows,
-    )  # fmt: skip
+        similar=[
+            (others[ref.model_id], ref, distance) for ref, distance in similar if ref.model_id in others
+        ],
+        head_name=head_name,
+        scalar_evidence=_scalar_evidence,
+        example_rows=_example_rows,
+    )
 
 
 def evidence_token_ids(units: list[HeadUnit]) -> set[int]:
@@ -242,15 +282,20 @@ class ExampleReader:
         """The neuron's top examples, best first (at most ``EXAMPLES_SHOWN``)."""
         row = self.conn.execute(
             text(
-                "SELECT examples, context_acts FROM neuron_examples WHERE unit_id = :u AND layer = :l AND neuron = :n"
+                "SELECT examples, context_acts FROM neuron_examples "
+                "WHERE unit_id = :u AND layer = :l AND neuron = :n"
             ),
             {"u": self.unit.id, "l": layer, "n": neuron},
         ).first()
         if row is None:
             return []
         examples = decode_json(row.examples)
-        return decode_examples(examples[:EXAMPLES_SHOWN], _first_rows(row.context_acts, len(examples)), self.unit.config,
-                               self.document)  # fmt: skip
+        return decode_examples(
+            examples[:EXAMPLES_SHOWN],
+            _first_rows(row.context_acts, len(examples)),
+            self.unit.config,
+            self.document,
+        )
 
     def _document(self, document_id: int) -> tuple[str, str, list[list[int]]]:
         row = self.conn.execute(

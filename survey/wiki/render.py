@@ -24,10 +24,10 @@ SKELETON = ROOT / "site" / "mkdocs.yml"
 
 
 def number(value: Any, digits: int = 3) -> str:
-    """A float to ``digits`` significant digits; em dash for missing."""
+    """A float to ``digits`` significant digits; em dash for missing; anything else as text."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    if isinstance(value, bool | int):
+    if isinstance(value, bool | int | str):
         return str(value)
     return f"{value:.{digits}g}"
 
@@ -44,9 +44,14 @@ def environment() -> Environment:
             f"wiki templates not found at {TEMPLATES}: install interp-survey from its checkout (pip -e)"
         )
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES), autoescape=True, finalize=markdown_safe, undefined=StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-    )  # fmt: skip
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        finalize=markdown_safe,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(num=number, token=token_text, front_matter=front_matter)
     return env
 

@@ -38,9 +38,9 @@ def profiles(grids: dict[str, dict[int, np.ndarray]]) -> tuple[list[HeadRef], np
     start = 0
     for model_id, (n_l, n_h) in sorted(shapes.items()):
         for c, name in enumerate(classifiers):
-            grid = grids[name].get(model_id)
-            if grid is not None:
-                matrix[start : start + n_l * n_h, c] = np.nan_to_num(np.clip(grid, -1, 1), nan=0.0).ravel()
+            scores = grids[name].get(model_id)
+            if scores is not None:
+                matrix[start : start + n_l * n_h, c] = np.nan_to_num(np.clip(scores, -1, 1), nan=0.0).ravel()
         start += n_l * n_h
     return heads, matrix, classifiers
 

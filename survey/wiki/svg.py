@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from markupsafe import Markup
 
 from survey.wiki.escape import markdown_safe, token_text
@@ -34,11 +35,25 @@ class Cell:
     href: str | None = None
 
 
+def color_scale(*grids: np.ndarray) -> float:
+    """The largest |score| in the grids (1 when there is none), so the strongest cell is full colour."""
+    finite = [np.nanmax(np.abs(g)) for g in grids if g.size and np.isfinite(g).any()]
+    largest = float(max(finite, default=0.0))
+    return largest if largest > 0 else 1.0
+
+
 def heatmap(
-    cells: Sequence[Sequence[Cell]], *, width: float, height: float, css_class: str, label: str
+    cells: Sequence[Sequence[Cell]],
+    *,
+    width: float,
+    height: float,
+    css_class: str,
+    label: str,
+    scale: float = 1.0,
 ) -> Markup:
     """A grid of ``cells[row][column]`` filling ``width`` × ``height`` pixels; each cell a ``rect``
-    with a ``<title>`` and, when it has one, a link. Rows run top to bottom (layer 0 at the top)."""
+    coloured by value / ``scale``, with a ``<title>`` and, when it has one, a link. Rows run top
+    to bottom (layer 0 at the top)."""
     n_rows = len(cells)
     n_cols = max((len(row) for row in cells), default=0)
     if n_rows == 0 or n_cols == 0:
@@ -50,9 +65,10 @@ def heatmap(
     ]
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
+            fill = color(None if cell.value is None else cell.value / scale)
             rect = (
                 f'<rect class="cell" x="{c * w:.2f}" y="{r * h:.2f}" width="{w:.2f}" height="{h:.2f}" '
-                f'fill="{color(cell.value)}"><title>{markdown_safe(cell.title)}</title></rect>'
+                f'fill="{fill}"><title>{markdown_safe(cell.title)}</title></rect>'
             )
             parts.append(f'<a href="{markdown_safe(cell.href)}">{rect}</a>' if cell.href else rect)
     parts.append("</svg>")
@@ -66,6 +82,7 @@ def layer_head_heatmap(
     *,
     cell: float = 14.0,
     label: str,
+    scale: float = 1.0,
 ) -> Markup:
     """A model's layer×head grid (layers down, heads across) at ``cell`` pixels per head."""
     grid = [
@@ -73,7 +90,9 @@ def layer_head_heatmap(
         for layer, row in enumerate(scores)
     ]
     n_heads = max((len(row) for row in scores), default=0)
-    return heatmap(grid, width=cell * n_heads, height=cell * len(scores), css_class="heatmap", label=label)
+    return heatmap(
+        grid, width=cell * n_heads, height=cell * len(scores), css_class="heatmap", label=label, scale=scale
+    )
 
 
 def histogram(
@@ -98,14 +117,17 @@ def histogram(
     )
 
 
-def attention_pattern(tokens: Sequence[str], weights: Sequence[Sequence[float]], *, cell: float = 16.0) -> Markup:
+def attention_pattern(
+    tokens: Sequence[str], weights: Sequence[Sequence[float]], *, cell: float = 16.0
+) -> Markup:
     """A query×key attention heatmap (queries down, keys across) with the token texts as labels.
 
     ``weights[q]`` holds the keys 0..q (causal); cells after the query are left empty.
     """
     n, margin = len(tokens), 90.0
     size = margin + cell * n
-    labels = [token_text(token[:12]) for token in tokens]
+    labels = [token_text(token[:12]) for token in tokens]  # axis labels, cut short
+    names = [token_text(token) for token in tokens]  # hover titles, whole
     parts = [
         f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size:g}" height="{size:g}" '
         f'role="img" aria-label="attention pattern over {n} tokens">'
@@ -122,7 +144,8 @@ def attention_pattern(tokens: Sequence[str], weights: Sequence[Sequence[float]],
         for k, weight in enumerate(row[: q + 1]):
             parts.append(
                 f'<rect x="{margin + k * cell:.1f}" y="{y:.1f}" width="{cell:g}" height="{cell:g}" '
-                f'fill="{_shade(round(weight, 2))}"><title>{labels[q]} → {labels[k]}: {weight:.2f}</title></rect>'
+                f'fill="{_shade(round(weight, 2))}">'
+                f"<title>{names[q]} → {names[k]}: {weight:.2f}</title></rect>"
             )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -1,0 +1,146 @@
+"""The built wiki in a real headless Chromium (Debian's, driven by Playwright), served over local
+HTTP: heatmaps render with a cell per head, cells link to the right head, the mosaic shows every
+model, search finds a head by name, and no hostile string ever runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from survey.wiki.serve import site_server
+from tests.fixtures_db import MODELS
+from tests.sitetools import build_fixture_site
+
+ARTIFACTS = Path(
+    os.environ.get("INTERP_SURVEY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
+HOSTILE_SLUG = "evil-script-alert-model-script-m"
+
+
+def chromium() -> str:
+    """Debian's Chromium; the tests fail (not skip) without it: .ci/run installs it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("Chromium is not installed: apt-get install chromium (.ci/run does this)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    _, report = build_fixture_site(tmp_path_factory.mktemp("browser-wiki"))
+    server = site_server(report.out, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A fresh page that records every JavaScript dialog (none may ever open), page error and
+    request that leaves the local server (the site must work offline)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.dialogs, page.errors, page.remote = [], [], []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("request", lambda r: None if r.url.startswith((base_url, "data:")) else page.remote.append(r.url))
+    yield page
+    assert page.dialogs == []
+    assert page.remote == []
+    page.close()
+
+
+def test_model_page_heatmaps_have_a_cell_per_head_and_link_to_the_right_head(
+    page: Any, base_url: str
+) -> None:
+    page.goto(base_url + "models/fixture-a/index.html")
+    layers, heads, scores = MODELS["fixture-a"]
+    assert page.locator("svg.heatmap").count() == len(scores)
+    assert page.locator("svg.heatmap rect.cell").count() == len(scores) * layers * heads
+    box = page.locator("svg.heatmap").first.bounding_box()
+    assert box is not None and box["width"] == 14 * heads and box["height"] == 14 * layers
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "model-page.png"), full_page=True)
+    induction = page.locator("figure#grid-induction")
+    cell = induction.locator('a[href="layer-2/head-1.html"] rect')
+    assert "L2H1 induction 0.900 (labelled)" in cell.locator("title").text_content()
+    cell.click()
+    page.wait_for_url("**/models/fixture-a/layer-2/head-1.html")
+    assert page.locator("h1").first.inner_text() == "L2H1 · fixture-a"
+    assert page.errors == []
+
+
+def test_head_page_shows_its_scores_and_an_attention_pattern(page: Any, base_url: str) -> None:
+    page.goto(base_url + "models/fixture-a/layer-2/head-1.html")
+    assert page.locator("div.head-scores tbody tr").count() == 4
+    similar = page.locator("div.similar-heads a").first
+    similar.click()  # the nearest head of another model
+    page.wait_for_url("**/models/fixture-b/**")
+    page.goto(base_url + f"models/{HOSTILE_SLUG}/layer-0/head-0.html")
+    pattern = page.locator("svg.pattern")
+    assert pattern.count() == 1 and pattern.locator("rect").count() == 6  # 3 tokens, causal
+    assert pattern.locator("text").first.text_content() == "<script>aler"  # an axis label, cut short
+    assert (
+        pattern.locator("rect title").first.text_content()
+        == "<script>alert('token')</script> → <script>alert('token')</script>: 1.00"
+    )
+
+
+def test_mosaic_shows_every_model_depth_normalised(page: Any, base_url: str) -> None:
+    page.goto(base_url + "classifiers/induction.html")
+    figures = page.locator("figure.mosaic-model")
+    assert figures.count() == len(MODELS) + 1
+    heights = {figures.nth(i).locator("svg").bounding_box()["height"] for i in range(figures.count())}
+    assert heights == {180}  # one height for every model, whatever its depth
+    n_cells = sum(layers * heads for layers, heads, _ in MODELS.values()) + 4
+    assert page.locator("figure.mosaic-model rect.cell").count() == n_cells
+    page.locator('a[href="../models/fixture-b/layer-2/head-0.html"] rect').click()
+    page.wait_for_url("**/models/fixture-b/layer-2/head-0.html")
+
+
+def test_search_finds_a_head_by_name(page: Any, base_url: str) -> None:
+    page.goto(base_url + "index.html")
+    page.locator("input.md-search__input").click()
+    page.keyboard.type("L2H1")  # Material searches on key events
+    results = page.locator(".md-search-result__item a")
+    results.first.wait_for(timeout=15_000)
+    hrefs = [results.nth(i).get_attribute("href") or "" for i in range(results.count())]
+    assert any(href.endswith("models/fixture-a/layer-2/head-1.html") for href in hrefs), hrefs
+
+
+def test_hostile_strings_stay_text_in_the_browser(page: Any, base_url: str) -> None:
+    for path in (f"models/{HOSTILE_SLUG}/index.html", f"models/{HOSTILE_SLUG}/layer-0/index.html",
+                 f"models/{HOSTILE_SLUG}/layer-0/head-0.html"):  # fmt: skip
+        page.goto(base_url + path)
+        assert page.locator("article img").count() == 0
+        assert (
+            page.evaluate(
+                "[...document.querySelectorAll('a')].filter(a => a.protocol === 'javascript:').length"
+            )
+            == 0
+        )
+        assert page.evaluate("[...document.scripts].filter(s => s.text.includes('alert')).length") == 0
+    page.goto(base_url + f"models/{HOSTILE_SLUG}/index.html")
+    assert "<img src=x onerror=alert('error')> | `x`" in page.locator("article").inner_text()  # shown as text
+    page.locator("input.md-search__input").click()
+    page.keyboard.type("evil")  # the hostile model: its title and snippets render as results
+    page.locator(".md-search-result__item").first.wait_for(timeout=15_000)
+    assert "evil<script>alert('model')</script>" in page.locator(".md-search-result").inner_text()
+    page.wait_for_timeout(300)  # let every result render before the dialog check in teardown

@@ -1,0 +1,152 @@
+"""The wiki built from the fixture database: every page type, heatmaps, links, escaping, errors."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from survey.errors import SurveyError
+from survey.wiki.build import build_site
+from survey.wiki.escape import markdown_safe, token_text
+from tests.clitools import run_cli
+from tests.fixtures_db import MODELS
+from tests.fixtures_hostile import HOSTILE, MODEL_NAME
+from tests.sitetools import build_fixture_site, parse, visible_text
+
+HOSTILE_SLUG = "evil-script-alert-model-script-m"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _, report = build_fixture_site(tmp_path_factory.mktemp("wiki"))
+    return report.out
+
+
+@pytest.mark.parametrize("text", HOSTILE + ["a\nb", "plain"])
+def test_markdown_safe_leaves_no_markup_and_round_trips(text: str) -> None:
+    import html
+
+    safe = str(markdown_safe(text))
+    assert not set(safe) & set("<>|`[]{}()*_\\'\"\n")
+    assert html.unescape(safe) == text.replace("\n", " ")
+
+
+def test_token_text_shows_whitespace() -> None:
+    assert str(token_text(" the\n")) == "·the↵"
+    assert str(token_text("")) == "∅"
+
+
+def test_every_page_type_is_built(site: Path) -> None:
+    for page in ["index.html", "schema.html", "classifiers/induction.html", "classifiers/name_mover.html",
+                 "models/fixture-a/index.html", "models/fixture-a/layer-0/index.html",
+                 "models/fixture-a/layer-3/head-2.html", "models/fixture-b/layer-5/head-1.html"]:  # fmt: skip
+        assert (site / page).is_file(), page
+    n_heads = sum(layers * heads for layers, heads, _ in MODELS.values()) + 4
+    assert len(list(site.glob("models/*/layer-*/head-*.html"))) == n_heads
+
+
+def test_model_page_has_one_heatmap_per_classifier_with_a_cell_per_head(site: Path) -> None:
+    page = parse(site / "models/fixture-a/index.html")
+    svgs = [a for tag, a in page.elements if tag == "svg" and "heatmap" in (a.get("class") or "")]
+    cells = [a for tag, a in page.elements if tag == "rect" and a.get("class") == "cell"]
+    layers, heads, scores = MODELS["fixture-a"]
+    assert len(svgs) == len(scores)
+    assert len(cells) == len(scores) * layers * heads
+
+
+def test_heatmap_cells_link_to_their_head_pages(site: Path) -> None:
+    page = site / "models/fixture-a/index.html"
+    hrefs = [a.get("href") or "" for tag, a in parse(page).elements if tag == "a"]
+    links = [href for href in hrefs if "/head-" in href and href.endswith(".html")]
+    assert "layer-2/head-1.html" in links
+    for href in set(links):
+        target = site / posixpath.normpath(posixpath.join("models/fixture-a", href or ""))
+        layer, head = href.split("/")[0].removeprefix("layer-"), href.split("head-")[1].removesuffix(".html")
+        assert f"L{layer}H{head} · fixture-a" in visible_text(target)
+
+
+def test_head_page_shows_scores_percentile_threshold_and_similar_heads(site: Path) -> None:
+    text = visible_text(site / "models/fixture-a/layer-2/head-1.html")
+    assert "induction v1" in text and "0.9" in text and "100" in text  # score, top percentile
+    assert "Most similar heads in other models" in text
+    assert "fixture-b" in text  # the nearest heads are in the other models
+    assert "second_repeat_loss" in text  # it is one of the validated induction heads
+
+
+def test_classifier_page_has_a_mosaic_of_every_model(site: Path) -> None:
+    page = parse(site / "classifiers/induction.html")
+    figures = [a for tag, a in page.elements if tag == "figure"]
+    assert len(figures) == len(MODELS) + 1  # the hostile model has an induction unit too
+    cells = [a for tag, a in page.elements if tag == "rect" and a.get("class") == "cell"]
+    assert len(cells) == sum(layers * heads for layers, heads, _ in MODELS.values()) + 4
+
+
+def test_model_page_explains_missing_and_failed_classifiers(site: Path) -> None:
+    text = visible_text(site / "models/fixture-a/index.html")
+    assert "Missing classifiers" in text and "name_mover" in text
+    hostile = visible_text(site / f"models/{HOSTILE_SLUG}/index.html")
+    assert "Failed or interrupted runs" in hostile
+
+
+def test_layer_page_lists_heads_and_neurons_with_examples(site: Path) -> None:
+    text = visible_text(site / "models/fixture-a/layer-1/index.html")
+    assert "L1H0" in text and "Neuron 1.4 (partition)" in text
+    assert "promotes" in text and "cat" in text
+
+
+def test_hostile_strings_are_shown_as_text_and_never_live(site: Path) -> None:
+    pages = list(site.rglob("*.html"))
+    for path in pages:
+        page = parse(path)
+        assert not any("alert" in script for script in page.scripts), path
+        for tag, attrs in page.elements:
+            assert not any(k.startswith("on") for k in attrs), (path, tag, attrs)
+            for key in ("href", "src"):
+                assert not (attrs.get(key) or "").strip().lower().startswith("javascript"), (path, attrs)
+            assert tag not in ("img", "b"), (path, tag)  # none of ours; the hostile ones must not parse
+    layer = visible_text(site / f"models/{HOSTILE_SLUG}/layer-0/index.html")
+    head = visible_text(site / f"models/{HOSTILE_SLUG}/layer-0/head-0.html")
+    model = visible_text(site / f"models/{HOSTILE_SLUG}/index.html")
+    assert MODEL_NAME in model and "[x](javascript:alert('family'))" in model
+    assert "<img src=x onerror=alert('error')> | `x`" in model
+    assert HOSTILE[4] in layer  # the document title, verbatim
+    assert "<script>alert('token')</script>" in layer.replace("·", " ")  # a promoted token
+    assert HOSTILE[1] in head  # the evidence note of the top head
+    assert "`tick`" in head  # an OV token
+
+
+def test_schema_page_links_a_database_download(site: Path) -> None:
+    links = [a.get("href") for tag, a in parse(site / "schema.html").elements if tag == "a"]
+    assert "download/survey.db" in links
+    with sqlite3.connect(site / "download/survey.db") as db:
+        assert db.execute("SELECT count(*) FROM models").fetchone()[0] == len(MODELS) + 1
+    assert "SELECT" in visible_text(site / "schema.html")
+
+
+def test_search_index_holds_head_names_but_no_svg(site: Path) -> None:
+    index = (site / "search/search_index.json").read_text(encoding="utf-8")
+    titles = {doc["title"] for doc in json.loads(index)["docs"]}
+    assert "L2H1 · fixture-a" in titles
+    assert "<rect" not in index and "<svg" not in index
+
+
+def test_build_refuses_an_empty_database_and_a_bad_url(tmp_path: Path) -> None:
+    from db.engine import open_database
+
+    open_database(f"sqlite:///{tmp_path / 'empty.db'}").dispose()
+    with pytest.raises(SurveyError, match="no surveyed model"):
+        build_site(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "out", lambda line: None)
+    with pytest.raises(SurveyError, match="no survey database"):
+        build_site(f"sqlite:///{tmp_path / 'missing.db'}", tmp_path / "out", lambda line: None)
+
+
+def test_cli_site_build_gives_one_error_line_for_a_bad_url(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli(
+        ["site", "build", "--db", "nonsense://x", "--out", str(tmp_path / "o")], monkeypatch, capsys
+    )
+    assert code == 1
+    assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
