@@ -57,10 +57,10 @@ def context_length(model: Any) -> int | None:
 
 
 def plan_units(
-    loaded: LoadedModel, classifiers: list[type[HeadClassifier]], on_skip: Callable[[str], None] | None = None
+    loaded: LoadedModel, classifiers: list[type[HeadClassifier]], on_skip: Callable[[str, str], None] | None = None
 ) -> list[PlannedUnit]:
     """Instantiate each classifier and generate its dataset (once per distinct spec). IOI
-    classifiers are skipped, with a note to ``on_skip``, when the tokenizer has too few
+    classifiers are skipped, with ``on_skip(name, reason)``, when the tokenizer has too few
     single-token names for IOI prompts."""
     datasets: dict[ProbeSpec | IOISpec, ProbeSet | IOIPrompts | str] = {}
     planned = []
@@ -72,7 +72,7 @@ def plan_units(
         dataset = datasets[spec]
         if isinstance(dataset, str):
             if on_skip is not None:
-                on_skip(f"skipping {classifier.name}: {dataset}")
+                on_skip(classifier.name, dataset)
             continue
         planned.append(PlannedUnit(classifier, dataset))
     return planned

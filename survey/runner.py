@@ -86,11 +86,16 @@ def vocabulary_texts(loaded: LoadedModel) -> list[str]:
     return list(loaded.tokenizer.batch_decode([[i] for i in range(loaded.adapter.dims.d_vocab)]))
 
 
-def _start_run(engine: Engine, model_id: int, config: RunConfig, classifiers: list[str]) -> int:
+def _start_run(
+    engine: Engine, model_id: int, config: RunConfig, classifiers: list[str], skipped: dict[str, str]
+) -> int:
+    """A ``runs`` row in state running; its config names the units to run and the classifiers
+    skipped (with why), which the wiki shows for missing classifiers."""
     with session_factory(engine).begin() as session:
         run = Run(
             model_id=model_id, code_version=code_version(),
-            config={**asdict(config), "classifiers": classifiers}, device=config.device, dtype=config.dtype,
+            config={**asdict(config), "classifiers": classifiers, "skipped": skipped}, device=config.device,
+            dtype=config.dtype,
             started_at=_now(), status="running",
         )  # fmt: skip
         session.add(run)
@@ -117,7 +122,13 @@ def survey_model(
     Units already stored are skipped (all of them with ``force``: none), and when nothing is
     pending no run row is written, so a rerun adds and changes nothing.
     """
-    planned = plan_units(loaded, classifiers, on_skip=lambda note: echo(f"  {note}"))  # may refuse the model
+    skipped: dict[str, str] = {}
+
+    def skip(name: str, reason: str) -> None:
+        skipped[name] = reason
+        echo(f"  skipping {name}: {reason}")
+
+    planned = plan_units(loaded, classifiers, on_skip=skip)  # may refuse the model
     neuron_plan = plan_neurons(loaded, config.neurons) if config.neurons else None
     model_id = record_model(engine, loaded)
     done = set() if force else stored_keys(engine, model_id)
@@ -128,7 +139,7 @@ def survey_model(
         echo(f"  up to date: {len(planned) + bool(neuron_plan)} units already stored (use --force to redo)")
         return model_id, None
     names = [unit.classifier.name for unit in pending] + (["neurons"] if neurons_pending else [])
-    run_id = _start_run(engine, model_id, config, names)
+    run_id = _start_run(engine, model_id, config, names, skipped)
     error = None
     try:
         store_vocabulary(engine, model_id, lambda: vocabulary_texts(loaded))

@@ -35,7 +35,7 @@ def add_hostile_model(engine: Engine) -> None:
             Run(
                 model_id=model.id,
                 code_version="fixture",
-                config={"classifiers": ["name_mover"]},
+                config={"classifiers": ["name_mover"], "skipped": {"s_inhibition": "too few names <b>"}},
                 device="cpu",
                 dtype="float32",
                 started_at=NOW,

@@ -27,12 +27,13 @@ def _rows(conn: Connection, sql: str, **params: Any) -> Iterator[dict[str, Any]]
 
 @dataclass
 class ModelRecord:
-    """A ``models`` row, with how many runs failed and their errors."""
+    """A ``models`` row, with its failed or interrupted runs and the classifiers its runs skipped."""
 
     id: int
     name: str
     row: dict[str, Any]
     failures: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # classifier -> why (newest run wins)
 
     @property
     def n_layers(self) -> int:
@@ -74,12 +75,14 @@ def load_models(conn: Connection) -> list[ModelRecord]:
         )
     ]
     by_id = {m.id: m for m in models}
-    for run in _rows(
-        conn,
-        "SELECT id, model_id, status, error, config, started_at FROM runs WHERE status != 'done' ORDER BY id",
-    ):
-        if run["model_id"] in by_id:
-            by_id[run["model_id"]].failures.append({**run, "config": decode_json(run["config"])})
+    for run in _rows(conn, "SELECT id, model_id, status, error, config, started_at FROM runs ORDER BY id"):
+        model = by_id.get(run["model_id"])
+        if model is None:
+            continue
+        config = decode_json(run["config"]) or {}
+        model.skipped.update(config.get("skipped", {}))
+        if run["status"] != "done":
+            model.failures.append({**run, "config": config})
     return models
 
 

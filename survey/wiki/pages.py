@@ -131,12 +131,11 @@ def missing_classifiers(model: SiteModel, units: list[HeadUnit]) -> list[dict[st
     for name in classifier_names():
         if name in present:
             continue
-        reason = "not run on this model yet (not selected, or skipped: see the run log)"
+        reason = "not run on this model yet"
+        if name in model.record.skipped:
+            reason = f"skipped: {model.record.skipped[name]}"
         for run in model.record.failures:
-            config = run["config"] or {}
-            if name in config.get("skipped", {}):
-                reason = f"skipped: {config['skipped'][name]}"
-            elif name in config.get("classifiers", []):
+            if name in run["config"].get("classifiers", []):
                 reason = f"run {run['id']} {run['status']}: {run['error'] or 'stopped before this unit'}"
         missing.append({"name": name, "reason": reason})
     return missing

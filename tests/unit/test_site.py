@@ -90,6 +90,8 @@ def test_model_page_explains_missing_and_failed_classifiers(site: Path) -> None:
     assert "Missing classifiers" in text and "name_mover" in text
     hostile = visible_text(site / f"models/{HOSTILE_SLUG}/index.html")
     assert "Failed or interrupted runs" in hostile
+    assert "s_inhibition skipped: too few names <b>" in hostile
+    assert "name_mover run 4 failed: <img src=x onerror=alert('error')> | `x`" in hostile
 
 
 def test_layer_page_lists_heads_and_neurons_with_examples(site: Path) -> None:

@@ -3,6 +3,8 @@ rerun adds and changes nothing, --force, --classifiers, and bad classifier names
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,11 @@ LABELLED = (
 )
 
 
+def top_evidence(db: Path, classifier: str) -> str:
+    """The evidence JSON of the classifier's top head."""
+    return rows(db, LABELLED.format(classifier) + " ORDER BY h.rank LIMIT 1")[0][5]
+
+
 def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     planted_folder: Path,
     tmp_path: Path,
@@ -55,7 +62,11 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     units = rows(db, "SELECT name, version, threshold, dataset_hash, config, run_id FROM units ORDER BY name")
     assert [u[0] for u in units] == sorted(PLANTED) == sorted(set(classifier_names()) - set(IOI_PLANTED))
     assert all(len(u[3]) == 64 and '"probe"' in u[4] for u in units)
-    assert rows(db, "SELECT status FROM runs") == [("done",)]
+    ((status, run_config),) = rows(db, "SELECT status, config FROM runs")
+    assert status == "done"
+    assert json.loads(run_config)["skipped"]["name_mover"].startswith("too few single-token words")  # the wiki shows it
+    assert rows(db, "SELECT count(*) FROM tokens") == [(rows(db, "SELECT d_vocab FROM models")[0][0],)]
+    assert '"pattern"' in top_evidence(db, "induction")
     per_head = rows(db, PER_HEAD)
     assert len(per_head) == 4 * 8 and {r[-1] for r in per_head} == {1}
     for name, (layer, head) in PLANTED.items():
