@@ -57,7 +57,9 @@ def context_length(model: Any) -> int | None:
 
 
 def plan_units(
-    loaded: LoadedModel, classifiers: list[type[HeadClassifier]], on_skip: Callable[[str, str], None] | None = None
+    loaded: LoadedModel,
+    classifiers: list[type[HeadClassifier]],
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> list[PlannedUnit]:
     """Instantiate each classifier and generate its dataset (once per distinct spec). IOI
     classifiers are skipped, with ``on_skip(name, reason)``, when the tokenizer has too few

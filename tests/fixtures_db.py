@@ -54,6 +54,19 @@ FAMILIES = ["dead", "token", "prediction", "suppression", "partition", None]
 TEXT = "The cat sat on the mat. The dog sat on the log."
 
 
+NEURON_STATS = {
+    "mean": 0.1, "std": 1.0, "skew": 0.0, "kurtosis": 3.0, "hist_low": -1.0, "hist_high": 1.0,
+    "histogram": [1, 2, 3], "w_in_norm": 1.0, "w_out_norm": 1.0, "vocab_mean": 0.0, "vocab_var": 0.01,
+    "vocab_skew": 1.0, "vocab_kurtosis": 12.0, "top_tokens": [[1, 2.0]], "bottom_tokens": [[2, -2.0]],
+    "top_token_share": 0.5,
+}  # fmt: skip
+
+
+def fixture_neuron(unit_id: int, layer: int, neuron: int, **fields: object) -> Neuron:
+    """A neuron row with plain statistics; ``fields`` sets max, family and anything else."""
+    return Neuron(unit_id=unit_id, layer=layer, neuron=neuron, **(NEURON_STATS | fields))
+
+
 def _model(name: str, layers: int, heads: int) -> Model:
     return Model(
         name=name,
@@ -177,31 +190,11 @@ def build_fixture(engine: Engine) -> None:
             for layer in range(2):
                 for n, family in enumerate(FAMILIES):
                     session.add(
-                        Neuron(
-                            unit_id=neurons.id,
-                            layer=layer,
-                            neuron=n,
-                            mean=0.1,
-                            std=1.0,
-                            skew=0.0,
-                            kurtosis=3.0,
-                            max=float(n + layer),
+                        fixture_neuron(
+                            neurons.id, layer, n, max=float(n + layer), family=family,
                             frac_active=0.0 if family == "dead" else 0.4,
-                            hist_low=-1.0,
-                            hist_high=1.0,
-                            histogram=[1, 2, 3],
-                            w_in_norm=1.0,
-                            w_out_norm=1.0,
-                            vocab_mean=0.0,
-                            vocab_var=0.01,
-                            vocab_skew=1.0,
-                            vocab_kurtosis=12.0,
-                            top_tokens=[[1, 2.0]],
-                            bottom_tokens=[[2, -2.0]],
-                            top_token_share=0.5,
-                            family=family,
                         )
-                    )
+                    )  # fmt: skip
                     acts = np.array([[0.1, float(n + layer), 0.2], [np.nan, 0.5, 0.1]], dtype=np.float16)
                     session.add(
                         NeuronExample(

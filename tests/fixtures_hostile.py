@@ -8,8 +8,8 @@ import numpy as np
 from sqlalchemy import Engine
 
 from db.engine import session_factory
-from db.schema import Corpus, Document, HeadScore, Neuron, NeuronExample, Run, Token, TokenizedDocument, Unit
-from tests.fixtures_db import NOW, model_with_run
+from db.schema import Corpus, Document, HeadScore, NeuronExample, Run, Token, TokenizedDocument, Unit
+from tests.fixtures_db import NOW, fixture_neuron, model_with_run
 
 HOSTILE = [
     "<script>alert('token')</script>",
@@ -100,31 +100,11 @@ def _hostile_neurons(session, model_id: int, run_id: int) -> None:  # type: igno
         )
     )
     session.add(
-        Neuron(
-            unit_id=unit.id,
-            layer=0,
-            neuron=0,
-            mean=0.1,
-            std=1.0,
-            skew=0.0,
-            kurtosis=3.0,
-            max=4.0,
-            frac_active=0.5,
-            hist_low=-1.0,
-            hist_high=4.0,
-            histogram=[3, 2, 1],
-            w_in_norm=1.0,
-            w_out_norm=1.0,
-            vocab_mean=0.0,
-            vocab_var=0.01,
-            vocab_skew=1.0,
-            vocab_kurtosis=12.0,
-            top_tokens=[[i, 1.0] for i in range(4)],
-            bottom_tokens=[[i, -1.0] for i in range(4, 8)],
-            top_token_share=0.5,
-            family="token",
+        fixture_neuron(
+            unit.id, 0, 0, max=4.0, frac_active=0.5, hist_high=4.0, histogram=[3, 2, 1], family="token",
+            top_tokens=[[i, 1.0] for i in range(4)], bottom_tokens=[[i, -1.0] for i in range(4, 8)],
         )
-    )
+    )  # fmt: skip
     acts = np.array([[0.5, 1.0, 4.0, 1.0, 0.5], [0.1, 0.2, 2.0, 0.2, 0.1]], dtype=np.float16)
     session.add(NeuronExample(unit_id=unit.id, layer=0, neuron=0,
                               examples=[[document.id, 2, 2, 4.0], [document.id, 5, 5, 2.0]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -104,6 +105,26 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
     assert len(ioi["name_mover"]) >= 2 and ioi["s_inhibition"] and ioi["negative_name_mover"]
     assert max(layer for layer, _ in ioi["s_inhibition"]) < min(layer for layer, _ in ioi["name_mover"])
     assert validations["name_mover"][0] > 1.0  # ablating the name movers hurts LD more than random heads
+    assert_wiki_of_real_model(tmp_path, top, sorted(ioi["name_mover"])[0])
+
+
+def assert_wiki_of_real_model(tmp_path: Path, induction_top: Any, name_mover: tuple[int, int]) -> None:
+    """The wiki of the surveyed SmolLM2: a head page per head, real token texts in the example
+    pattern and the OV tokens, and the model page linking its top induction head."""
+    from survey.wiki.build import build_site
+    from tests.sitetools import parse, visible_text
+
+    report = build_site(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "site", lambda line: None)
+    model = report.out / "models/smollm2-135m-instruct"
+    assert len(list(model.glob("layer-*/head-*.html"))) == 270
+    top_page = f"layer-{induction_top.layer}/head-{induction_top.head}.html"
+    assert top_page in {a.get("href") for tag, a in parse(model / "index.html").elements if tag == "a"}
+    head = model / top_page
+    patterns = [a for tag, a in parse(head).elements if tag == "svg" and a.get("class") == "pattern"]
+    assert len(patterns) == 2  # one per probe: repeated random tokens and natural text
+    layer, head_index = name_mover
+    mover = visible_text(model / f"layer-{layer}/head-{head_index}.html")
+    assert "Top OV tokens" in mover and "name_mover" in mover
 
 
 def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:

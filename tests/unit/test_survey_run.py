@@ -4,7 +4,6 @@ rerun adds and changes nothing, --force, --classifiers, and bad classifier names
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
@@ -64,7 +63,8 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     assert all(len(u[3]) == 64 and '"probe"' in u[4] for u in units)
     ((status, run_config),) = rows(db, "SELECT status, config FROM runs")
     assert status == "done"
-    assert json.loads(run_config)["skipped"]["name_mover"].startswith("too few single-token words")  # the wiki shows it
+    skipped = json.loads(run_config)["skipped"]  # the wiki shows why a classifier is missing
+    assert skipped["name_mover"].startswith("too few single-token words")
     assert rows(db, "SELECT count(*) FROM tokens") == [(rows(db, "SELECT d_vocab FROM models")[0][0],)]
     assert '"pattern"' in top_evidence(db, "induction")
     per_head = rows(db, PER_HEAD)
