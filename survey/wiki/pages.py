@@ -35,7 +35,6 @@ from survey.wiki.similar import HeadRef
 
 TOP_HEADS = 5
 EXAMPLES_SHOWN = 3
-FAMILIES = ("token", "prediction", "suppression", "partition", "none")
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,6 @@ def write_model(
         missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
         family_totals=_totals(counts), head_name=head_name,
     )  # fmt: skip
-    head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
     head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
     neurons = interesting_neurons(conn, neuron_unit.id, neurons_per_family) if neuron_unit else {}
     examples = ExampleReader(conn, neuron_unit) if neuron_unit else None
