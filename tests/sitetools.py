@@ -14,6 +14,7 @@ from tests.fixtures_hostile import add_hostile_model
 
 def build_fixture_site(folder: Path) -> tuple[Path, BuildReport]:
     """The fixture database (two models, the hostile one added) and its site in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
     db = folder / "survey.db"
     engine = open_database(f"sqlite:///{db}")
     build_fixture(engine)

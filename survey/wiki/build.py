@@ -39,6 +39,7 @@ from survey.wiki.render import SKELETON, PageWriter, html_link
 from survey.wiki.similar import HeadRef, nearest_heads, profiles
 
 DOWNLOAD = "download/survey.db"
+MARKER = ".interp-survey-site"  # in every built site: only such a folder (or an empty one) is replaced
 MOSAIC_HEIGHT = 180.0
 
 
@@ -59,6 +60,7 @@ def build_site(
     """Build the whole site from the database at ``url`` into ``out`` (replaced)."""
     engine = readonly_engine(url)
     out = out.resolve()
+    _check_output(out)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
         docs, fragments = Path(tmp) / "docs", Path(tmp) / "fragments"
@@ -77,6 +79,7 @@ def build_site(
     download = _download_of(url)
     if download is not None:
         _copy_database(download, out / DOWNLOAD)
+    (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
     echo(f"built {writer.pages} pages in {render_s + mkdocs_s:.1f} s (mkdocs {mkdocs_s:.1f} s)")
     return BuildReport(out, writer.pages, len(models), render_s, mkdocs_s)
 
@@ -222,6 +225,16 @@ def _labelled_counts(conn: Connection, classifier: str | None = None) -> dict[in
         {"name": classifier},
     )
     return {int(r.model_id): int(r.n) for r in rows}
+
+
+def _check_output(out: Path) -> None:
+    """Refuse to replace a folder that holds anything but a previous build (mkdocs empties it)."""
+    if out.exists() and not out.is_dir():
+        raise SurveyError(f"--out {out} is a file; give a folder for the site")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise SurveyError(
+            f"--out {out} is not empty and holds no site built by survey; give a new or empty folder"
+        )
 
 
 def _download_of(url: str | None) -> Path | None:

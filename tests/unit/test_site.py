@@ -146,6 +146,27 @@ def test_build_refuses_an_empty_database_and_a_bad_url(tmp_path: Path) -> None:
         build_site(f"sqlite:///{tmp_path / 'missing.db'}", tmp_path / "out", lambda line: None)
 
 
+def test_build_never_replaces_a_folder_it_did_not_build(tmp_path: Path) -> None:
+    from survey.wiki.build import MARKER
+
+    db, report = build_fixture_site(tmp_path / "first")
+    assert (report.out / MARKER).is_file()
+    assert build_site(f"sqlite:///{db}", report.out, lambda line: None).pages == report.pages  # rebuild: fine
+    precious = tmp_path / "notes" / "thesis.tex"
+    precious.parent.mkdir()
+    precious.write_text("years of work")
+    with pytest.raises(SurveyError, match="not empty"):
+        build_site(f"sqlite:///{db}", precious.parent, lambda line: None)
+    assert precious.read_text() == "years of work"
+
+
+def test_cli_site_serve_without_a_built_site_is_one_error_line(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "nothing"
+    code, _, err = run_cli(["site", "serve", "--out", str(missing)], monkeypatch, capsys)
+    assert code == 1
+    assert err.strip() == f"Error: no built site in {missing}; run `survey site build --out {missing}` first"
+
+
 def test_cli_site_build_gives_one_error_line_for_a_bad_url(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run_cli(
         ["site", "build", "--db", "nonsense://x", "--out", str(tmp_path / "o")], monkeypatch, capsys
