@@ -116,7 +116,10 @@ def natural_text(spec: ProbeSpec, tokenizer: Any, bos_id: int | None) -> ProbeSe
     while len(stream) < spec.length * spec.batch:
         order = paragraphs[:]
         shuffler.shuffle(order)
-        stream += tokenizer("\n".join(order) + "\n", add_special_tokens=False).input_ids
+        ids = tokenizer("\n".join(order) + "\n", add_special_tokens=False).input_ids
+        if not ids:
+            raise ValueError("the tokenizer turns the natural-text probe into no tokens at all")
+        stream += ids
     body = torch.tensor(stream[: spec.length * spec.batch], dtype=torch.int64).view(spec.batch, spec.length)
     tokens, first = _with_bos(body, bos_id)
     return ProbeSet(spec, tokens, first)

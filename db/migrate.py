@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,11 +31,21 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+MIGRATION_LOCK = 7_262_730  # PostgreSQL advisory lock key: one migrating process at a time
+
+
 def upgrade(engine: Engine) -> None:
-    """Migrate to head; a database already at head is not written to."""
+    """Migrate to head; a database already at head is not written to.
+
+    Several processes may open a new database at once (sharded nightly runs): the migration
+    transaction takes a lock first (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), and
+    Alembic reads the revision inside it, so the later ones find the schema done.
+    """
     if current_revision(engine) == head_revision():
         return
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -302,3 +302,28 @@ class NeuronExample(Base):
         doc="float16 little-endian [example, context_before + 1 + context_after]; the first value "
         "is at token_index - context_before; NaN outside the window",
     )
+
+
+class NightlyJob(Base):
+    """One attempt of ``survey nightly`` at one model of its config: how it ended, and the run
+    it wrote. A failure before the model loads (bad file, unsupported architecture, out of
+    memory) has no run, so it is recorded here."""
+
+    __tablename__ = "nightly_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(
+        String(300), index=True, doc="the config's model: name, or hub id@revision"
+    )
+    attempt: Mapped[int] = mapped_column(Integer, doc="1 for the first try of this invocation, then 2, 3…")
+    status: Mapped[str] = mapped_column(String(20), doc="running | done | failed (a kill leaves running)")
+    error: Mapped[str | None] = mapped_column(Text, doc="why a failed attempt failed")
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), doc="the model row, once loaded")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), doc="the run it wrote, if any")
+    units_written: Mapped[int] = mapped_column(Integer, doc="units stored by this attempt")
+    shard: Mapped[str | None] = mapped_column(String(20), doc="i/n when sharded")
+    host: Mapped[str] = mapped_column(String(200), doc="hostname and process id")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="start (UTC)")
+    ended_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="end (UTC); null while running"
+    )

@@ -128,6 +128,69 @@ def run_command(
         raise SystemExit(1)
 
 
+@cli.command("nightly")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Survey config (TOML): models, classifiers, neurons, database, device.",
+)
+@click.option(
+    "--shard", default=None, metavar="I/N", help="Run only shard I of N (models split by a stable hash)."
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: one model after another here; ray: one Ray task per model.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="An existing Ray cluster (default: start a local one).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    default="nightly.jsonl",
+    show_default=True,
+    metavar="FILE",
+    help="Structured log (JSON lines, appended); '' for none.",
+)
+def nightly_command(
+    config_path: Path, shard: str | None, executor: str, ray_address: str | None, log_path: str
+) -> None:  # fmt: skip
+    """Survey every model of the config: skip finished units, retry failed models, record every
+    attempt; exit status 1 when a model failed."""
+    from survey.nightly.config import load_config
+    from survey.nightly.plan import parse_shard
+    from survey.nightly.run import nightly, summary_table
+
+    config = load_config(config_path)
+    log = Path(log_path) if log_path else None
+    outcomes = nightly(config, parse_shard(shard), executor, ray_address, log, click.echo)
+    for line in summary_table(outcomes):
+        click.echo(line)
+    if any(o.status == "failed" for o in outcomes):
+        raise SystemExit(1)
+
+
+@cli.command("status")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), metavar="FILE")
+@click.option("--units", is_flag=True, help="Also list every unit of every model.")
+def status_command(config_path: Path, units: bool) -> None:
+    """What the config's survey has done, has pending and has failed, per model (and per unit)."""
+    from survey.nightly.config import load_config
+    from survey.nightly.run import status_lines
+
+    for line in status_lines(load_config(config_path), units):
+        click.echo(line)
+
+
 @cli.group("site")
 def site_group() -> None:
     """The wiki: a static site generated from the database."""

@@ -97,7 +97,10 @@ def _generate(loaded: LoadedModel, name: str, spec: ProbeSpec | IOISpec) -> Prob
             return generate_ioi(loaded.tokenizer, bos, spec.per_group, spec.seed)
         except ValueError as exc:
             return str(exc)
-    probe = generate(spec, loaded.tokenizer, bos, loaded.adapter.dims.d_vocab)
+    try:
+        probe = generate(spec, loaded.tokenizer, bos, loaded.adapter.dims.d_vocab)
+    except ValueError as exc:
+        raise SurveyError(f"{name}: cannot build its probe for {loaded.source.name!r}: {exc}") from None
     limit = context_length(loaded.model)
     if limit is not None and probe.tokens.shape[1] > limit:
         raise SurveyError(

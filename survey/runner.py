@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import torch
 from sqlalchemy import Engine, select
@@ -109,6 +110,16 @@ def _finish_run(engine: Engine, run_id: int, error: str | None) -> None:
         run.status, run.error, run.ended_at = ("failed" if error else "done"), error, _now()
 
 
+class ModelOutcome(NamedTuple):
+    """How surveying one model ended: its row, the error (None: done), the run written (None:
+    nothing was pending) and how many units that run stored."""
+
+    model_id: int
+    error: str | None
+    run_id: int | None
+    units_written: int
+
+
 def survey_model(
     engine: Engine,
     loaded: LoadedModel,
@@ -116,8 +127,8 @@ def survey_model(
     config: RunConfig,
     force: bool,
     echo: Callable[[str], None],
-) -> tuple[int, str | None]:
-    """Score and store every pending unit of one model; return (model id, error or None).
+) -> ModelOutcome:
+    """Score and store every pending unit of one model.
 
     Units already stored are skipped (all of them with ``force``: none), and when nothing is
     pending no run row is written, so a rerun adds and changes nothing.
@@ -137,17 +148,19 @@ def survey_model(
     neurons_pending = neuron_key is not None and neuron_key not in done
     if not pending and not neurons_pending:
         echo(f"  up to date: {len(planned) + bool(neuron_plan)} units already stored (use --force to redo)")
-        return model_id, None
+        return ModelOutcome(model_id, None, None, 0)
     names = [unit.classifier.name for unit in pending] + (["neurons"] if neurons_pending else [])
     run_id = _start_run(engine, model_id, config, names, skipped)
-    error = None
+    error, written = None, 0
     try:
         store_vocabulary(engine, model_id, lambda: vocabulary_texts(loaded))
         for result in score_units(loaded, pending, config.ablation, progress=lambda line: echo(f"  {line}")):
             write_unit(engine, model_id, run_id, result, replace=force)
+            written += 1
             echo("  " + _describe(result))
         if neuron_plan is not None and neuron_key is not None and neurons_pending:
             _survey_neurons(engine, loaded, neuron_plan, neuron_key, model_id, run_id, force, echo)
+            written += 1
     except KeyboardInterrupt:  # stored units stay; a rerun resumes with the rest
         _finish_run(engine, run_id, "interrupted")
         raise
@@ -155,7 +168,7 @@ def survey_model(
         error = f"{type(exc).__name__}: {exc}"
     _finish_run(engine, run_id, error)
     echo(f"  run {run_id} {'failed: ' + error if error else 'done'}")
-    return model_id, error
+    return ModelOutcome(model_id, error, run_id, written)
 
 
 def _survey_neurons(
@@ -224,7 +237,7 @@ def survey_run(
                     f"heads ({d.n_kv_heads} kv), {loaded.n_params / 1e6:.0f}M params, "
                     f"sha {loaded.resolved_sha[:12]}"
                 )
-                model_id, error = survey_model(engine, loaded, chosen, config, force, echo)
+                model_id, error, _, _ = survey_model(engine, loaded, chosen, config, force, echo)
             except SurveyError as exc:
                 echo_error(f"Error: {exc}")
                 failures += 1

@@ -59,3 +59,15 @@ def temporary_server() -> Iterator[str]:
             run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """A new, empty database on the server (dropped first if a previous test left it)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

@@ -73,7 +73,7 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     lines: list[str] = []
     for _ in range(2):
-        _, error = survey_model(engine, smollm2, parse_selection(None), RunConfig(), False, lines.append)
+        error = survey_model(engine, smollm2, parse_selection(None), RunConfig(), False, lines.append).error
         assert error is None
     assert any("up to date" in line for line in lines)
     with engine.connect() as connection:
@@ -145,7 +145,7 @@ def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     config = RunConfig(neurons=NeuronConfig(token_budget=2048))
-    _, error = survey_model(engine, smollm2, parse_selection(""), config, False, lambda line: None)
+    error = survey_model(engine, smollm2, parse_selection(""), config, False, lambda line: None).error
     assert error is None
     with engine.connect() as connection:
         per_layer = connection.execute(text("SELECT layer, count(*) FROM neurons GROUP BY layer")).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -215,3 +217,30 @@ def test_bad_probe_specs_are_rejected() -> None:
 def test_head_classifier_is_abstract() -> None:
     with pytest.raises(TypeError):
         PatternClassifier()  # type: ignore[abstract]
+
+
+def test_a_tokenizer_that_yields_no_tokens_is_refused_not_looped_on() -> None:
+    class Mute:
+        def __call__(self, text: str, add_special_tokens: bool = False) -> Any:
+            return type("Encoding", (), {"input_ids": []})()
+
+    with pytest.raises(ValueError, match="no tokens"):
+        natural_text(ProbeSpec("natural_text", 16, 2), Mute(), 1)
+
+
+def test_example_pattern_shows_both_repeats_of_a_repeated_probe_and_the_start_of_text() -> None:
+    from classifiers.patterns import PATTERN_SPAN, example_pattern, example_positions
+
+    repeated = generate(ProbeSpec("repeated_random", 50, 2), tiny_tokenizer(), 1, 96)
+    positions = example_positions(repeated)
+    assert positions == [0, *range(1, 1 + PATTERN_SPAN), *range(51, 51 + PATTERN_SPAN)]
+    natural = natural_text(ProbeSpec("natural_text", 31, 2), tiny_tokenizer(), 1)
+    assert example_positions(natural) == list(range(1 + 2 * PATTERN_SPAN))
+    n = repeated.tokens.shape[1]
+    patterns = torch.softmax(torch.randn(2, 2, 3, n, n), -1)  # [layer, batch, head, query, key]
+    (first, *_), *_ = example_pattern(patterns, repeated)
+    pattern = first["pattern"]
+    assert pattern["token_ids"] == repeated.tokens[0, positions].tolist()
+    assert [len(row) for row in pattern["weights"]] == list(range(1, len(positions) + 1))  # causal rows
+    q, k = len(positions) - 1, PATTERN_SPAN + 1  # the second repeat's last query, its induction key
+    assert pattern["weights"][q][k] == round(float(patterns[0, 0, 0, positions[q], positions[k]]), 3)

@@ -79,9 +79,9 @@ def test_the_planted_neuron_is_found_and_its_statistics_match_a_direct_computati
     config = NeuronConfig(corpus=str(corpus), **CONFIG)  # type: ignore[arg-type]
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     lines: list[str] = []
-    _, error = survey_model(
+    error = survey_model(
         engine, loaded, parse_selection(""), RunConfig(neurons=config), False, lines.append
-    )
+    ).error
     assert error is None, lines
     token = loaded.tokenizer.convert_tokens_to_ids(WORD)
     (row,) = rows(engine, f"SELECT mean, std, max, frac_active, family, top_token_share FROM neurons "
