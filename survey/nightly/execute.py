@@ -18,6 +18,7 @@ from typing import Any
 from classifiers import parse_selection
 from db.engine import open_database
 from survey.catalog import load_catalog
+from survey.errors import SurveyError
 from survey.loaders import load, resolve
 from survey.nightly.config import ModelSpec, NightlyConfig
 from survey.nightly.jobs import finish_job, start_job
@@ -151,7 +152,12 @@ def run_ray(
     import ray
 
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
-    ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, ignore_reinit_error=True)
+    try:
+        ray.init(
+            address=address, include_dashboard=False, logging_level=logging.ERROR, ignore_reinit_error=True
+        )
+    except Exception as exc:  # Ray's own errors: no cluster at the address, socket paths, ...
+        raise SurveyError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}") from None
     try:
         task = ray.remote(num_cpus=config.ray["num_cpus"], num_gpus=config.ray["num_gpus"], max_retries=0)(
             _ray_task

@@ -61,7 +61,9 @@ def nightly(
     log("nightly_start", config=str(config.path), shard=shard_label, executor=executor, models=len(plans),
         to_run=len(todo), units_pending=n_pending)  # fmt: skip
     specs = [p.spec for p in todo]
-    if executor == "ray":
+    if not specs:
+        outcomes = []
+    elif executor == "ray":
         outcomes = run_ray(specs, config, shard_label, echo, log, address)
     else:
         outcomes = run_local(specs, config, shard_label, echo, log)
