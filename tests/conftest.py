@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,10 +54,25 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server for the session (skipped where PostgreSQL is not installed)."""
-    from tests.postgres import find_binary, temporary_server
+    """A real PostgreSQL server: the one .ci/run started (``INTERP_SURVEY_TEST_POSTGRES``), else a
+    throwaway one for the session; skipped where PostgreSQL is not installed."""
+    from tests.postgres import SERVER_ENV, find_binary, temporary_server
 
+    if os.environ.get(SERVER_ENV):
+        yield os.environ[SERVER_ENV]
+        return
     if not find_binary("initdb"):
         pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
     with temporary_server() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend: a SQLite file, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'backend.db'}"
+    from tests.postgres import fresh_database
+
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
+    return fresh_database(request.getfixturevalue("postgres_url"), name)

@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+SERVER_ENV = "INTERP_SURVEY_TEST_POSTGRES"  # a server .ci/run started: the tests use it
+
+
 def find_binary(name: str) -> str | None:
     """``name`` on PATH, else in Debian's /usr/lib/postgresql/<version>/bin."""
     return shutil.which(name) or next(

@@ -149,7 +149,10 @@ def run_ray(
     import os
     import tempfile
 
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise SurveyError("--executor ray needs Ray: pip install -e '.[ray]'") from None
 
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
     try:

@@ -16,8 +16,8 @@ from db.schema import Base
 from survey.errors import SurveyError
 
 
-def test_migrations_build_exactly_the_schema(tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
+def test_migrations_build_exactly_the_schema(backend_url: str) -> None:
+    engine = open_database(backend_url)
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)

@@ -101,10 +101,11 @@ def test_shards_partition_the_models_deterministically() -> None:
 def test_nightly_runs_skips_retries_and_isolates_a_failing_model(
     models: list[Path],
     tmp_path: Path,
+    backend_url: str,
     monkeypatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'n.db'}"
+    url = backend_url
     broken = broken_model(tmp_path / "broken")
     config = write_config(tmp_path / "c.toml", url, [models[0], broken, models[1]], PATTERN, retries=2)
     log = tmp_path / "log.jsonl"
