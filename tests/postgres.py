@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 SERVER_ENV = "INTERP_SURVEY_TEST_POSTGRES"  # a server .ci/run started: the tests use it
 
 
