@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from classifiers import parse_selection
 from db.engine import open_database
 from survey.catalog import load_catalog
@@ -69,7 +71,7 @@ def run_model(
             job_id = start_job(engine, spec.key, attempt, shard)
             log("attempt_start", model=spec.key, attempt=attempt)
             model_id = run_id = None
-            units = 0
+            units, loaded = 0, None
             try:
                 loaded = load(
                     resolve(spec.argument, load_catalog()),
@@ -79,13 +81,13 @@ def run_model(
                 model_id, error, run_id, units = survey_model(
                     engine, loaded, classifiers, run_config, False, echo
                 )
-                del loaded
             except KeyboardInterrupt:
                 finish_job(engine, job_id, "interrupted", model_id, run_id, units)
                 raise
             except Exception as exc:  # one model's failure never stops the others
                 error = f"{type(exc).__name__}: {exc}"
             finally:
+                loaded = None  # the model's memory goes before a retry or the next model loads
                 _release_memory()
             written += units
             finish_job(engine, job_id, error, model_id, run_id, units)
@@ -102,13 +104,8 @@ def run_model(
 def _release_memory() -> None:
     """Free the model's memory before the next attempt or model (CUDA caches included)."""
     gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run_local(
