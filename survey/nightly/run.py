@@ -9,9 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
-from db.engine import database_url, open_database
+from db.engine import database_url, open_database, parse_database_url
 from survey.catalog import load_catalog
 from survey.nightly.config import NightlyConfig
 from survey.nightly.execute import EventLog, TaskOutcome, run_local, run_ray
@@ -23,7 +21,7 @@ from survey.report import text_table
 def pinned(config: NightlyConfig) -> NightlyConfig:
     """The config with paths made absolute (the database file, local model folders and files),
     so every worker, in whatever folder it starts, reads and writes the same ones."""
-    url = make_url(database_url(config.database))
+    url = parse_database_url(database_url(config.database))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         url = url.set(database=str(Path(url.database).expanduser().resolve()))
     models = tuple(

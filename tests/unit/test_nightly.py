@@ -70,6 +70,16 @@ def test_invalid_toml_is_one_error_line(tmp_path: Path, monkeypatch, capsys) -> 
     )
 
 
+def test_a_bad_database_url_in_the_config_is_one_error_line(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path / "c.toml", "not a url", ["smollm2-135m-instruct"])
+    code, _, err = run_cli(["nightly", "--config", str(config)], monkeypatch, capsys)
+    assert (
+        code == 1
+        and err.strip()
+        == "Error: bad database URL 'not a url': expected e.g. sqlite:///survey.db or postgresql://…"
+    )
+
+
 def test_shipped_configs_load() -> None:
     nightly = load_config(REPO / "survey/configs/nightly.toml")
     embedded = load_config(REPO / "survey/configs/embedded.toml")
