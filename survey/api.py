@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from db.readonly import readonly_engine, run_query
-from survey.neuron_examples import decode_examples
+from survey.neuron_examples import decode_examples, load_document
 
 
 class SurveyDatabase:
@@ -93,12 +93,8 @@ class SurveyDatabase:
         return pd.DataFrame(records)
 
     def _document(self, unit_id: int, document_id: int) -> tuple[str, str, list[list[int]]]:
-        found = self._read(
-            """SELECT d.text, d.title, t.offsets FROM documents d JOIN tokenized_documents t
-            ON t.document_id = d.id AND t.unit_id = :unit WHERE d.id = :document""",
-            {"unit": unit_id, "document": document_id},
-        ).iloc[0]
-        return found["text"], found["title"], _json(found["offsets"])
+        with self.engine.connect() as connection:
+            return load_document(connection, unit_id, document_id)
 
     def runs(self) -> pd.DataFrame:
         """The ``run_provenance`` view: every unit with its model revision, run, code, device, dtype."""

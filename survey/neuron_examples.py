@@ -6,11 +6,13 @@ in ``documents`` with per-unit character offsets. Used by the Python API and by 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, text
 
 # document id -> (text, title, offsets [[start, end], ...]) for the unit's tokenization
 DocumentLoader = Callable[[int], tuple[str, str, list[list[int]]]]
@@ -27,6 +29,17 @@ class Example:
     document: str
     context: list[tuple[str, float]]
     focus: int
+
+
+def load_document(conn: Connection, unit_id: int, document_id: int) -> tuple[str, str, list[list[int]]]:
+    """A document's text and title, with its character offsets as the unit's model tokenized it."""
+    row = conn.execute(
+        text("""SELECT d.text, d.title, t.offsets FROM documents d JOIN tokenized_documents t
+        ON t.document_id = d.id AND t.unit_id = :unit WHERE d.id = :document"""),
+        {"unit": unit_id, "document": document_id},
+    ).one()
+    offsets = json.loads(row.offsets) if isinstance(row.offsets, str) else row.offsets
+    return row.text, row.title, offsets
 
 
 def decode_examples(

@@ -61,12 +61,13 @@ def build_site(
     engine = readonly_engine(url)
     out = out.resolve()
     _check_output(out)
+    download = _download_of(url)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
         docs, fragments = Path(tmp) / "docs", Path(tmp) / "fragments"
         writer = PageWriter(docs, fragments)
         with engine.connect() as conn:
-            job = _plan(conn, writer, similar, neurons_per_family, _download_of(url))
+            job = _plan(conn, writer, similar, neurons_per_family, download)
         _render_models(url, job, writer, echo)
         models = job.models
         render_s = time.perf_counter() - start
@@ -76,7 +77,6 @@ def build_site(
         mkdocs_start = time.perf_counter()
         _run_mkdocs(config)
         mkdocs_s = time.perf_counter() - mkdocs_start
-    download = _download_of(url)
     if download is not None:
         _copy_database(download, out / DOWNLOAD)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
@@ -200,21 +200,12 @@ def _write_front(
 
 def _mosaic_cell(model: SiteModel, name: str, grid: np.ndarray, page: str, scale: float) -> Markup:
     here = str(Path(page).parent)
-    n_layers, n_heads = grid.shape
-    cells = [
-        [
-            svg.Cell(
-                None if np.isnan(grid[layer, head]) else float(grid[layer, head]),
-                f"{head_name(layer, head)} {grid[layer, head]:.3f}",
-                html_link(here, model.head_page(layer, head)),
-            )
-            for head in range(n_heads)
-        ]
-        for layer in range(n_layers)
-    ]
-    width = min(8.0 * n_heads, 240.0)
-    return svg.heatmap(cells, width=width, height=MOSAIC_HEIGHT, css_class="heatmap mosaic-grid",
-                       label=f"{name} scores of {model.name}, depth normalised", scale=scale)  # fmt: skip
+    return svg.layer_head_heatmap(
+        grid.tolist(), lambda layer, head: f"{head_name(layer, head)} {grid[layer, head]:.3f}",
+        lambda layer, head: html_link(here, model.head_page(layer, head)),
+        width=min(8.0 * grid.shape[1], 240.0), height=MOSAIC_HEIGHT, css_class="heatmap mosaic-grid",
+        label=f"{name} scores of {model.name}, depth normalised", scale=scale,
+    )  # fmt: skip
 
 
 def _labelled_counts(conn: Connection, classifier: str | None = None) -> dict[int, int]:

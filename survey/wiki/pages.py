@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from classifiers.registry import classifier_class, classifier_names
-from survey.neuron_examples import Example, decode_examples
+from survey.neuron_examples import Example, decode_examples, load_document
 from survey.wiki import svg
 from survey.wiki.data import (
     HeadUnit,
@@ -104,8 +104,10 @@ def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], 
         mark = " (labelled)" if unit.labels[layer, head] else ""
         return f"{head_name(layer, head)} {unit.name} {unit.scores[layer, head]:.3f}{mark}"
 
+    n_layers, n_heads = unit.scores.shape
     return svg.layer_head_heatmap(
-        unit.scores.tolist(), title, lambda layer, head: href(model.head_page(layer, head)), cell=cell,
+        unit.scores.tolist(), title, lambda layer, head: href(model.head_page(layer, head)),
+        width=cell * n_heads, height=cell * n_layers,
         label=f"{unit.name} scores of {model.name}, layers down, heads across",
         scale=svg.color_scale(unit.scores),
     )  # fmt: skip
@@ -295,12 +297,7 @@ class ExampleReader:
         )
 
     def _document(self, document_id: int) -> tuple[str, str, list[list[int]]]:
-        row = self.conn.execute(
-            text("""SELECT d.text, d.title, t.offsets FROM documents d JOIN tokenized_documents t
-            ON t.document_id = d.id AND t.unit_id = :u WHERE d.id = :d"""),
-            {"u": self.unit.id, "d": document_id},
-        ).one()
-        return row.text, row.title, decode_json(row.offsets)
+        return load_document(self.conn, self.unit.id, document_id)
 
 
 def _first_rows(context_acts: bytes, n_examples: int) -> bytes:

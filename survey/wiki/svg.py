@@ -80,19 +80,19 @@ def layer_head_heatmap(
     title: Callable[[int, int], str],
     href: Callable[[int, int], str | None],
     *,
-    cell: float = 14.0,
+    width: float,
+    height: float,
     label: str,
     scale: float = 1.0,
+    css_class: str = "heatmap",
 ) -> Markup:
-    """A model's layer×head grid (layers down, heads across) at ``cell`` pixels per head."""
+    """A model's layer×head grid (layers down, heads across) filling ``width`` × ``height``; each
+    cell titled and linked by the callbacks. Missing (NaN) scores are grey."""
     grid = [
         [Cell(value, title(layer, head), href(layer, head)) for head, value in enumerate(row)]
         for layer, row in enumerate(scores)
     ]
-    n_heads = max((len(row) for row in scores), default=0)
-    return heatmap(
-        grid, width=cell * n_heads, height=cell * len(scores), css_class="heatmap", label=label, scale=scale
-    )
+    return heatmap(grid, width=width, height=height, css_class=css_class, label=label, scale=scale)
 
 
 def histogram(
