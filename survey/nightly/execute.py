@@ -119,11 +119,8 @@ def run_local(
     outcomes = []
     for i, spec in enumerate(specs, 1):
         echo(f"[{i}/{len(specs)}] {spec.key}")
-        log("model_start", model=spec.key)
-        outcome = run_model(spec, config, shard, echo, log)
-        log("model_end", **asdict(outcome))
-        echo(f"[{i}/{len(specs)}] {spec.key}: {outcome.status} in {outcome.seconds:.1f} s"
-             + (f" after {outcome.attempts} attempts: {outcome.error}" if outcome.error else ""))  # fmt: skip
+        outcome = _logged_model(spec, config, shard, echo, log)
+        echo(_outcome_line(i, len(specs), outcome))
         outcomes.append(outcome)
     return outcomes
 
@@ -131,10 +128,23 @@ def run_local(
 def _ray_task(spec: ModelSpec, config: NightlyConfig, shard: str | None, log_path: str | None) -> TaskOutcome:
     """The body of one Ray task: a whole model, its progress lines printed in the worker."""
     log = EventLog(Path(log_path) if log_path else None)
-    log("model_start", model=spec.key, executor="ray")
-    outcome = run_model(spec, config, shard, lambda line: print(f"{spec.key}: {line}", flush=True), log)
+    return _logged_model(spec, config, shard, lambda line: print(f"{spec.key}: {line}", flush=True), log)
+
+
+def _logged_model(
+    spec: ModelSpec, config: NightlyConfig, shard: str | None, echo: Callable[[str], None], log: EventLog
+) -> TaskOutcome:
+    """:func:`run_model` between its ``model_start`` and ``model_end`` log events (either executor)."""
+    log("model_start", model=spec.key)
+    outcome = run_model(spec, config, shard, echo, log)
     log("model_end", **asdict(outcome))
     return outcome
+
+
+def _outcome_line(index: int, total: int, outcome: TaskOutcome) -> str:
+    """The progress line for a finished model."""
+    line = f"[{index}/{total}] {outcome.model}: {outcome.status} in {outcome.seconds:.1f} s"
+    return line + (f" after {outcome.attempts} attempts: {outcome.error}" if outcome.error else "")
 
 
 def run_ray(
@@ -175,8 +185,7 @@ def run_ray(
                     spec.key, "failed", 1, 0, 0.0, f"Ray task failed: {type(exc).__name__}: {exc}"
                 )
             outcomes.append(outcome)
-            echo(f"[{len(outcomes)}/{len(specs)}] {spec.key}: {outcome.status} in {outcome.seconds:.1f} s"
-                 + (f": {outcome.error}" if outcome.error else ""))  # fmt: skip
+            echo(_outcome_line(len(outcomes), len(specs), outcome))
         return outcomes
     finally:
         ray.shutdown()
