@@ -1,8 +1,10 @@
 """What every head classifier is: a named, versioned class with a frozen config and a pure score.
 
-Two kinds exist. A :class:`PatternClassifier` reads attention patterns ``[layer, batch, head,
+Three kinds exist. A :class:`PatternClassifier` reads attention patterns ``[layer, batch, head,
 query, key]`` on a probe; an IOI classifier (``classifiers.ioi``) reads measurements made on IOI
-prompts. Either returns one score per head plus per-head evidence, and never changes its inputs.
+prompts; a :class:`MeasuredClassifier` reads measurements the survey makes for it alone
+(successor, function-vector and backup induction heads). Each returns one score per head plus
+per-head evidence, and never changes its inputs.
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ class PatternClassifier(HeadClassifier):
     @abstractmethod
     def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
         """Score every head from ``patterns [layer, batch, head, query, key]`` on ``probe``."""
+
+
+class MeasuredClassifier(HeadClassifier):
+    """A classifier scored from measurements the survey makes on the model for it (its weights,
+    or interventions on its dataset). ``config.dataset`` is the spec of the dataset it reads."""
+
+    @abstractmethod
+    def score(self, measures: Any) -> HeadScores:
+        """Score every head from the measurements made for this class."""
 
 
 def rank_and_percentile(scores: Tensor) -> tuple[Tensor, Tensor]:

@@ -42,6 +42,12 @@ FROM validations v JOIN latest_units u ON u.id = v.unit_id JOIN models m ON m.id
 ORDER BY m.name""",
     ),
     (
+        "Logit lens: the first layer whose top-1 agrees with the output on half the tokens",
+        """SELECT m.name AS model, min(l.layer) AS layer, m.n_layers
+FROM logit_lens l JOIN latest_units u ON u.id = l.unit_id JOIN models m ON m.id = u.model_id
+WHERE l.top1_agreement >= 0.5 GROUP BY m.name, m.n_layers ORDER BY m.name""",
+    ),
+    (
         "Where do previous-token heads sit? Mean relative depth of the labelled ones per model",
         """SELECT model, count(*) AS heads, round(avg(relative_depth), 2) AS mean_depth FROM head_wide
 WHERE previous_token_label = 1 GROUP BY model ORDER BY model""",

@@ -3,15 +3,14 @@ tokenized document, in one transaction."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_factory
-from db.schema import Corpus, Document, Neuron, NeuronExample, TokenizedDocument, Unit
-from db.store import UnitKey, delete_unit, insert_rows
+from db.schema import Corpus, Document, Neuron, NeuronExample, TokenizedDocument
+from db.store import UnitKey, delete_unit, insert_rows, new_unit
 
 if TYPE_CHECKING:
     from survey.corpus import Corpus as CorpusSource
@@ -49,13 +48,7 @@ def write_neuron_unit(
         if replace:
             delete_unit(session, model_id, key)
         document_ids = _documents(session, corpus, corpus_hash, summary)
-        unit = Unit(
-            model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version,
-            config=config, threshold=None, dataset_hash=key.dataset_hash, dataset=dataset,
-            created_at=datetime.now(UTC),
-        )  # fmt: skip
-        session.add(unit)
-        session.flush()
+        unit = new_unit(session, model_id, run_id, key, config, dataset)
         insert_rows(session, TokenizedDocument, [
             {"unit_id": unit.id, "document_id": document_ids[t.document.index], "token_ids": t.token_ids,
              "offsets": [list(pair) for pair in t.offsets]}

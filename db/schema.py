@@ -117,7 +117,7 @@ class Unit(Base):
     run_id: Mapped[int] = mapped_column(
         ForeignKey("runs.id"), index=True, doc="the run that computed the unit"
     )
-    kind: Mapped[str] = mapped_column(String(30), doc="head_classifier | neuron_summary")
+    kind: Mapped[str] = mapped_column(String(30), doc="head_classifier | neuron_summary | layer_summary")
     name: Mapped[str] = mapped_column(String(100), doc="e.g. induction, neurons")
     version: Mapped[int] = mapped_column(
         Integer, doc="the classifier or summary version (bumped when its definition changes)"
@@ -302,6 +302,25 @@ class NeuronExample(Base):
         doc="float16 little-endian [example, context_before + 1 + context_after]; the first value "
         "is at token_index - context_before; NaN outside the window",
     )
+
+
+class LogitLens(Base):
+    """One layer's logit-lens summary over a corpus: the residual stream after the layer, read
+    through the final norm and the unembedding, compared with the model's own prediction."""
+
+    __tablename__ = "logit_lens"
+    __table_args__ = (UniqueConstraint("unit_id", "layer", name="uq_logit_lens_layer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), index=True, doc="the layer-summary unit"
+    )
+    layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0: the residual after this block")
+    kl_to_final: Mapped[float] = mapped_column(Float, doc="mean KL(final || lens) in nats over corpus tokens")
+    top1_agreement: Mapped[float] = mapped_column(
+        Float, doc="share of tokens whose lens top-1 is the model's top-1 (1 at the last layer)"
+    )
+    entropy: Mapped[float] = mapped_column(Float, doc="mean entropy of the lens distribution, nats")
 
 
 class NightlyJob(Base):

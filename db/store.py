@@ -4,7 +4,7 @@ complete units behind and a rerun picks up the rest."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -13,13 +13,25 @@ from sqlalchemy.orm import Session
 
 from classifiers import rank_and_percentile
 from db.engine import session_factory
-from db.schema import HeadScore, Model, Neuron, NeuronExample, Token, TokenizedDocument, Unit, Validation
+from db.schema import (
+    HeadScore,
+    LogitLens,
+    Model,
+    Neuron,
+    NeuronExample,
+    Token,
+    TokenizedDocument,
+    Unit,
+    Validation,
+)  # fmt: skip
 
 if TYPE_CHECKING:
+    from classifiers.logit_lens import LensLayer
     from survey.heads import PlannedUnit, UnitResult
 
 HEAD_CLASSIFIER = "head_classifier"
 NEURON_SUMMARY = "neuron_summary"
+LAYER_SUMMARY = "layer_summary"
 INSERT_CHUNK = 20_000
 
 
@@ -59,9 +71,36 @@ def delete_unit(session: Session, model_id: int, key: UnitKey) -> None:
             Unit.dataset_hash == key.dataset_hash,
         )
     ).all()
-    for table in (HeadScore, Validation, Neuron, NeuronExample, TokenizedDocument):
+    for table in (HeadScore, Validation, Neuron, NeuronExample, TokenizedDocument, LogitLens):
         session.execute(delete(table).where(table.unit_id.in_(old)))
     session.execute(delete(Unit).where(Unit.id.in_(old)))
+
+
+def new_unit(
+    session: Session, model_id: int, run_id: int, key: UnitKey, config: dict[str, Any],
+    dataset: dict[str, Any], threshold: float | None = None,
+) -> Unit:  # fmt: skip
+    """Add (and flush, so it has an id) the ``units`` row of a unit about to be written."""
+    row = Unit(
+        model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version, config=config,
+        threshold=threshold, dataset_hash=key.dataset_hash, dataset=dataset, created_at=datetime.now(UTC),
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def write_lens_unit(
+    engine: Engine, model_id: int, run_id: int, key: UnitKey, config: dict[str, Any], dataset: dict[str, Any],
+    layers: list[LensLayer], replace: bool,
+) -> int:  # fmt: skip
+    """Store a logit-lens unit with one row per layer, in one transaction; return the unit id."""
+    with session_factory(engine).begin() as session:
+        if replace:
+            delete_unit(session, model_id, key)
+        row = new_unit(session, model_id, run_id, key, config, dataset)
+        session.add_all(LogitLens(unit_id=row.id, **asdict(layer)) for layer in layers)
+        return row.id
 
 
 def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, replace: bool) -> int:
@@ -77,13 +116,10 @@ def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, r
     with session_factory(engine).begin() as session:
         if replace:
             delete_unit(session, model_id, key)
-        row = Unit(
-            model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version,
-            config=unit.classifier.config.to_dict(), threshold=unit.classifier.threshold,
-            dataset_hash=key.dataset_hash, dataset=unit.probe.describe(), created_at=datetime.now(UTC),
+        row = new_unit(
+            session, model_id, run_id, key, unit.classifier.config.to_dict(), unit.probe.describe(),
+            unit.classifier.threshold,
         )  # fmt: skip
-        session.add(row)
-        session.flush()
         per_head = result.validation.per_head_effect if result.validation else {}
         n_layers, n_heads = scores.scores.shape
         session.add_all(

@@ -63,6 +63,17 @@ class SurveyDatabase:
             {"model": model, "family": family},
         )
 
+    def logit_lens(self, model: str | None = None) -> pd.DataFrame:
+        """The logit lens per layer (newest unit): model, layer, relative_depth, kl_to_final,
+        top1_agreement, entropy."""
+        return self._read(
+            """SELECT m.name AS model, l.layer, (l.layer + 1.0) / m.n_layers AS relative_depth, l.kl_to_final,
+                l.top1_agreement, l.entropy
+            FROM logit_lens l JOIN latest_units u ON u.id = l.unit_id JOIN models m ON m.id = u.model_id
+            WHERE :model IS NULL OR m.name = :model ORDER BY m.name, l.layer""",
+            {"model": model},
+        )
+
     def examples(self, model: str, layer: int, neuron: int) -> pd.DataFrame:
         """One neuron's max-activating examples, best first: the token, its activation, the
         document title, and the context tokens with the neuron's activation on each."""

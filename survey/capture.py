@@ -12,6 +12,7 @@ Capture points (shapes per layer, batch first):
 - ``neuron``   [batch, pos, d_mlp]: the input to the MLP output projection
 - ``mlp_out``  [batch, pos, d_model]: the MLP's contribution to the residual stream (the output
   projection's output, through the post-MLP norm where the family has one)
+- ``resid_post`` [batch, pos, d_model]: the residual stream after the block (its output)
 
 Capture never writes to the database and never changes the model; hooks are removed on exit.
 """
@@ -31,7 +32,7 @@ from transformers import PreTrainedModel
 from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection
 
-POINTS = ("pattern", "attn_in", "q", "k", "v", "z", "head_out", "attn_out", "neuron", "mlp_out")
+POINTS = ("pattern", "attn_in", "q", "k", "v", "z", "head_out", "attn_out", "neuron", "mlp_out", "resid_post")
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class _Recorder:
                 mlp_norm = a.mlp_post_norm(layer)
                 source = a.mlp_out_proj(layer) if mlp_norm is None else mlp_norm
                 self._post(source, ("mlp_out", layer), _first_output)
+            if "resid_post" in points:
+                self._post(a.blocks()[layer], ("resid_post", layer), _first_output)
 
     def finish(self, layers: tuple[int, ...], batch: int, pos: int) -> dict[tuple[str, int], Tensor]:
         """Reshape per-head points and derive head contributions; drop helper tensors. MLP points
@@ -144,7 +147,7 @@ class _Recorder:
                     result[("z", layer)] = z
                 if "head_out" in self.spec.points:
                     result[("head_out", layer)] = self._head_out(layer, z)
-            for name in ("pattern", "attn_in", "attn_out", "neuron", "mlp_out"):
+            for name in ("pattern", "attn_in", "attn_out", "neuron", "mlp_out", "resid_post"):
                 if (name, layer) in self.seen:
                     tensor = self.seen[(name, layer)]
                     if name in ("neuron", "mlp_out") and tensor.ndim == 2:

@@ -16,18 +16,27 @@ from typing import Any
 from torch import Tensor
 
 from classifiers import HeadClassifier, HeadScores, PatternClassifier
+from classifiers.base import MeasuredClassifier
+from classifiers.function_vector import FunctionVectorHead
+from classifiers.icl_prompts import ICLPrompts, ICLSpec, generate_icl
 from classifiers.ioi import IOIClassifier, IOISpec
 from classifiers.ioi_prompts import IOIPrompts, generate_ioi
+from classifiers.ordinal import OrdinalSpec, OrdinalTasks, generate_ordinal
 from classifiers.probes import ProbeSet, ProbeSpec, generate
 from survey.capture import CaptureSpec, capture
 from survey.errors import SurveyError
+from survey.function_vectors import measure_function_vectors
 from survey.ioi_suite import run_ioi
 from survey.loaders import LoadedModel
+from survey.successor import successor_measures
 from survey.validation import AblationConfig, AblationResult, validate_induction
 
 Validator = Callable[..., AblationResult]
 VALIDATORS: dict[str, Validator] = {"induction": validate_induction}
 PATTERN_SUM_TOLERANCE = 1e-3
+DatasetSpec = ProbeSpec | IOISpec | OrdinalSpec | ICLSpec
+Dataset = ProbeSet | IOIPrompts | OrdinalTasks | ICLPrompts
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class PlannedUnit:
     model's tokenizer."""
 
     classifier: HeadClassifier
-    probe: ProbeSet | IOIPrompts
+    probe: Dataset
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ def plan_units(
     """Instantiate each classifier and generate its dataset (once per distinct spec). IOI
     classifiers are skipped, with ``on_skip(name, reason)``, when the tokenizer has too few
     single-token names for IOI prompts."""
-    datasets: dict[ProbeSpec | IOISpec, ProbeSet | IOIPrompts | str] = {}
+    datasets: dict[DatasetSpec, Dataset | str] = {}
     planned = []
     for cls in classifiers:
         classifier = cls()
@@ -80,23 +89,30 @@ def plan_units(
     return planned
 
 
-def _dataset_spec(classifier: HeadClassifier) -> ProbeSpec | IOISpec:
+def _dataset_spec(classifier: HeadClassifier) -> DatasetSpec:
     if isinstance(classifier, PatternClassifier):
         return classifier.config.probe
     if isinstance(classifier, IOIClassifier):
         return classifier.config.prompts
-    raise TypeError(f"classifier {classifier.name!r} is neither a pattern nor an IOI classifier")
+    if isinstance(classifier, MeasuredClassifier):
+        spec: DatasetSpec = getattr(classifier.config, "dataset")  # noqa: B009  (every measured config has one)
+        return spec
+    raise TypeError(f"classifier {classifier.name!r} is not a pattern, IOI or measured classifier")
 
 
-def _generate(loaded: LoadedModel, name: str, spec: ProbeSpec | IOISpec) -> ProbeSet | IOIPrompts | str:
-    """The probe or the IOI prompts for this model's tokenizer: SurveyError when a probe does not
-    fit the model; the reason, as a string, when the tokenizer cannot make IOI prompts."""
+def _generate(loaded: LoadedModel, name: str, spec: DatasetSpec) -> Dataset | str:
+    """The dataset for this model's tokenizer: SurveyError when a probe does not fit the model;
+    the reason, as a string, when the tokenizer cannot make the class's prompts or sequences."""
     bos = loaded.bos.token_id
-    if isinstance(spec, IOISpec):
-        try:
+    try:
+        if isinstance(spec, IOISpec):
             return generate_ioi(loaded.tokenizer, bos, spec.per_group, spec.seed)
-        except ValueError as exc:
-            return str(exc)
+        if isinstance(spec, OrdinalSpec):
+            return generate_ordinal(loaded.tokenizer, spec)
+        if isinstance(spec, ICLSpec):
+            return generate_icl(loaded.tokenizer, bos, spec)
+    except ValueError as exc:
+        return str(exc)
     try:
         probe = generate(spec, loaded.tokenizer, bos, loaded.adapter.dims.d_vocab)
     except ValueError as exc:
@@ -128,10 +144,14 @@ def score_units(
     ablation = ablation or AblationConfig()
     for group in by_dataset.values():
         dataset = group[0].probe
+        measured = [unit for unit in group if isinstance(unit.classifier, MeasuredClassifier)]
+        rest = [unit for unit in group if unit not in measured]
         if isinstance(dataset, IOIPrompts):
-            yield from _score_ioi(loaded, group, dataset, ablation, progress)
-        else:
-            yield from _score_patterns(loaded, group, dataset, ablation)
+            yield from _score_ioi(loaded, rest, dataset, ablation, progress)
+        elif isinstance(dataset, ProbeSet) and rest:
+            yield from _score_patterns(loaded, rest, dataset, ablation)
+        for unit in measured:
+            yield _score_measured(loaded, unit, ablation, progress)
 
 
 def _score_patterns(
@@ -164,3 +184,33 @@ def _score_ioi(
     for unit in group:
         scores, validation = outcome.scores[unit.classifier.name]
         yield UnitResult(unit, scores, validation, outcome.seconds / len(group))
+
+
+def _score_measured(
+    loaded: LoadedModel, unit: PlannedUnit, ablation: AblationConfig, progress: Progress
+) -> UnitResult:
+    started = time.perf_counter()
+    classifier = unit.classifier
+    assert isinstance(classifier, MeasuredClassifier)
+    measures, validation = MEASURES[classifier.name](loaded, unit.probe, ablation, progress)
+    return UnitResult(unit, classifier.score(measures), validation, time.perf_counter() - started)
+
+
+def _successor(
+    loaded: LoadedModel, dataset: Dataset, _ablation: AblationConfig, _progress: Progress
+) -> tuple[Any, AblationResult | None]:
+    assert isinstance(dataset, OrdinalTasks)
+    return successor_measures(loaded.adapter, dataset, loaded.bos.token_id), None
+
+
+def _function_vector(
+    loaded: LoadedModel, dataset: Dataset, ablation: AblationConfig, progress: Progress
+) -> tuple[Any, AblationResult | None]:
+    assert isinstance(dataset, ICLPrompts)
+    return measure_function_vectors(
+        loaded.adapter, dataset, FunctionVectorHead.default_config, ablation, progress
+    )
+
+
+Measure = Callable[[LoadedModel, Dataset, AblationConfig, Progress], tuple[Any, AblationResult | None]]
+MEASURES: dict[str, Measure] = {"successor": _successor, "function_vector": _function_vector}

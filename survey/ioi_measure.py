@@ -204,27 +204,34 @@ class OVCopy(NamedTuple):
     top_ids: Tensor
 
 
-def ov_copy_scores(
-    adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
-) -> OVCopy:
-    """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
-    W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
-    ``top`` (negative copy score). Each head's output passes through the norms around it (the
-    layer's attention input norm, a post-attention norm, the final norm); ties never count."""
-    x = resid_after_first_block(adapter, name_ids, bos_id)
-    vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
+def ov_readouts(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Iterator[Tensor]:
+    """Per layer, ``[token, head, d_model]``: each head's OV output for each token's residual after
+    block 0, passed through the norms around it (the layer's attention input norm, a
+    post-attention norm, the final norm), ready for the unembedding."""
+    x = resid_after_first_block(adapter, token_ids, bos_id)
     final = adapter.final_norm()
-    copy, negative, top_ids = [], [], []
     with torch.inference_mode():
         for layer in range(adapter.dims.n_layers):
             norm, post = adapter.attn_in_norm(layer), adapter.attn_post_norm(layer)
             read = x if norm is None else norm(x.to(next(norm.parameters(), x).dtype)).float()
             w = adapter.head_weights(layer)
             v = torch.einsum("nm,hmd->nhd", read, w.W_V.float()) + w.b_V.float()
-            out = torch.einsum("nhd,hdm->nhm", v, w.W_O.float())  # [name, head, d_model]
+            out = torch.einsum("nhd,hdm->nhm", v, w.W_O.float())  # [token, head, d_model]
             if post is not None:
                 out = post(out)
-            read_out = final(out).float().contiguous()  # einsum's layout would make the next matmul slow
+            yield final(out).float().contiguous()  # einsum's layout would make the next matmul slow
+
+
+def ov_copy_scores(
+    adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
+) -> OVCopy:
+    """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
+    W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
+    ``top`` (negative copy score); ties never count."""
+    vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
+    copy, negative, top_ids = [], [], []
+    with torch.inference_mode():
+        for read_out in ov_readouts(adapter, name_ids, bos_id):
             logits = torch.nn.functional.linear(read_out, vocab_major)  # [name, head, vocab]
             own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
             highest = logits.topk(top + 1, dim=-1)

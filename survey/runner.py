@@ -21,11 +21,21 @@ from classifiers import HeadClassifier, parse_selection
 from db.engine import session_factory
 from db.neuron_store import write_neuron_unit
 from db.schema import Model, Run
-from db.store import UnitKey, key_of, store_vocabulary, stored_keys, unit_summaries, write_unit
+from db.store import (
+    UnitKey,
+    key_of,
+    store_vocabulary,
+    stored_keys,
+    unit_summaries,
+    write_lens_unit,
+    write_unit,
+)  # fmt: skip
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.heads import UnitResult, plan_units, score_units
 from survey.loaders import LoadedModel, ModelSource, load, resolve
+from survey.logit_lens import NAME as LENS_NAME
+from survey.logit_lens import LensConfig, plan_lens, run_lens
 from survey.neurons import VERSION as NEURON_VERSION
 from survey.neurons import NeuronConfig, NeuronPlan, checkpoint_path, compute_summary, plan_neurons
 from survey.provenance import code_version
@@ -141,15 +151,19 @@ def survey_model(
 
     planned = plan_units(loaded, classifiers, on_skip=skip)  # may refuse the model
     neuron_plan = plan_neurons(loaded, config.neurons) if config.neurons else None
+    lens_plan = plan_lens(loaded, LensConfig.following(config.neurons)) if config.neurons else None
     model_id = record_model(engine, loaded)
     done = set() if force else stored_keys(engine, model_id)
     pending = [unit for unit in planned if key_of(unit) not in done]
     neuron_key = neuron_plan.key if neuron_plan else None
     neurons_pending = neuron_key is not None and neuron_key not in done
-    if not pending and not neurons_pending:
-        echo(f"  up to date: {len(planned) + bool(neuron_plan)} units already stored (use --force to redo)")
+    lens_pending = lens_plan is not None and lens_plan.key not in done
+    if not pending and not neurons_pending and not lens_pending:
+        stored = len(planned) + bool(neuron_plan) + bool(lens_plan)
+        echo(f"  up to date: {stored} units already stored (use --force to redo)")
         return ModelOutcome(model_id, None, None, 0)
     names = [unit.classifier.name for unit in pending] + (["neurons"] if neurons_pending else [])
+    names += [LENS_NAME] if lens_pending else []
     run_id = _start_run(engine, model_id, config, names, skipped)
     error, written = None, 0
     try:
@@ -158,6 +172,13 @@ def survey_model(
             write_unit(engine, model_id, run_id, result, replace=force)
             written += 1
             echo("  " + _describe(result))
+        if lens_plan is not None and lens_pending:
+            layers = run_lens(loaded, lens_plan, echo)
+            write_lens_unit(
+                engine, model_id, run_id, lens_plan.key, lens_plan.config.to_dict(), lens_plan.dataset(),
+                layers, replace=force,
+            )  # fmt: skip
+            written += 1
         if neuron_plan is not None and neuron_key is not None and neurons_pending:
             _survey_neurons(engine, loaded, neuron_plan, neuron_key, model_id, run_id, force, echo)
             written += 1

@@ -15,6 +15,7 @@ from db.schema import (
     Corpus,
     Document,
     HeadScore,
+    LogitLens,
     Model,
     Neuron,
     NeuronExample,
@@ -174,6 +175,19 @@ def build_fixture(engine: Engine) -> None:
                             details={},
                         )
                     )
+            lens = _unit(model, run, "layer_summary", "logit_lens", None)
+            session.add(lens)
+            session.flush()
+            session.add_all(
+                LogitLens(
+                    unit_id=lens.id,
+                    layer=layer,
+                    kl_to_final=0.5 * (layers - 1 - layer),
+                    top1_agreement=(layer + 1) / layers,
+                    entropy=2.0 + layer,
+                )  # fmt: skip
+                for layer in range(layers)
+            )
             neurons = _unit(model, run, "neuron_summary", "neurons", None)
             neurons.config = {"context_before": 1, "context_after": 1}
             session.add(neurons)

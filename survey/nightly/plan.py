@@ -16,10 +16,13 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from classifiers import parse_selection
-from db.store import HEAD_CLASSIFIER, NEURON_SUMMARY
+from db.store import HEAD_CLASSIFIER, LAYER_SUMMARY, NEURON_SUMMARY
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.loaders import ModelSource, resolve
+from survey.logit_lens import NAME as LENS_NAME
+from survey.logit_lens import VERSION as LENS_VERSION
+from survey.logit_lens import LensConfig
 from survey.neurons import VERSION as NEURON_VERSION
 from survey.nightly.config import ModelSpec, NightlyConfig
 
@@ -57,6 +60,8 @@ def wanted_units(config: NightlyConfig) -> list[UnitPlan]:
     ]
     if config.neurons is not None:
         units.append(UnitPlan(NEURON_SUMMARY, "neurons", NEURON_VERSION, config.neurons.result_fields()))
+        lens = LensConfig.following(config.neurons)
+        units.append(UnitPlan(LAYER_SUMMARY, LENS_NAME, LENS_VERSION, lens.to_dict()))
     return units
 
 

@@ -234,3 +234,16 @@ def family_counts(conn: Connection, unit_id: int) -> dict[int, dict[str, int]]:
     ):
         counts.setdefault(row["layer"], {})[row["family"]] = row["n"]
     return counts
+
+
+def load_logit_lens(conn: Connection, model_id: int) -> list[dict[str, Any]]:
+    """The newest logit-lens unit's rows, one per layer in order (empty when none is stored)."""
+    return list(
+        _rows(
+            conn,
+            "SELECT l.layer, l.kl_to_final, l.top1_agreement, l.entropy FROM logit_lens l "
+            "WHERE l.unit_id = (SELECT id FROM latest_units WHERE model_id = :model "
+            "AND kind = 'layer_summary' AND name = 'logit_lens') ORDER BY l.layer",
+            model=model_id,
+        )
+    )

@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 from sqlalchemy import Connection, text
 
 from classifiers.registry import classifier_class, classifier_names
@@ -27,6 +28,7 @@ from survey.wiki.data import (
     family_counts,
     interesting_neurons,
     load_head_units,
+    load_logit_lens,
     load_neuron_unit,
     token_texts,
 )
@@ -142,6 +144,26 @@ def missing_classifiers(model: SiteModel, units: list[HeadUnit]) -> list[dict[st
     return missing
 
 
+LENS_STATISTICS = {
+    "top1_agreement": "top-1 agreement with the output",
+    "kl_to_final": "KL(final ‖ lens), nats",
+    "entropy": "entropy, nats",
+}
+
+
+def lens_curves(model: SiteModel, lens: list[dict[str, Any]], href: Callable[[str], str]) -> Any:
+    """The three logit-lens statistics over depth, one small curve each, points linked to layers."""
+    figures = [
+        f'<figure class="lens-curve"><figcaption>{label}</figcaption>'
+        + svg.depth_curve(
+            [row[key] for row in lens], label=label, href=lambda layer: href(model.layer_page(layer))
+        )
+        + "</figure>"
+        for key, label in LENS_STATISTICS.items()
+    ]
+    return Markup('<div class="mosaic">' + "".join(figures) + "</div>")
+
+
 def write_model(
     conn: Connection, writer: PageWriter, model: SiteModel, others: dict[int, SiteModel],
     similar: dict[HeadRef, list[tuple[HeadRef, float]]], neurons_per_family: int,
@@ -150,8 +172,10 @@ def write_model(
     units = load_head_units(conn, model.record, evidence=True)
     neuron_unit = load_neuron_unit(conn, model.record.id)
     counts = family_counts(conn, neuron_unit.id) if neuron_unit else {}
+    lens = load_logit_lens(conn, model.record.id)
     writer.write(
-        model.page(), "model.md.j2", model=model, row=model.record.row, units=units,
+        model.page(), "model.md.j2", model=model, row=model.record.row, units=units, lens=lens,
+        lens_curves=lambda href: lens_curves(model, lens, href),
         heatmap=lambda unit, href: model_heatmap(model, unit, href, 14.0), top_heads=top_heads,
         missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
         family_totals=_totals(counts), head_name=head_name,
@@ -169,6 +193,7 @@ def write_model(
             layer=layer,
             units=units,
             head_name=head_name,
+            lens=lens[layer] if layer < len(lens) else None,
             neurons=rows,
             families=counts.get(layer, {}),
             tokens=tokens,

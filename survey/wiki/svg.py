@@ -95,6 +95,35 @@ def layer_head_heatmap(
     return heatmap(grid, width=width, height=height, css_class=css_class, label=label, scale=scale)
 
 
+def depth_curve(
+    values: Sequence[float], *, label: str, href: Callable[[int], str], width: float = 260, height: float = 90
+) -> Markup:
+    """A line over depth (layer 0 on the left) scaled to the values' own range, with one linked,
+    titled point per layer."""
+    if not values:
+        return Markup("")
+    low, high = min(min(values), 0.0), max(values)
+    span = (high - low) or 1.0
+    pad = 6.0
+    step = (width - 2 * pad) / max(len(values) - 1, 1)
+
+    def point(layer: int, value: float) -> tuple[float, float]:
+        return pad + layer * step, pad + (height - 2 * pad) * (1 - (value - low) / span)
+
+    points = [point(layer, value) for layer, value in enumerate(values)]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    dots = "".join(
+        f'<a href="{href(layer)}"><circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#4a6fd8">'
+        f"<title>{markdown_safe(label)} layer {layer}: {values[layer]:.3g}</title></circle></a>"
+        for layer, (x, y) in enumerate(points)
+    )
+    return Markup(
+        f'<svg class="depth-curve" xmlns="http://www.w3.org/2000/svg" width="{width:g}" height="{height:g}" '
+        f'role="img" aria-label="{markdown_safe(label)} by layer, {low:.3g} to {high:.3g}">'
+        f'<polyline points="{line}" fill="none" stroke="#4a6fd8" stroke-width="1.5"/>{dots}</svg>'
+    )
+
+
 def histogram(
     counts: Sequence[int], low: float, high: float, *, width: float = 240, height: float = 60
 ) -> Markup:

@@ -79,10 +79,10 @@ def test_every_registered_classifier_has_a_ground_truth_test_and_a_readme_entry(
     from pathlib import Path
 
     root = Path(__file__).parents[2]
-    planted = (root / "tests" / "planted.py").read_text() + (root / "tests" / "planted_ioi.py").read_text()
+    planted = "".join(path.read_text() for path in (root / "tests").glob("planted*.py"))
     readme = (root / "README.md").read_text()
     for name in classifier_names():
-        assert f'"{name}"' in planted, f"{name} has no planted head in tests/planted.py or planted_ioi.py"
+        assert f'"{name}"' in planted, f"{name} has no planted head in tests/planted*.py"
         assert f"`{name}`" in readme, f"{name} is not documented in the README"
 
 

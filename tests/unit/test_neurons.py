@@ -118,7 +118,7 @@ def test_the_planted_neuron_is_found_and_its_statistics_match_a_direct_computati
     again: list[str] = []
     survey_model(engine, loaded, parse_selection(""), RunConfig(neurons=config), False, again.append)
     assert any("up to date" in line for line in again)
-    assert rows(engine, "SELECT count(*) FROM units") == [(1,)] and rows(
+    assert rows(engine, "SELECT count(*) FROM units") == [(2,)] and rows(
         engine, "SELECT count(*) FROM runs"
     ) == [(1,)]
     engine.dispose()

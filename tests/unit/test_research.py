@@ -127,6 +127,7 @@ def test_views_answer_the_common_questions(fixture_db: Path) -> None:
         "induction",
         "attention_sink",
         "neurons",
+        "logit_lens",
     }
 
 
@@ -141,6 +142,9 @@ def test_pandas_api_reads_heads_neurons_and_examples(fixture_db: Path) -> None:
     assert [t for t, _ in examples["context"][0]] == ["The", "cat", "sat"]
     assert examples["context"][0][1][1] == pytest.approx(3.0)
     assert [t for t, _ in examples["context"][1]] == ["The", "cat"]  # NaN before the window start is dropped
+    lens = db.logit_lens("fixture-a")
+    assert lens["layer"].tolist() == [0, 1, 2, 3] and lens["top1_agreement"].iloc[-1] == 1.0
+    assert lens["relative_depth"].iloc[-1] == 1.0
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])

@@ -98,6 +98,22 @@ def test_layer_page_lists_heads_and_neurons_with_examples(site: Path) -> None:
     text = visible_text(site / "models/fixture-a/layer-1/index.html")
     assert "L1H0" in text and "Neuron 1.4 (partition)" in text
     assert "promotes" in text and "cat" in text
+    assert "top-1 agreement with the model's output 0.5" in text  # layer 1 of 4 in the fixture
+
+
+def test_model_page_draws_the_logit_lens_over_depth(site: Path) -> None:
+    page = parse(site / "models/fixture-a/index.html")
+    layers = MODELS["fixture-a"][0]
+    curves = [a for tag, a in page.elements if tag == "svg" and a.get("class") == "depth-curve"]
+    points = [a for tag, a in page.elements if tag == "circle"]
+    assert len(curves) == 3 and len(points) == 3 * layers
+    hrefs = [a.get("href") or "" for tag, a in page.elements if tag == "a"]
+    for layer in range(layers):  # each curve's point, and the table row, link to the layer
+        assert hrefs.count(f"layer-{layer}/index.html") >= 4
+    text = visible_text(site / "models/fixture-a/index.html")
+    assert "top-1 agreement with the output layer 0: 0.25" in text
+    assert "top-1 agreement with the output layer 3: 1" in text
+    assert "No logit lens is stored" in visible_text(site / f"models/{HOSTILE_SLUG}/index.html")
 
 
 def test_hostile_strings_are_shown_as_text_and_never_live(site: Path) -> None:
