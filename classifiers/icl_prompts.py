@@ -139,10 +139,14 @@ def _shuffled_answers(demos: list[tuple[str, str]], rng: random.Random) -> list[
     return [(x, a) for (x, _), a in zip(demos, answers, strict=True)]
 
 
-def generate_icl(tokenizer: Any, bos_id: int | None, spec: ICLSpec) -> ICLPrompts:
-    """The prompts of every task this tokenizer can score; ValueError when none can."""
+def generate_icl(
+    tokenizer: Any, bos_id: int | None, spec: ICLSpec,
+    tasks_pairs: dict[str, list[tuple[str, str]]] | None = None,
+) -> ICLPrompts:  # fmt: skip
+    """The prompts of every task (by default the data file's) this tokenizer can score;
+    ValueError when none can."""
     tasks, dropped = [], {}
-    for name, pairs in task_pairs().items():
+    for name, pairs in (task_pairs() if tasks_pairs is None else tasks_pairs).items():
         ending, kept = _kept_pairs(tokenizer, pairs)
         if len(kept) < max(spec.min_pairs, spec.shots + 1):
             dropped[name] = f"{len(kept)} of {len(pairs)} answers are one token (needs {spec.min_pairs})"
