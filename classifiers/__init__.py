@@ -5,6 +5,7 @@ never writes to the database. Importing the package registers the built-in class
 """
 
 from classifiers import attention as _attention  # noqa: F401  (registers the v1 classifiers)
+from classifiers import backup as _backup  # noqa: F401  (registers backup_induction)
 from classifiers import function_vector as _function_vector  # noqa: F401  (registers function_vector)
 from classifiers import ioi as _ioi  # noqa: F401  (registers the IOI classifiers)
 from classifiers import successor as _successor  # noqa: F401  (registers the successor classifier)

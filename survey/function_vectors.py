@@ -6,8 +6,9 @@
    then one last-token pass per head (batched) replaces that head's z at the last token with its
    task mean. The CIE is the rise in P(answer) over the unpatched pass.
 3. Validation: the function vector of a task is the sum of the top-k heads' mean residual
-   contributions; added to the residual after layer L/3 at the last token of zero-shot prompts,
-   it should raise top-1 accuracy, and more than the sum of as many random heads does.
+   contributions; added to the residual at the last token of zero-shot prompts (after the one of
+   layers L/4, L/3, L/2, 2L/3 where it helps most), it should raise top-1 accuracy, and more
+   than the sum of as many random heads does (each at its own best layer).
 """
 
 from __future__ import annotations
@@ -184,43 +185,64 @@ def measure_function_vectors(
     return measures, validation
 
 
+def candidate_layers(n_layers: int) -> list[int]:
+    """Where a function vector is tried: after layers L/4, L/3, L/2 and 2L/3."""
+    return sorted({n_layers // 4, n_layers // 3, n_layers // 2, 2 * n_layers // 3})
+
+
 def _validate(
     adapter: ArchitectureAdapter, prompts: ICLPrompts, measures: FunctionVectorMeasures,
     contributions: list[Tensor], config: FunctionVectorConfig, ablation: AblationConfig, started: float,
     passes: int,
 ) -> AblationResult:  # fmt: skip
+    """Zero-shot accuracy before and after adding the top heads' vector, at the candidate layer
+    where it helps most; each random draw gets its own best layer too, so the comparison is fair."""
     scores = measures.cie.mean(0)
     top = top_labelled(scores, torch.ones_like(scores, dtype=torch.bool), config.top_k)
     d = adapter.dims
     draws = random_head_sets(d.n_layers, d.n_heads, top, len(top), ablation.draws, ablation.seed)
-    layer = d.n_layers // 3
+    layers = candidate_layers(d.n_layers)
+    tasks = prompts.tasks
+    before = [zero_shot_accuracy(adapter, task.zero_shot, 0, None) for task in tasks]
 
-    def vector(task: int, heads: list[Head]) -> Tensor:
-        return torch.stack([contributions[task][h] for h in heads]).sum(0)
+    def best(heads: list[Head]) -> tuple[int, list[float]]:
+        """The candidate layer with the highest mean accuracy, and the per-task accuracy there."""
+        tried = {
+            layer: [
+                zero_shot_accuracy(
+                    adapter, task.zero_shot, layer, torch.stack([contributions[i][h] for h in heads]).sum(0)
+                )
+                for i, task in enumerate(tasks)
+            ]
+            for layer in layers
+        }
+        layer = max(layers, key=lambda at: sum(tried[at]))
+        return layer, tried[layer]
 
-    per_task: dict[str, dict[str, Any]] = {}
-    for i, task in enumerate(prompts.tasks):
-        before = zero_shot_accuracy(adapter, task.zero_shot, layer, None)
-        after = zero_shot_accuracy(adapter, task.zero_shot, layer, vector(i, top))
-        random_after = [
-            zero_shot_accuracy(adapter, task.zero_shot, layer, vector(i, heads)) for heads in draws
-        ]
-        per_task[task.name] = {
-            "before": before, "after": after, "random_after": random_after, "prompts": len(task.zero_shot),
-            "clean_accuracy": measures.clean_accuracy[i],
+    top_layer, after = best(top)
+    random_best = [best(heads) for heads in draws]
+    passes += len(tasks) * (1 + len(layers) * (1 + len(draws)))
+    per_task = {
+        task.name: {
+            "before": before[i], "after": after[i], "random_after": [acc[i] for _, acc in random_best],
+            "prompts": len(task.zero_shot), "clean_accuracy": measures.clean_accuracy[i],
             "shuffled_probability": round(measures.shuffled_probability[i], 6),
-        }  # fmt: skip
-        passes += 2 + len(draws)
-    n = len(per_task)
-    baseline = sum(t["before"] for t in per_task.values()) / n
-    effect_top = sum(t["after"] for t in per_task.values()) / n - baseline
-    effect_random = [
-        sum(t["random_after"][j] for t in per_task.values()) / n - baseline for j in range(len(draws))
-    ]
+        }
+        for i, task in enumerate(tasks)
+    }  # fmt: skip
+    n = len(tasks)
+    baseline = sum(before) / n
+    effect_top = sum(after) / n - baseline
+    effect_random = [sum(acc) / n - baseline for _, acc in random_best]
     ratio = effect_top / max(sum(effect_random) / len(effect_random), RATIO_FLOOR)
+    details = {
+        "layer_added": top_layer,
+        "layers_tried": layers,
+        "random_layers": [at for at, _ in random_best],
+        "per_task": per_task,
+    }
     return AblationResult(
         "function_vector_zero_shot", "zero_shot_accuracy", len(top), top, baseline, effect_top, draws,
         effect_random, {}, ratio, effect_top >= MIN_GAIN and ratio >= ablation.min_ratio, passes,
-        time.perf_counter() - started,
-        {"layer_added": layer, "per_task": per_task},
+        time.perf_counter() - started, details,
     )  # fmt: skip

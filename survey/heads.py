@@ -16,6 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from classifiers import HeadClassifier, HeadScores, PatternClassifier
+from classifiers.backup import BackupInduction
 from classifiers.base import MeasuredClassifier
 from classifiers.function_vector import FunctionVectorHead
 from classifiers.icl_prompts import ICLPrompts, ICLSpec, generate_icl
@@ -23,6 +24,7 @@ from classifiers.ioi import IOIClassifier, IOISpec
 from classifiers.ioi_prompts import IOIPrompts, generate_ioi
 from classifiers.ordinal import OrdinalSpec, OrdinalTasks, generate_ordinal
 from classifiers.probes import ProbeSet, ProbeSpec, generate
+from survey.backup import measure_backups
 from survey.capture import CaptureSpec, capture
 from survey.errors import SurveyError
 from survey.function_vectors import measure_function_vectors
@@ -213,4 +215,17 @@ def _function_vector(
 
 
 Measure = Callable[[LoadedModel, Dataset, AblationConfig, Progress], tuple[Any, AblationResult | None]]
-MEASURES: dict[str, Measure] = {"successor": _successor, "function_vector": _function_vector}
+
+
+def _backup_induction(
+    loaded: LoadedModel, dataset: Dataset, ablation: AblationConfig, progress: Progress
+) -> tuple[Any, AblationResult | None]:
+    assert isinstance(dataset, ProbeSet)
+    return measure_backups(loaded.adapter, dataset, BackupInduction.default_config, ablation, progress)
+
+
+MEASURES: dict[str, Measure] = {
+    "successor": _successor,
+    "function_vector": _function_vector,
+    "backup_induction": _backup_induction,
+}

@@ -35,7 +35,14 @@ from survey.ioi_measure import (
     ov_copy_scores,
     path_patched_attention,
 )
-from survey.validation import RATIO_FLOOR, AblationConfig, AblationResult, random_head_sets, top_labelled
+from survey.validation import (
+    RATIO_FLOOR,
+    AblationConfig,
+    AblationResult,
+    Check,
+    random_head_sets,
+    top_labelled,
+)  # fmt: skip
 
 LD_DROP = "logit_diff_drop"
 
@@ -122,35 +129,6 @@ def _s_inhibition(
     return drop, float(torch.cat(clean_io).mean())
 
 
-@dataclass(frozen=True)
-class _Check:
-    """One validation's method, metric and baseline, and the config it compares by."""
-
-    method: str
-    metric: str
-    baseline: float
-    config: AblationConfig
-
-    def result(
-        self, top: list[Head], effects: list[float], draws: list[list[Head]], per_head: dict[Head, float],
-        passes: int, started: float, details: dict[str, object],
-    ) -> AblationResult:  # fmt: skip
-        """``effects``: the top heads' effect, then one per random draw."""
-        if not top:
-            return AblationResult(
-                self.method, self.metric, 0, [], self.baseline, 0.0, [], [], {}, None, False, passes,
-                time.perf_counter() - started, {**details, "note": "no head is labelled"},
-            )  # fmt: skip
-        effect_top, random_effects = effects[0], effects[1:]
-        mean_random = sum(random_effects) / len(random_effects)
-        ratio = effect_top / max(mean_random, RATIO_FLOOR)
-        supported = effect_top > RATIO_FLOOR and ratio >= self.config.min_ratio
-        return AblationResult(
-            self.method, self.metric, len(top), top, self.baseline, effect_top, draws, random_effects,
-            per_head, ratio, supported, passes, time.perf_counter() - started, details,
-        )  # fmt: skip
-
-
 def run_ioi(
     adapter: ArchitectureAdapter, prompts: IOIPrompts, classifiers: list[IOIClassifier], bos_id: int | None,
     ablation: AblationConfig, progress: Callable[[str], None] = lambda _line: None,
@@ -221,7 +199,7 @@ def _validate_name_movers(
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """Ablating the name movers lowers LD more than ablating as many random heads."""
     started = time.perf_counter()
-    check = _Check("mean_ablation_top_k_vs_random", LD_DROP, m.ld, config)
+    check = Check("mean_ablation_top_k_vs_random", LD_DROP, m.ld, config)
     movers = m.name_movers
     details: dict[str, object] = {"ld_ablated": ld_ablated, "ld_positive": m.ld_positive}
     if not movers or ld_ablated is None:
@@ -271,9 +249,7 @@ def _validate_backups(
         "backup_compensation": compensation,
         "compensation_share": compensation / lost if lost > RATIO_FLOOR else None,
     }  # fmt: skip
-    check = _Check(
-        "hold_backups_at_clean_with_name_movers_ablated", "ld_recovered", ld_movers_ablated, config
-    )
+    check = Check("hold_backups_at_clean_with_name_movers_ablated", "ld_recovered", ld_movers_ablated, config)
     if not backups:
         return check.result([], [], [], {}, 0, started, details), 0
     d = adapter.dims

@@ -62,6 +62,36 @@ class AblationResult:
         return sum(self.effect_random) / len(self.effect_random) if self.effect_random else None
 
 
+@dataclass(frozen=True)
+class Check:
+    """One validation's method, metric and baseline, and the config it compares by: its result
+    is the top heads' effect against the mean of the random draws'."""
+
+    method: str
+    metric: str
+    baseline: float
+    config: AblationConfig
+
+    def result(
+        self, top: list[Head], effects: list[float], draws: list[list[Head]], per_head: dict[Head, float],
+        passes: int, started: float, details: dict[str, object],
+    ) -> AblationResult:  # fmt: skip
+        """``effects``: the top heads' effect, then one per random draw."""
+        if not top:
+            return AblationResult(
+                self.method, self.metric, 0, [], self.baseline, 0.0, [], [], {}, None, False, passes,
+                time.perf_counter() - started, {**details, "note": "no head is labelled"},
+            )  # fmt: skip
+        effect_top, random_effects = effects[0], effects[1:]
+        mean_random = sum(random_effects) / len(random_effects)
+        ratio = effect_top / max(mean_random, RATIO_FLOOR)
+        supported = effect_top > RATIO_FLOOR and ratio >= self.config.min_ratio
+        return AblationResult(
+            self.method, self.metric, len(top), top, self.baseline, effect_top, draws, random_effects,
+            per_head, ratio, supported, passes, time.perf_counter() - started, details,
+        )  # fmt: skip
+
+
 def top_labelled(scores: Tensor, labels: Tensor, max_k: int) -> list[Head]:
     """The labelled heads with the highest scores, at most ``max_k``, best first."""
     n_heads = scores.shape[1]

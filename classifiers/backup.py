@@ -1,0 +1,103 @@
+"""Backup induction heads: heads that take over when the induction heads are gone.
+
+The backup-head phenomenon (Wang et al. 2022 found backup name movers in GPT-2 small) asked for
+every class with a task metric. For induction the metric is the loss on the second repeat of
+[BOS] + r + r. The survey mean-ablates the labelled induction heads and measures every head
+again: its direct effect on the right next token (DLA, through the clean run's final-norm
+scale) and its induction score. A head whose direct effect rises makes up for the lost heads.
+Scoring is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from classifiers.attention import REPEATED
+from classifiers.base import Evidence, HeadScores, MeasuredClassifier
+from classifiers.probes import ProbeSpec
+from classifiers.registry import register
+
+Head = tuple[int, int]
+LOSS_FLOOR = 1e-3  # logits: a lost direct effect below this is treated as this
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """Threshold on the compensation share, the probe, and how many labelled heads are ablated."""
+
+    threshold: float
+    dataset: ProbeSpec = REPEATED
+    max_k: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able."""
+        return asdict(self)
+
+    def dataset_line(self) -> str:
+        """One line naming the probe, for listings."""
+        d = self.dataset
+        return f"probe {d.kind} (length {d.length}, batch {d.batch}, seed {d.seed}), induction heads ablated"
+
+
+@dataclass(frozen=True)
+class BackupMeasures:
+    """``[layer, head]`` means over second-repeat positions, clean and with ``ablated`` (the top
+    labelled induction heads) mean-ablated: the direct effect on the right next token's logit and
+    the induction score. ``lost`` is the ablated heads' summed clean direct effect."""
+
+    ablated: list[Head]
+    dla: Tensor
+    dla_ablated: Tensor
+    induction: Tensor
+    induction_ablated: Tensor
+    lost: float
+
+
+@register
+class BackupInduction(MeasuredClassifier):
+    """Backup induction head: its direct effect on the right next token rises when the induction
+    heads are mean-ablated.
+
+    Threshold 0.05: it makes up at least 5% of the direct effect the ablated heads had.
+    """
+
+    name = "backup_induction"
+    version = 1
+    summary = "its direct effect on the repeat rises when the induction heads are mean-ablated"
+    formula = (
+        "(DLA to the right next token with the top labelled induction heads mean-ablated - clean DLA) / "
+        "the ablated heads' clean DLA, over the second repeat; the ablated heads themselves are not labelled"
+    )
+    default_config: ClassVar[BackupConfig] = BackupConfig(threshold=0.05)
+    config: BackupConfig
+
+    def score(self, measures: BackupMeasures) -> HeadScores:
+        compensation = measures.dla_ablated - measures.dla
+        scores = compensation / max(measures.lost, LOSS_FLOOR)
+        gate = torch.ones_like(scores, dtype=torch.bool)
+        for head in measures.ablated:
+            gate[head] = False
+        if not measures.ablated:
+            gate[:] = False
+        n_layers, n_heads = scores.shape
+        evidence = [
+            [self._evidence(measures, compensation, layer, head) for head in range(n_heads)]
+            for layer in range(n_layers)
+        ]
+        return HeadScores(scores, evidence, gate)
+
+    @staticmethod
+    def _evidence(m: BackupMeasures, compensation: Tensor, layer: int, head: int) -> Evidence:
+        return {
+            "compensation": round(float(compensation[layer, head]), 6),
+            "dla": round(float(m.dla[layer, head]), 6),
+            "dla_induction_ablated": round(float(m.dla_ablated[layer, head]), 6),
+            "induction_score": round(float(m.induction[layer, head]), 6),
+            "induction_score_ablated": round(float(m.induction_ablated[layer, head]), 6),
+            "induction_direct_loss": round(m.lost, 6),
+            "induction_heads_ablated": [list(h) for h in m.ablated],
+        }

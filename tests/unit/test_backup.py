@@ -1,0 +1,77 @@
+"""Backup induction heads on the planted GPT-2 of ``tests/planted_backup.py``: the backup is the
+only head labelled, the ablated induction head is never labelled, and holding the backup at its
+clean output shows the loss it held down."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifiers.attention import REPEATED
+from classifiers.backup import BackupInduction, BackupMeasures
+from classifiers.probes import generate
+from survey.adapters import adapt
+from survey.backup import measure_backups
+from survey.validation import AblationConfig
+from tests.planted_backup import PLANTED, planted_backup_gpt2
+from tests.tiny import VOCAB, tiny_tokenizer
+
+BACKUP, INDUCTION = PLANTED["backup_induction"], PLANTED["induction"]
+
+
+@pytest.fixture(scope="module")
+def measured() -> tuple[BackupMeasures, object]:
+    probe = generate(REPEATED, tiny_tokenizer(), 1, VOCAB)
+    return measure_backups(
+        adapt(planted_backup_gpt2()), probe, BackupInduction.default_config, AblationConfig(), lambda _: None
+    )
+
+
+def test_the_planted_backup_is_the_only_head_labelled(measured) -> None:  # type: ignore[no-untyped-def]
+    measures, _ = measured
+    assert measures.ablated == [INDUCTION]
+    result = BackupInduction().score(measures)
+    labels = result.labels(BackupInduction().threshold)
+    assert labels.sum() == 1 and labels[BACKUP]
+    assert result.scores[BACKUP] > 0.5
+    others = [
+        float(result.scores[layer, h])
+        for layer in range(3)
+        for h in range(4)
+        if (layer, h) not in (BACKUP, INDUCTION)
+    ]
+    assert max(abs(x) for x in others) < 0.01
+    assert not labels[INDUCTION] and result.scores[INDUCTION] < 0  # the ablated head lost its effect
+    evidence = result.evidence[BACKUP[0]][BACKUP[1]]
+    assert evidence["induction_score"] < 0.05 and evidence["induction_score_ablated"] > 0.8
+    assert evidence["induction_heads_ablated"] == [list(INDUCTION)]
+    assert evidence["compensation"] == pytest.approx(
+        evidence["dla_induction_ablated"] - evidence["dla"], abs=1e-5
+    )
+
+
+def test_holding_the_backup_at_its_clean_output_shows_the_loss_it_held_down(measured) -> None:  # type: ignore[no-untyped-def]
+    _, validation = measured
+    assert validation.metric == "loss_held_down" and validation.heads == [BACKUP]
+    details = validation.details
+    assert details["loss_induction_ablated"] > details["loss_clean"] + 0.5
+    assert details["loss_backups_held"] > details["loss_induction_ablated"] + 5
+    assert validation.effect_top == pytest.approx(
+        details["loss_backups_held"] - details["loss_induction_ablated"]
+    )
+    assert max(validation.effect_random) < 0.01 and validation.supported
+
+
+def test_without_induction_heads_nothing_is_ablated_or_labelled() -> None:
+    model = planted_backup_gpt2()
+    import torch
+
+    with torch.no_grad():
+        model.transformer.h[0].attn.c_proj.weight.zero_()  # no previous-token head: no induction
+    probe = generate(REPEATED, tiny_tokenizer(), 1, VOCAB)
+    measures, validation = measure_backups(
+        adapt(model), probe, BackupInduction.default_config, AblationConfig(), lambda _: None
+    )
+    assert measures.ablated == [] and BackupInduction().score(measures).labels(0.05).sum() == 0
+    assert (
+        validation.k == 0 and not validation.supported and validation.details["note"] == "no head is labelled"
+    )
