@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_factory
@@ -219,3 +219,61 @@ def build_fixture(engine: Engine) -> None:
                             context_acts=acts.tobytes(),
                         )
                     )
+
+
+def _scored_unit(
+    session: Session,
+    model: Model,
+    run: Run,
+    name: str,
+    threshold: float,
+    evidence: dict[tuple[int, int], dict],
+) -> Unit:  # type: ignore[type-arg]
+    """A head-classifier unit whose listed heads score 0.6 (labelled) with their evidence; the rest
+    score 0.0 with ``evidence[(-1, -1)]``."""
+    unit = _unit(model, run, "head_classifier", name, threshold)
+    session.add(unit)
+    session.flush()
+    heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
+    for rank, (layer, head) in enumerate(sorted(heads, key=lambda h: h not in evidence), start=1):
+        planted = (layer, head) in evidence
+        session.add(HeadScore(
+            unit_id=unit.id, layer=layer, head=head, score=0.6 if planted else 0.0, label=planted, rank=rank,
+            percentile=100.0 * (len(heads) - rank + 1) / len(heads),
+            evidence=evidence.get((layer, head), evidence[(-1, -1)]),
+        ))  # fmt: skip
+    return unit
+
+
+def add_beyond_units(engine: Engine) -> None:
+    """fixture-b gets a backup-induction, a function-vector (with its zero-shot validation) and a
+    successor unit, as the survey stores them."""
+    with session_factory(engine).begin() as session:
+        model = session.scalars(select(Model).where(Model.name == "fixture-b")).one()
+        run = session.scalars(select(Run).where(Run.model_id == model.id)).first()
+        assert run is not None
+        ablated = {"induction_heads_ablated": [[2, 0], [4, 1]], "compensation": 0.0}
+        _scored_unit(
+            session,
+            model,
+            run,
+            "backup_induction",
+            0.05,
+            {(5, 1): {**ablated, "compensation": 0.3}, (-1, -1): ablated},
+        )
+        cie = {"per_task_cie": {"antonym": 0.2, "country_capital": 0.1}}
+        fv = _scored_unit(
+            session, model, run, "function_vector", 0.01, {(3, 0): cie, (-1, -1): {"per_task_cie": {}}}
+        )
+        per_task = {
+            task: {"before": 0.0, "after": after, "random_after": [0.0, 0.1], "clean_accuracy": 0.9}
+            for task, after in (("antonym", 0.5), ("country_capital", 0.25))
+        }
+        session.add(Validation(
+            unit_id=fv.id, method="function_vector_zero_shot", metric="zero_shot_accuracy", k=1,
+            heads=[[3, 0]], baseline=0.0, effect_top=0.375, effect_random=[0.0, 0.1], effect_random_mean=0.05,
+            ratio=7.5, supported=True, details={"layer_added": 2, "per_task": per_task},
+        ))  # fmt: skip
+        example = {"task": "days", "input": "Monday", "top": "Tuesday", "successor": "Tuesday"}
+        successor = {"per_task": {"days": 1.0, "months": 0.5}, "pairs": 17, "successor_examples": [example]}
+        _scored_unit(session, model, run, "successor", 0.5, {(1, 1): successor, (-1, -1): {"per_task": {}}})

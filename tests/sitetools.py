@@ -8,7 +8,7 @@ from pathlib import Path
 
 from db.engine import open_database
 from survey.wiki.build import BuildReport, build_site
-from tests.fixtures_db import build_fixture
+from tests.fixtures_db import add_beyond_units, build_fixture
 from tests.fixtures_hostile import add_hostile_model
 
 
@@ -18,6 +18,7 @@ def build_fixture_site(folder: Path) -> tuple[Path, BuildReport]:
     db = folder / "survey.db"
     engine = open_database(f"sqlite:///{db}")
     build_fixture(engine)
+    add_beyond_units(engine)
     add_hostile_model(engine)
     engine.dispose()
     return db, build_site(f"sqlite:///{db}", folder / "site", lambda line: None)

@@ -151,6 +151,34 @@ LENS_STATISTICS = {
 }
 
 
+BACKUP_ABLATED = {"backup_name_mover": "name_movers", "backup_induction": "induction_heads_ablated"}
+
+
+def backup_sets(units: list[HeadUnit]) -> list[dict[str, Any]]:
+    """Per backup unit: the heads it ablated and its labelled backups, best first, with their
+    compensation (a share of the lost effect, the unit's score, and the raw DLA rise)."""
+    found = []
+    for unit in units:
+        key = BACKUP_ABLATED.get(unit.name)
+        if key is None or not unit.evidence:
+            continue
+        ablated = unit.evidence[0][0].get(key, [])
+        ranked = sorted(
+            ((int(layer), int(head)) for layer, head in zip(*np.nonzero(unit.labels), strict=True)),
+            key=lambda h: -unit.scores[h],
+        )
+        evidence = unit.evidence
+        found.append({
+            "unit": unit.name, "ablated": [tuple(h) for h in ablated],
+            "backups": [(h, float(unit.scores[h]), evidence[h[0]][h[1]].get("compensation")) for h in ranked],
+        })  # fmt: skip
+    return found
+
+
+def _function_vector_validation(units: list[HeadUnit]) -> dict[str, Any] | None:
+    return next((v for unit in units if unit.name == "function_vector" for v in unit.validations), None)
+
+
 def lens_curves(model: SiteModel, lens: list[dict[str, Any]], href: Callable[[str], str]) -> Any:
     """The three logit-lens statistics over depth, one small curve each, points linked to layers."""
     figures = [
@@ -175,6 +203,7 @@ def write_model(
     lens = load_logit_lens(conn, model.record.id)
     writer.write(
         model.page(), "model.md.j2", model=model, row=model.record.row, units=units, lens=lens,
+        backups=backup_sets(units), fv=_function_vector_validation(units),
         lens_curves=lambda href: lens_curves(model, lens, href),
         heatmap=lambda unit, href: model_heatmap(model, unit, href, 14.0), top_heads=top_heads,
         missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
@@ -229,6 +258,7 @@ def write_head(
                 patterns[key] = _pattern_svg(pattern, tokens)
         ov_rows += evidence.get("ov_top_tokens", [])
     validations = [(unit.name, v) for unit in units for v in unit.validations if [layer, head] in v["heads"]]
+    evidence = {unit.name: unit.evidence[layer][head] for unit in units if unit.evidence}
     writer.write(
         model.head_page(layer, head),
         "head.md.j2",
@@ -239,6 +269,9 @@ def write_head(
         name=head_name(layer, head),
         tokens=tokens,
         validations=validations,
+        backups=backup_sets(units),
+        function_vector=evidence.get("function_vector", {}).get("per_task_cie"),
+        successor=evidence.get("successor", {}),
         ov_rows=_first_per_input(ov_rows),
         patterns=[(probe, svg_) for (probe, _), svg_ in patterns.items()],
         similar=[

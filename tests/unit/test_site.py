@@ -189,3 +189,20 @@ def test_cli_site_build_gives_one_error_line_for_a_bad_url(tmp_path: Path, monke
     )
     assert code == 1
     assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_backups_function_vectors_and_successors_have_their_sections(site: Path) -> None:
+    model = visible_text(site / "models/fixture-b/index.html")
+    assert "Backup heads" in model and "backup_induction L2H0 L4H1 L5H1 0.6" in model
+    assert "antonym 0.9 0 0.5 0.05" in model and "after layer 2" in model  # zero-shot before/after
+    ablated = visible_text(site / "models/fixture-b/layer-2/head-0.html")
+    assert "these heads make up for them: L5H1 (0.6 of the lost effect)" in ablated
+    backup = parse(site / "models/fixture-b/layer-5/head-1.html")
+    text = visible_text(site / "models/fixture-b/layer-5/head-1.html").replace(" ,", ",")
+    assert "This head is a backup_induction: it makes up for L2H0, L4H1 when they are mean-ablated" in text
+    assert "head-0.html" in " ".join(a.get("href") or "" for tag, a in backup.elements if tag == "a")
+    fv_head = visible_text(site / "models/fixture-b/layer-3/head-0.html")
+    assert "Function vector" in fv_head and "antonym 0.2" in fv_head
+    successor = visible_text(site / "models/fixture-b/layer-1/head-1.html")
+    assert "days 1, months 0.5" in successor and "Monday → Tuesday (Tuesday)" in successor
+    assert "Backup heads" not in visible_text(site / "models/fixture-b/layer-0/head-0.html")
