@@ -10,14 +10,15 @@ Scoring is pure.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from classifiers.attention import REPEATED
 from classifiers.base import Evidence, HeadScores, MeasuredClassifier
+from classifiers.jsonable import JsonFields
 from classifiers.probes import ProbeSpec
 from classifiers.registry import register
 
@@ -26,16 +27,12 @@ LOSS_FLOOR = 1e-3  # logits: a lost direct effect below this is treated as this
 
 
 @dataclass(frozen=True)
-class BackupConfig:
+class BackupConfig(JsonFields):
     """Threshold on the compensation share, the probe, and how many labelled heads are ablated."""
 
     threshold: float
     dataset: ProbeSpec = REPEATED
     max_k: int = 10
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return asdict(self)
 
     def dataset_line(self) -> str:
         """One line naming the probe, for listings."""

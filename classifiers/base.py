@@ -10,27 +10,24 @@ per-head evidence, and never changes its inputs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
 
+from classifiers.jsonable import JsonFields
 from classifiers.probes import ProbeSet, ProbeSpec
 
 Evidence = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(JsonFields):
     """Settings that change a classifier's result: its label threshold and its probe."""
 
     threshold: float
     probe: ProbeSpec
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able, nested probe included; stored beside every score."""
-        return asdict(self)
 
     def dataset_line(self) -> str:
         """One line naming the probe, for listings."""

@@ -9,27 +9,24 @@ token is replaced by its mean over clean 10-shot prompts of the task. Scoring is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
 from classifiers.base import HeadScores, MeasuredClassifier
 from classifiers.icl_prompts import ICLSpec
+from classifiers.jsonable import JsonFields
 from classifiers.registry import register
 
 
 @dataclass(frozen=True)
-class FunctionVectorConfig:
+class FunctionVectorConfig(JsonFields):
     """Threshold on the mean CIE, the prompts, and how many top heads make the function vector."""
 
     threshold: float
     dataset: ICLSpec = ICLSpec()
     top_k: int = 10
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return asdict(self)
 
     def dataset_line(self) -> str:
         """One line naming the dataset, for listings."""

@@ -10,13 +10,14 @@ labelled, and the evidence says so.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from classifiers.base import Evidence, HeadClassifier, HeadScores
+from classifiers.jsonable import JsonFields
 from classifiers.registry import register
 
 LD_FLOOR = 0.1  # logits: below this mean clean LD the model does not do IOI
@@ -34,17 +35,13 @@ class IOISpec:
 
 
 @dataclass(frozen=True)
-class IOIConfig:
+class IOIConfig(JsonFields):
     """Threshold on the score (a share of the clean LD), the prompts, and the smallest OV copy
     score a (negative) name mover needs."""
 
     threshold: float
     prompts: IOISpec = IOISpec()
     min_copy: float = 0.5
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able, nested prompt spec included."""
-        return asdict(self)
 
     def dataset_line(self) -> str:
         """One line naming the dataset, for listings."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from classifiers.jsonable import JsonFields
+
 PROBE_KINDS = ("repeated_random", "natural_text")
 
 
 @dataclass(frozen=True)
-class ProbeSpec:
+class ProbeSpec(JsonFields):
     """Which probe to generate: its kind, sequence length (before BOS), batch size and seed.
 
     For ``repeated_random`` the length is L, the length of r in [BOS] + r + r.
@@ -38,10 +40,6 @@ class ProbeSpec:
             raise ValueError(f"unknown probe kind {self.kind!r}; valid: {', '.join(PROBE_KINDS)}")
         if self.length < 2 or self.batch < 1:
             raise ValueError(f"probe length must be >= 2 and batch >= 1, got {self.length}, {self.batch}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able parameters."""
-        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)

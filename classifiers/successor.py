@@ -8,27 +8,24 @@ members. Scoring is pure.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from classifiers.base import Evidence, HeadScores, MeasuredClassifier
+from classifiers.jsonable import JsonFields
 from classifiers.ordinal import OrdinalSpec
 from classifiers.registry import register
 
 
 @dataclass(frozen=True)
-class SuccessorConfig:
+class SuccessorConfig(JsonFields):
     """Threshold on the share of pairs whose successor wins, and the sequences' spec."""
 
     threshold: float
     dataset: OrdinalSpec = OrdinalSpec()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return asdict(self)
 
     def dataset_line(self) -> str:
         """One line naming the dataset, for listings."""

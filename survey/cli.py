@@ -74,7 +74,11 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
     help='Comma-separated classifier names (default: all; "" for none; see `survey classifiers`).',
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Recompute and replace units that are already stored.")
-@click.option("--neurons", is_flag=True, help="Also summarise every MLP neuron over a corpus.")
+@click.option(
+    "--neurons",
+    is_flag=True,
+    help="Also summarise every MLP neuron and each layer's logit lens over a corpus.",
+)
 @click.option(
     "--corpus", default="wiki-news", show_default=True, metavar="SPEC",
     help="Neuron corpus: wiki-news, python-stdlib, a .txt/.jsonl file, or hf:org/name[@rev].",

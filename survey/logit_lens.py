@@ -11,12 +11,13 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from classifiers.jsonable import JsonFields
 from classifiers.logit_lens import LensAccumulator, LensLayer
 from db.store import LAYER_SUMMARY, UnitKey
 from survey.capture import CaptureSpec, capture
@@ -30,7 +31,7 @@ CHUNK_TOKENS = 256  # positions unembedded at once: bounds memory for 262k-token
 
 
 @dataclass(frozen=True)
-class LensConfig:
+class LensConfig(JsonFields):
     """The corpus, the window length and how many tokens the lens reads."""
 
     corpus: str = "wiki-news"
@@ -42,10 +43,6 @@ class LensConfig:
     def following(cls, neurons: NeuronConfig) -> LensConfig:
         """The lens over the neuron pass's corpus and windows."""
         return cls(corpus=neurons.corpus, window=neurons.window)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able; stored as the unit's config."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

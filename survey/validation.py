@@ -9,12 +9,13 @@ that loss; the ratio is the top-k effect over the mean effect of the random draw
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from classifiers.jsonable import JsonFields
 from classifiers.probes import ProbeSet
 from survey.ablation import Head, head_means, mean_ablated, next_token_loss
 from survey.adapters import ArchitectureAdapter
@@ -23,7 +24,7 @@ RATIO_FLOOR = 1e-3  # nats: random effects at or below this count as this, so th
 
 
 @dataclass(frozen=True)
-class AblationConfig:
+class AblationConfig(JsonFields):
     """How the validation is run: at most ``max_k`` top labelled heads, ``draws`` random sets of
     the same size (never including a top head), and the ratio a label needs to count as supported."""
 
@@ -31,10 +32,6 @@ class AblationConfig:
     draws: int = 5
     seed: int = 0
     min_ratio: float = 5.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

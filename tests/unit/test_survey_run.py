@@ -65,17 +65,20 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     stored = [u[0] for u in units]
     assert set(PLANTED) <= set(stored) and sorted([*stored, *skipped]) == sorted(classifier_names())
     assert set(skipped) == {*IOI_PLANTED, "successor", "function_vector"}  # the toy vocabulary has no words
-    assert all(len(u[3]) == 64 and '"probe"' in u[4] for u in units)
+    assert all(len(u[3]) == 64 and ('"probe"' in u[4] or '"dataset"' in u[4]) for u in units)
     assert skipped["name_mover"].startswith("too few single-token words")
     assert rows(db, "SELECT count(*) FROM tokens") == [(rows(db, "SELECT d_vocab FROM models")[0][0],)]
     assert '"pattern"' in top_evidence(db, "induction")
     per_head = rows(db, PER_HEAD)
-    assert len(per_head) == 4 * 8 and {r[-1] for r in per_head} == {1}
+    assert len(per_head) == len(stored) * 8 and {r[-1] for r in per_head} == {1}
     for name, (layer, head) in PLANTED.items():
         top = rows(db, LABELLED.format(name))
         assert [(r[0], r[1], r[3], r[4]) for r in top] == [(layer, head, 1, 100.0)]
         assert '"target_mass"' in top[0][5] and '"example"' in top[0][5]
-    (validation,) = rows(db, "SELECT v.metric, v.k, v.heads, v.supported, v.details FROM validations v")
+    (validation,) = rows(
+        db, "SELECT v.metric, v.k, v.heads, v.supported, v.details FROM validations v "
+        "JOIN units u ON u.id = v.unit_id WHERE u.name = 'induction'",
+    )  # fmt: skip
     assert validation[:2] == ("second_repeat_loss", 1) and validation[2] == "[[1, 0]]"
     assert '"random_heads"' in validation[4] and '"forward_passes"' in validation[4]
 
@@ -91,7 +94,7 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     assert code == 0, out
     assert rows(db, PER_HEAD) == per_head  # still exactly one row per (head, classifier, version)
     assert rows(db, "SELECT name, run_id FROM units WHERE run_id = 2") == [("induction", 2)]
-    assert rows(db, "SELECT count(*) FROM validations") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM validations") == [(2,)]  # induction's and backup_induction's
 
 
 def test_classifier_selection_runs_only_those(
@@ -177,10 +180,10 @@ def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
     monkeypatch.setattr(survey.runner, "write_unit", real_write)
     code, out, _ = run_cli(args, monkeypatch, capsys)
     assert code == 0, out
-    assert rows(db, "SELECT count(*) FROM units") == [(4,)]
+    assert rows(db, "SELECT count(*) FROM units") == [(5,)]  # 4 pattern classifiers and backup_induction
     per_head = rows(db, PER_HEAD)
-    assert len(per_head) == 32 and {r[-1] for r in per_head} == {1}
-    assert rows(db, "SELECT run_id, count(*) FROM units GROUP BY run_id") == [(1, 1), (2, 3)]
+    assert len(per_head) == 5 * 8 and {r[-1] for r in per_head} == {1}
+    assert rows(db, "SELECT run_id, count(*) FROM units GROUP BY run_id") == [(1, 1), (2, 4)]
 
 
 def test_a_unit_that_fails_marks_the_run_failed_and_the_next_model_goes_on(
