@@ -28,11 +28,12 @@ LOSS_FLOOR = 1e-3  # logits: a lost direct effect below this is treated as this
 
 @dataclass(frozen=True)
 class BackupConfig(JsonFields):
-    """Threshold on the compensation share, the probe, and how many labelled heads are ablated."""
+    """Threshold on the compensation share, the probe, and at most how many labelled heads are
+    ablated (None: every labelled induction head, the default)."""
 
     threshold: float
     dataset: ProbeSpec = REPEATED
-    max_k: int = 10
+    max_k: int | None = None
 
     def dataset_line(self) -> str:
         """One line naming the probe, for listings."""
@@ -66,7 +67,7 @@ class BackupInduction(MeasuredClassifier):
     version = 1
     summary = "its direct effect on the repeat rises when the induction heads are mean-ablated"
     formula = (
-        "(DLA to the right next token with the top labelled induction heads mean-ablated - clean DLA) / "
+        "(DLA to the right next token with the labelled induction heads mean-ablated - clean DLA) / "
         "the ablated heads' clean DLA, over the second repeat; the ablated heads themselves are not labelled"
     )
     default_config: ClassVar[BackupConfig] = BackupConfig(threshold=0.05)

@@ -1,6 +1,6 @@
 """The backup-induction measurement for ``classifiers.backup``.
 
-On the induction probe: score the induction heads, mean-ablate the top labelled ones, and measure
+On the induction probe: score the induction heads, mean-ablate the labelled ones, and measure
 every head clean and ablated: its direct effect on the right next token over the second repeat
 (DLA through the clean run's final-norm scale, exact for the linear part) and its induction
 score. Validation: with the induction heads ablated, holding the backups at their clean-run
@@ -70,7 +70,8 @@ def measure_backups(
     resid = clean[("resid_post", adapter.dims.n_layers - 1)][:, span[0] : span[1]].float()
     sigma = FinalNormView.of(adapter).sigma(resid)
     clean_scores = induction.score(clean.stacked("pattern"), probe).scores
-    ablated = top_labelled(clean_scores, clean_scores > induction.threshold, config.max_k)
+    limit = clean_scores.numel() if config.max_k is None else config.max_k
+    ablated = top_labelled(clean_scores, clean_scores > induction.threshold, limit)
     progress(f"backup induction: mean-ablating {len(ablated)} induction heads")
     means = head_means(adapter, tokens)
     with mean_ablated(adapter, ablated, means):

@@ -81,7 +81,7 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
             "SELECT u.name, u.version, h.layer, h.head, count(*) FROM head_scores h "
             "JOIN units u ON u.id = h.unit_id GROUP BY 1, 2, 3, 4"
         )).all()  # fmt: skip
-        assert len(counts) == 8 * 270 and {c[-1] for c in counts} == {1}
+        assert len(counts) == len(classifier_names()) * 270 and {c[-1] for c in counts} == {1}
         assert {c[0] for c in counts} == set(classifier_names())
         assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
         validations = {
@@ -105,6 +105,9 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
     assert len(ioi["name_mover"]) >= 2 and ioi["s_inhibition"] and ioi["negative_name_mover"]
     assert max(layer for layer, _ in ioi["s_inhibition"]) < min(layer for layer, _ in ioi["name_mover"])
     assert validations["name_mover"][0] > 1.0  # ablating the name movers hurts LD more than random heads
+    assert validations["function_vector"][1:] == (True, 10)  # the top-10 vector teaches zero-shot prompts
+    assert validations["backup_induction"][1]  # holding the backups raises the ablated loss, unlike random
+    assert any(name == "function_vector" for name, _, _ in labelled)
     assert_wiki_of_real_model(tmp_path, top, sorted(ioi["name_mover"])[0])
 
 
