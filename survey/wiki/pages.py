@@ -179,17 +179,18 @@ def _function_vector_validation(units: list[HeadUnit]) -> dict[str, Any] | None:
     return next((v for unit in units if unit.name == "function_vector" for v in unit.validations), None)
 
 
-def lens_curves(model: SiteModel, lens: list[dict[str, Any]], href: Callable[[str], str]) -> Any:
+def lens_curves(model: SiteModel, lens: list[dict[str, Any]], href: Callable[[str], str]) -> Markup:
     """The three logit-lens statistics over depth, one small curve each, points linked to layers."""
     figures = [
-        f'<figure class="lens-curve"><figcaption>{label}</figcaption>'
-        + svg.depth_curve(
-            [row[key] for row in lens], label=label, href=lambda layer: href(model.layer_page(layer))
+        Markup('<figure class="lens-curve"><figcaption>{}</figcaption>{}</figure>').format(
+            label,
+            svg.depth_curve(
+                [row[key] for row in lens], label=label, href=lambda layer: href(model.layer_page(layer))
+            ),
         )
-        + "</figure>"
         for key, label in LENS_STATISTICS.items()
     ]
-    return Markup('<div class="mosaic">' + "".join(figures) + "</div>")
+    return Markup('<div class="mosaic">{}</div>').format(Markup("").join(figures))
 
 
 def write_model(

@@ -113,6 +113,7 @@ def test_model_page_draws_the_logit_lens_over_depth(site: Path) -> None:
     text = visible_text(site / "models/fixture-a/index.html")
     assert "top-1 agreement with the output layer 0: 0.25" in text
     assert "top-1 agreement with the output layer 3: 1" in text
+    assert "<figure" not in text and "figcaption" not in text  # the curves' markup is live, not shown
     assert "No logit lens is stored" in visible_text(site / f"models/{HOSTILE_SLUG}/index.html")
 
 
