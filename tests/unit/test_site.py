@@ -207,4 +207,3 @@ def test_backups_function_vectors_and_successors_have_their_sections(site: Path)
     successor = visible_text(site / "models/fixture-b/layer-1/head-1.html")
     assert "days 1, months 0.5" in successor and "Monday → Tuesday (Tuesday)" in successor
     assert "Backup heads" not in visible_text(site / "models/fixture-b/layer-0/head-0.html")
-
