@@ -93,7 +93,7 @@ def main() -> None:
         loaded = load(resolve(name, load_catalog()))
         forward_each(loaded, [[1, 2, 3]])()  # warm-up
         for unit, unit_s, bare_s in measure(loaded):
-            print(f"| {name} | {unit} | {unit_s:.1f} | {bare_s:.2f} | {unit_s / bare_s:.0f} |", flush=True)
+            print(f"| {name} | {unit} | {unit_s:.1f} | {bare_s:.2f} | {unit_s / bare_s:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
