@@ -39,20 +39,19 @@ def direct_effects(
     ``span``, through the final norm with its scale ``sigma [batch, pos]`` frozen."""
     start, stop = span
     norm = FinalNormView.of(adapter)
-    w_u = adapter.unembedding()[0].detach().float()
+    gain = norm.gain.cpu()  # captures are on the CPU; weights may be on an accelerator
+    w_u = adapter.unembedding()[0].detach().float().cpu()
     targets = tokens[:, start + 1 : stop + 1]
-    direction = (
-        norm.centre(w_u[:, targets].permute(1, 2, 0)) * norm.gain / sigma[..., None]
-    )  # [b, p, d_model]
+    direction = norm.centre(w_u[:, targets].permute(1, 2, 0)) * gain / sigma[..., None]  # [b, p, d_model]
     rows = []
     with torch.inference_mode():
         for layer in range(adapter.dims.n_layers):
             z = got[("z", layer)][:, start:stop].float()  # [b, p, head, d_head]
-            w_o, b_o = adapter.output_weights(layer)
-            out = torch.einsum("bphd,hdm->bphm", z, w_o.float())
-            factor = adapter.post_norm_factor(layer, out.sum(2) + b_o.float())
+            w_o, b_o = (w.float().cpu() for w in adapter.output_weights(layer))
+            out = torch.einsum("bphd,hdm->bphm", z, w_o)
+            factor = adapter.post_norm_factor(layer, out.sum(2) + b_o)
             if factor is not None:
-                out = out * factor[:, :, None, :]
+                out = out * factor.cpu()[:, :, None, :]
             rows.append(torch.einsum("bphm,bpm->h", out, direction) / (z.shape[0] * z.shape[1]))
     return torch.stack(rows)
 

@@ -61,10 +61,10 @@ def head_contributions(adapter: ArchitectureAdapter, z: Tensor) -> Tensor:
     rows = []
     with torch.inference_mode():
         for layer in range(adapter.dims.n_layers):
-            w_o, b_o = adapter.output_weights(layer)
-            out = torch.einsum("hd,hdm->hm", z[layer], w_o.float())
-            factor = adapter.post_norm_factor(layer, out.sum(0) + b_o.float())
-            rows.append(out if factor is None else out * factor)
+            w_o, b_o = (w.float().cpu() for w in adapter.output_weights(layer))  # z is on the CPU
+            out = torch.einsum("hd,hdm->hm", z[layer], w_o)
+            factor = adapter.post_norm_factor(layer, out.sum(0) + b_o)
+            rows.append(out if factor is None else out * factor.cpu())
     return torch.stack(rows)
 
 

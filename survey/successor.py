@@ -26,7 +26,7 @@ def successor_measures(
         with torch.inference_mode():
             for read_out in ov_readouts(adapter, ids[inputs], bos_id):  # [pair, head, d_model]
                 logits = read_out @ w_u[:, ids] + b_u[ids]  # [pair, head, member]
-                winners.append(logits.argmax(-1).T)  # [head, pair]
+                winners.append(logits.argmax(-1).T.cpu())  # [head, pair]
         won = torch.stack(winners)  # [layer, head, pair]
         predicted.append(won)
         hits.append(won == targets)

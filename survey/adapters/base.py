@@ -271,7 +271,7 @@ class ArchitectureAdapter:
         eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
         x = norm_input.float()
         scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # [..., 1]
-        gain = weight_of(norm).float() + self.norm_gain_offset  # [d_model]
+        gain = (weight_of(norm).float() + self.norm_gain_offset).to(x.device)  # [d_model]
         return scale * gain
 
     # ---- dims ----------------------------------------------------------------------------
