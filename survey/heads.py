@@ -4,6 +4,8 @@ Pattern classifiers that share a probe share one capture: the probe is generated
 tokenizer, run once with every layer's pattern captured, and each classifier scores the same
 tensors. Classes with a validator (induction) are then validated by mean-ablation. IOI
 classifiers that share their prompts share one run of the IOI suite (``survey.ioi_suite``).
+Measured classifiers (successor, function-vector, backup induction) each get their own
+measurement (``MEASURES``), which may also return a validation.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def check_patterns(name: str, patterns: Tensor) -> None:
 
 def score_units(
     loaded: LoadedModel, units: list[PlannedUnit], ablation: AblationConfig | None = None,
-    progress: Callable[[str], None] = lambda _line: None,
+    progress: Progress = lambda _line: None,
 ) -> Iterator[UnitResult]:  # fmt: skip
     """Yield each unit's result as soon as it is ready, running each dataset once; long stages
     report to ``progress``."""
@@ -148,7 +150,7 @@ def score_units(
         dataset = group[0].probe
         measured = [unit for unit in group if isinstance(unit.classifier, MeasuredClassifier)]
         rest = [unit for unit in group if unit not in measured]
-        if isinstance(dataset, IOIPrompts):
+        if isinstance(dataset, IOIPrompts) and rest:
             yield from _score_ioi(loaded, rest, dataset, ablation, progress)
         elif isinstance(dataset, ProbeSet) and rest:
             yield from _score_patterns(loaded, rest, dataset, ablation)
@@ -178,7 +180,7 @@ def _score_patterns(
 
 def _score_ioi(
     loaded: LoadedModel, group: list[PlannedUnit], prompts: IOIPrompts, ablation: AblationConfig,
-    progress: Callable[[str], None],
+    progress: Progress,
 ) -> Iterator[UnitResult]:  # fmt: skip
     classifiers = [unit.classifier for unit in group if isinstance(unit.classifier, IOIClassifier)]
     assert len(classifiers) == len(group)
