@@ -23,13 +23,14 @@ from survey.ablation import Head, head_means, heads_replaced, mean_ablated, next
 from survey.adapters import ArchitectureAdapter
 from survey.capture import Capture, CaptureSpec, capture
 from survey.ioi_measure import FinalNormView
-from survey.validation import AblationConfig, AblationResult, Check, random_head_sets, top_labelled
-
-
-def _repeat_span(probe: ProbeSet) -> tuple[int, int]:
-    """Positions predicting tokens 2..L of the second repeat: ``[start, stop)``."""
-    length = probe.spec.length
-    return probe.first_content + length, probe.first_content + 2 * length - 1
+from survey.validation import (
+    AblationConfig,
+    AblationResult,
+    Check,
+    random_head_sets,
+    repeat_span,
+    top_labelled,
+)  # fmt: skip
 
 
 def direct_effects(
@@ -62,7 +63,7 @@ def measure_backups(
 ) -> tuple[BackupMeasures, AblationResult]:  # fmt: skip
     """Ablate the top labelled induction heads and measure every head again; then validate."""
     started = time.perf_counter()
-    tokens, span = probe.tokens, _repeat_span(probe)
+    tokens, span = probe.tokens, repeat_span(probe)
     induction = Induction()
     spec = CaptureSpec.of("pattern", "z", "resid_post")
     clean = capture(adapter, tokens, spec)
@@ -93,7 +94,7 @@ def _validate(
 ) -> AblationResult:  # fmt: skip
     """The loss the backups hold down: with the induction heads ablated, holding the backups (or
     as many random heads) at their clean-run z raises the second-repeat loss by that much."""
-    start, stop = _repeat_span(probe)
+    start, stop = repeat_span(probe)
     tokens = probe.tokens
     batch = tokens.shape[0]  # held z is per prompt, so every pass takes the whole probe
     baseline = next_token_loss(adapter, tokens, start, stop, batch)

@@ -109,13 +109,18 @@ def random_head_sets(
     ]
 
 
+def repeat_span(probe: ProbeSet) -> tuple[int, int]:
+    """Positions predicting tokens 2..L of the second repeat of [BOS] + r + r: ``[start, stop)``."""
+    length = probe.spec.length
+    return probe.first_content + length, probe.first_content + 2 * length - 1
+
+
 def validate_induction(
     adapter: ArchitectureAdapter, probe: ProbeSet, scores: Tensor, labels: Tensor, config: AblationConfig
 ) -> AblationResult:
     """Mean-ablate the top labelled induction heads, each alone and together, then random sets."""
     started = time.perf_counter()
-    length = probe.spec.length
-    start, stop = probe.first_content + length, probe.first_content + 2 * length - 1
+    start, stop = repeat_span(probe)
     tokens = probe.tokens
 
     def loss_with(heads: list[Head]) -> float:
@@ -124,12 +129,9 @@ def validate_induction(
 
     top = top_labelled(scores, labels, config.max_k)
     baseline = next_token_loss(adapter, tokens, start, stop)
-    passes = 1
+    check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
     if not top:
-        return AblationResult(
-            "mean_ablation_top_k_vs_random", "second_repeat_loss", 0, [], baseline, 0.0, [], [], {}, None,
-            False, passes, time.perf_counter() - started, {"note": "no head is labelled"},
-        )  # fmt: skip
+        return check.result([], [], [], {}, 1, started, {})
     means = head_means(adapter, tokens)
     effect_top = loss_with(top) - baseline
     per_head = {head: loss_with([head]) - baseline for head in top}
@@ -137,11 +139,5 @@ def validate_induction(
         adapter.dims.n_layers, adapter.dims.n_heads, top, len(top), config.draws, config.seed
     )
     effect_random = [loss_with(heads) - baseline for heads in draws]
-    passes += 2 + len(per_head) + len(draws)
-    mean_random = sum(effect_random) / len(effect_random)
-    ratio = effect_top / max(mean_random, RATIO_FLOOR)
-    supported = effect_top > RATIO_FLOOR and ratio >= config.min_ratio
-    return AblationResult(
-        "mean_ablation_top_k_vs_random", "second_repeat_loss", len(top), top, baseline, effect_top, draws,
-        effect_random, per_head, ratio, supported, passes, time.perf_counter() - started,
-    )  # fmt: skip
+    passes = 3 + len(per_head) + len(draws)
+    return check.result(top, [effect_top, *effect_random], draws, per_head, passes, started, {})
