@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from tests.nightlytools import results, write_config
 
@@ -32,6 +33,14 @@ def nightly(config: Path, *extra: str, env: dict[str, str] | None = None) -> sub
                           capture_output=True, text=True, timeout=900, env=env)  # fmt: skip
 
 
+def units_stored_yet(url: str) -> int:
+    """Units stored so far; 0 while the new database is still being migrated (no table yet)."""
+    try:
+        return count(url, "SELECT count(*) FROM units")
+    except OperationalError:
+        return 0
+
+
 def test_kill_9_mid_unit_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     classifiers = '["previous_token", "induction"]'  # induction takes ~30 s: time to kill inside it
     killed_url, clean_url = f"sqlite:///{tmp_path / 'killed.db'}", f"sqlite:///{tmp_path / 'clean.db'}"
@@ -42,7 +51,7 @@ def test_kill_9_mid_unit_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) 
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if (tmp_path / "killed.db").exists() and count(killed_url, "SELECT count(*) FROM units") >= 1:
+        if (tmp_path / "killed.db").exists() and units_stored_yet(killed_url) >= 1:
             break
         time.sleep(0.2)
     time.sleep(3)  # well inside the induction unit (scoring and its validation)
