@@ -24,13 +24,13 @@ from classifiers.function_vector import FunctionVectorHead
 from classifiers.icl_prompts import generate_icl
 from classifiers.ordinal import OrdinalSpec, generate_ordinal
 from classifiers.probes import generate
-from survey.backup import measure_backups
 from survey.catalog import load_catalog
-from survey.function_vectors import measure_function_vectors
-from survey.loaders import LoadedModel, load, resolve
-from survey.logit_lens import LensConfig, plan_lens, run_lens
-from survey.successor import successor_measures
-from survey.validation import AblationConfig
+from survey.engine.validation import AblationConfig
+from survey.loading.loaders import LoadedModel, load, resolve
+from survey.units.backup import measure_backups
+from survey.units.function_vectors import measure_function_vectors
+from survey.units.logit_lens import LensConfig, plan_lens, run_lens
+from survey.units.successor import successor_measures
 
 
 def seconds(work: Callable[[], object]) -> float:

@@ -25,9 +25,9 @@ from classifiers import parse_selection
 from classifiers.ioi import IOIClassifier, IOISpec
 from classifiers.ioi_prompts import IOIPrompts, generate_ioi
 from survey.catalog import load_catalog
-from survey.ioi_suite import IOIOutcome, run_ioi
-from survey.loaders import LoadedModel, load, resolve
-from survey.validation import AblationConfig
+from survey.engine.validation import AblationConfig
+from survey.loading.loaders import LoadedModel, load, resolve
+from survey.units.ioi import IOIOutcome, run_ioi
 
 IOI_CLASSIFIERS = "name_mover,negative_name_mover,backup_name_mover,s_inhibition"
 

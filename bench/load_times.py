@@ -20,7 +20,7 @@ CHILD = """
 import json, resource, sys, time, torch
 t = time.perf_counter()
 from survey.catalog import load_catalog
-from survey.loaders import load, resolve
+from survey.loading.loaders import load, resolve
 loaded = load(resolve(sys.argv[1], load_catalog()))
 seconds = time.perf_counter() - t
 with torch.inference_mode():  # touch every weight, so memory-mapped weights count in the peak

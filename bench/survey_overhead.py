@@ -23,9 +23,9 @@ from classifiers import parse_selection
 from db.engine import open_database
 from db.store import write_unit
 from survey.catalog import load_catalog
-from survey.heads import plan_units, score_units
-from survey.loaders import LoadedModel, load, resolve
-from survey.runner import record_model
+from survey.loading.loaders import LoadedModel, load, resolve
+from survey.run.runner import record_model
+from survey.units.heads import plan_units, score_units
 
 CAPTURE_BATCH = 8  # the batch size capture() uses
 PATTERN_CLASSIFIERS = (

@@ -94,7 +94,7 @@ class Induction(TargetMassClassifier):
     current token. On [BOS] + r + r this is Neel Nanda's score, the mean of A[i, i-(L-1)] over
     the second repeat (here exactly its L queries), as in the induction mosaic.
 
-    Threshold 0.4. Validation mean-ablates the labelled heads (see ``survey.validation``).
+    Threshold 0.4. Validation mean-ablates the labelled heads (see ``survey.engine.validation``).
     """
 
     name = "induction"

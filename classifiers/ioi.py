@@ -1,6 +1,6 @@
 """The IOI family (Wang et al. 2022): name movers, negative and backup name movers, S-inhibition.
 
-These classifiers read :class:`IOIMeasures`, made by ``survey.ioi_suite`` on the IOI prompts of
+These classifiers read :class:`IOIMeasures`, made by ``survey.units.ioi`` on the IOI prompts of
 ``classifiers.ioi_prompts``; scoring is pure. Every score is relative to the model's clean logit
 difference LD = logit(IO) - logit(S) at END, so one threshold fits models whose logits have
 different scales. A model whose mean LD is under ``LD_FLOOR`` does not do the task: nothing is

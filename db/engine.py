@@ -6,7 +6,6 @@ write lock up front instead of failing with "database is locked" when it tries t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from survey import settings
 from survey.errors import SurveyError
 
-DB_ENV = "INTERP_SURVEY_DB"
-DEFAULT_URL = "sqlite:///survey.db"
 BUSY_TIMEOUT_MS = 30_000
 
 
 def database_url(url: str | None) -> str:
     """The URL to use: the argument, else ``INTERP_SURVEY_DB``, else ``sqlite:///survey.db``."""
-    return url or os.environ.get(DB_ENV) or DEFAULT_URL
+    return url or settings.value(settings.DB) or str(settings.DB.default)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -13,8 +13,8 @@ from db.schema import Corpus, Document, Neuron, NeuronExample, TokenizedDocument
 from db.store import UnitKey, delete_unit, insert_rows, new_unit
 
 if TYPE_CHECKING:
-    from survey.corpus import Corpus as CorpusSource
-    from survey.neurons import NeuronSummary
+    from survey.corpus.sources import Corpus as CorpusSource
+    from survey.units.neurons import NeuronSummary
 
 
 def _documents(

@@ -27,7 +27,7 @@ from db.schema import (
 
 if TYPE_CHECKING:
     from classifiers.logit_lens import LensLayer
-    from survey.heads import PlannedUnit, UnitResult
+    from survey.units.heads import PlannedUnit, UnitResult
 
 HEAD_CLASSIFIER = "head_classifier"
 NEURON_SUMMARY = "neuron_summary"

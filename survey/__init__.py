@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from survey.api import SurveyDatabase
+    from db.frames import SurveyDatabase
 
 __version__ = "0.1.0"
 
 
 def open(url: str | None = None) -> SurveyDatabase:  # noqa: A001  (survey.open, like sqlite3.connect)
-    """Open a survey database read-only for pandas access; see :mod:`survey.api`."""
-    from survey.api import open_survey
+    """Open a survey database read-only for pandas access; see :mod:`db.frames`."""
+    from db.frames import open_survey
 
     return open_survey(url)

@@ -40,9 +40,9 @@ def cli() -> None:
 @catalog_option
 def models_command(catalogs: tuple[Path, ...]) -> None:
     """List every catalog entry and whether it can be loaded here now."""
-    from survey.availability import availability
     from survey.catalog import RegistryEntry, load_catalog
-    from survey.report import text_table
+    from survey.loading.availability import availability
+    from survey.run.report import text_table
 
     catalog = load_catalog(list(catalogs))
     header = ("name", "source", "family", "arch", "params", "license", "loadable", "provenance")
@@ -100,8 +100,8 @@ def run_command(
     from classifiers import UnknownClassifierError, parse_selection
     from db.engine import open_database
     from survey.catalog import load_catalog
-    from survey.neurons import NeuronConfig
-    from survey.runner import RunConfig, survey_run
+    from survey.run.runner import RunConfig, survey_run
+    from survey.units.neurons import NeuronConfig
 
     try:
         chosen = parse_selection(selection)
@@ -170,9 +170,9 @@ def nightly_command(
 ) -> None:  # fmt: skip
     """Survey every model of the config: skip finished units, retry failed models, record every
     attempt; exit status 1 when a model failed."""
-    from survey.nightly.config import load_config
-    from survey.nightly.plan import parse_shard
-    from survey.nightly.run import nightly, summary_table
+    from survey.run.nightly.config import load_config
+    from survey.run.nightly.plan import parse_shard
+    from survey.run.nightly.run import nightly, summary_table
 
     config = load_config(config_path)
     log = Path(log_path) if log_path else None
@@ -188,8 +188,8 @@ def nightly_command(
 @click.option("--units", is_flag=True, help="Also list every unit of every model.")
 def status_command(config_path: Path, units: bool) -> None:
     """What the config's survey has done, has pending and has failed, per model (and per unit)."""
-    from survey.nightly.config import load_config
-    from survey.nightly.run import status_lines
+    from survey.run.nightly.config import load_config
+    from survey.run.nightly.run import status_lines
 
     for line in status_lines(load_config(config_path), units):
         click.echo(line)
@@ -255,7 +255,7 @@ def classifiers_command() -> None:
 def query_command(sql: str, db_url: str | None, fmt: str) -> None:
     """Run one read-only SQL statement against the survey database (writes are refused)."""
     from db.readonly import run_query
-    from survey.report import format_rows
+    from survey.run.report import format_rows
 
     columns, rows = run_query(db_url, sql)
     click.echo(format_rows(columns, rows, fmt), nl=False)
@@ -286,7 +286,7 @@ def install_corpus_command() -> None:
     """Download the gensim 4.4.0 wheel that holds the wiki-news corpus (read, never imported)."""
     import subprocess
 
-    from survey.corpus import GENSIM, gensim_wheel_folder
+    from survey.corpus.sources import GENSIM, gensim_wheel_folder
 
     folder = gensim_wheel_folder()
     if any(folder.glob("gensim-4.4.0-*.whl")):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.clitools import run_cli
-from tests.tiny import save_tiny
+from tests.support.clitools import run_cli
+from tests.support.tiny import save_tiny
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,7 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server: the one .ci/run started (``INTERP_SURVEY_TEST_POSTGRES``), else a
     throwaway one for the session; skipped where PostgreSQL is not installed."""
-    from tests.postgres import SERVER_ENV, find_binary, temporary_server
+    from tests.support.postgres import SERVER_ENV, find_binary, temporary_server
 
     if os.environ.get(SERVER_ENV):
         yield os.environ[SERVER_ENV]
@@ -72,7 +72,7 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend: a SQLite file, and a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'backend.db'}"
-    from tests.postgres import fresh_database
+    from tests.support.postgres import fresh_database
 
     name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
     return fresh_database(request.getfixturevalue("postgres_url"), name)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from survey import settings
 from survey.errors import SurveyError
 
 CATALOG_DIR = Path(__file__).parent
-CATALOG_ENV = "INTERP_SURVEY_CATALOG"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -133,7 +133,7 @@ def _read(path: Path) -> list[CatalogEntry]:
 def load_catalog(extra: list[Path] | None = None) -> Catalog:
     """The built-in catalog plus any extra files (arguments first, then the environment)."""
     paths = [CATALOG_DIR / "embedded.toml", CATALOG_DIR / "hub.toml", *(extra or [])]
-    paths += [Path(p) for p in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if p]
+    paths += [Path(p) for p in settings.value(settings.CATALOG) or "".split(os.pathsep) if p]
     entries: dict[str, CatalogEntry] = {}
     for path in paths:
         for entry in _read(path):

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from sqlalchemy import Connection, text
 
 from classifiers.registry import classifier_class, classifier_names
-from survey.neuron_examples import Example, decode_examples, load_document
+from db.neuron_examples import Example, decode_examples, load_document
 from survey.wiki import svg
 from survey.wiki.data import (
     HeadUnit,

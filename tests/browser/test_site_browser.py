@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from survey.wiki.serve import site_server
-from tests.fixtures_db import MODELS
-from tests.sitetools import build_fixture_site
+from tests.support.fixtures_db import MODELS
+from tests.support.sitetools import build_fixture_site
 
 ARTIFACTS = Path(
     os.environ.get("INTERP_SURVEY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from tests.nightlytools import results, write_config
+from tests.support.nightlytools import results, write_config
 
 SURVEY = str(Path(sys.executable).with_name("survey"))
 EMBEDDED = ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"]

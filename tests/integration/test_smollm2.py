@@ -9,9 +9,9 @@ import pytest
 import torch
 from sqlalchemy import text
 
-from survey.capture import CaptureSpec, capture
 from survey.catalog import load_catalog
-from survey.loaders import LoadedModel, load, resolve
+from survey.engine.capture import CaptureSpec, capture
+from survey.loading.loaders import LoadedModel, load, resolve
 
 pytestmark = pytest.mark.integration
 IOI_NAMES = ("name_mover", "negative_name_mover", "backup_name_mover", "s_inhibition")
@@ -68,7 +68,7 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
 ) -> None:
     from classifiers import classifier_names, parse_selection
     from db.engine import open_database
-    from survey.runner import RunConfig, survey_model
+    from survey.run.runner import RunConfig, survey_model
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     lines: list[str] = []
@@ -115,7 +115,7 @@ def assert_wiki_of_real_model(tmp_path: Path, induction_top: Any, name_mover: tu
     """The wiki of the surveyed SmolLM2: a head page per head, real token texts in the example
     pattern and the OV tokens, and the model page linking its top induction head."""
     from survey.wiki.build import build_site
-    from tests.sitetools import parse, visible_text
+    from tests.support.sitetools import parse, visible_text
 
     report = build_site(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "site", lambda line: None)
     model = report.out / "models/smollm2-135m-instruct"
@@ -131,7 +131,7 @@ def assert_wiki_of_real_model(tmp_path: Path, induction_top: Any, name_mover: tu
 
 
 def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:
-    from survey.corpus import resolve_corpus
+    from survey.corpus.sources import resolve_corpus
 
     docs = list(resolve_corpus("wiki-news").documents())
     news = [d for d in docs if d.title.startswith("news story")]
@@ -143,8 +143,8 @@ def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:
 def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp_path: Path) -> None:
     from classifiers import parse_selection
     from db.engine import open_database
-    from survey.neurons import NeuronConfig
-    from survey.runner import RunConfig, survey_model
+    from survey.run.runner import RunConfig, survey_model
+    from survey.units.neurons import NeuronConfig
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     config = RunConfig(neurons=NeuronConfig(token_budget=2048))
@@ -162,7 +162,7 @@ def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp
 
 def test_smollm2_does_ioi_and_its_dla_decomposes_the_logit_difference(smollm2: LoadedModel) -> None:
     from classifiers.ioi_prompts import generate_ioi
-    from survey.ioi_measure import direct_logit_attribution, end_components, logit_diff
+    from survey.engine.readouts import direct_logit_attribution, end_components, logit_diff
 
     prompts = generate_ioi(smollm2.tokenizer, smollm2.bos.token_id, per_group=4)
     assert len({g.template for g in prompts.groups}) >= 15 and len(prompts.names) >= 30

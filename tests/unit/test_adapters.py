@@ -8,9 +8,9 @@ from torch import Tensor
 from transformers.activations import ACT2FN
 
 from survey.adapters import ArchitectureAdapter, adapt, adapter_class, supported_model_types
-from survey.capture import POINTS, CaptureSpec, capture
+from survey.engine.capture import POINTS, CaptureSpec, capture
 from survey.errors import SurveyError
-from tests.tiny import GQA_TYPES, PARALLEL_TYPES, VOCAB, tiny_model
+from tests.support.tiny import GQA_TYPES, PARALLEL_TYPES, VOCAB, tiny_model
 
 FAMILIES = [
     "gpt2", "gpt_neox", "gptj", "gpt_neo", "opt", "llama", "mistral", "qwen2", "qwen3",

@@ -10,10 +10,10 @@ from classifiers.attention import REPEATED
 from classifiers.backup import BackupInduction, BackupMeasures
 from classifiers.probes import generate
 from survey.adapters import adapt
-from survey.backup import measure_backups
-from survey.validation import AblationConfig
-from tests.planted_backup import PLANTED, planted_backup_gpt2
-from tests.tiny import VOCAB, tiny_tokenizer
+from survey.engine.validation import AblationConfig
+from survey.units.backup import measure_backups
+from tests.support.planted_backup import PLANTED, planted_backup_gpt2
+from tests.support.tiny import VOCAB, tiny_tokenizer
 
 BACKUP, INDUCTION = PLANTED["backup_induction"], PLANTED["induction"]
 

@@ -19,7 +19,7 @@ from classifiers import (
 from classifiers.attention import AttentionSink, DuplicateToken, Induction, PreviousToken
 from classifiers.probes import ProbeSet, ProbeSpec, generate, natural_text, regular_token_ids
 from classifiers.registry import register
-from tests.tiny import VOCAB, tiny_tokenizer
+from tests.support.tiny import VOCAB, tiny_tokenizer
 
 L = 8  # repeat length of the synthetic [BOS] + r + r probes
 
@@ -79,7 +79,7 @@ def test_every_registered_classifier_has_a_ground_truth_test_and_a_readme_entry(
     from pathlib import Path
 
     root = Path(__file__).parents[2]
-    planted = "".join(path.read_text() for path in (root / "tests").glob("planted*.py"))
+    planted = "".join(path.read_text() for path in (root / "tests" / "support").glob("planted*.py"))
     readme = (root / "README.md").read_text()
     for name in classifier_names():
         assert f'"{name}"' in planted, f"{name} has no planted head in tests/planted*.py"

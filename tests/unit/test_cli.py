@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clitools import db_bytes, run_cli
+from tests.support.clitools import db_bytes, run_cli
 
 
 def tiny_gguf(path: Path) -> Path:

@@ -11,10 +11,10 @@ import torch
 from classifiers.function_vector import FunctionVectorConfig, FunctionVectorHead
 from classifiers.icl_prompts import ICLSpec, generate_icl, task_pairs
 from survey.adapters import adapt
-from survey.function_vectors import _replace_last, measure_function_vectors, patched_probabilities
-from survey.validation import AblationConfig
-from tests.planted_fv import N_HEADS, PAIRS, PLANTED, fv_tokenizer, planted_fv_gpt2
-from tests.tiny import tiny_model
+from survey.engine.validation import AblationConfig
+from survey.units.function_vectors import _replace_last, measure_function_vectors, patched_probabilities
+from tests.support.planted_fv import N_HEADS, PAIRS, PLANTED, fv_tokenizer, planted_fv_gpt2
+from tests.support.tiny import tiny_model
 
 SPEC = ICLSpec(min_pairs=11, clean_prompts=6, shuffled_prompts=3, zero_shot=12)
 FV_HEAD = PLANTED["function_vector"]

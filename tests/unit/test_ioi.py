@@ -11,13 +11,13 @@ import torch
 from classifiers.ioi_prompts import NAMES, OBJECTS, PLACES, TEMPLATES, generate_ioi
 from survey.adapters import adapt
 from survey.adapters.base import ArchitectureAdapter
-from survey.ioi_measure import (
+from survey.engine.readouts import (
     ablated_logit_diff,
     direct_logit_attribution,
     end_components,
     logit_diff,
 )
-from tests.tiny import VOCAB, tiny_model
+from tests.support.tiny import VOCAB, tiny_model
 
 
 def word_tokenizer():  # type: ignore[no-untyped-def]
@@ -59,7 +59,7 @@ def test_prompts_cover_the_templates_in_both_orders_with_names_at_their_position
 
 
 def test_too_few_single_token_names_is_an_error() -> None:
-    from tests.tiny import tiny_tokenizer
+    from tests.support.tiny import tiny_tokenizer
 
     with pytest.raises(ValueError, match="too few single-token words"):
         generate_ioi(tiny_tokenizer(), bos_id=1)
@@ -99,7 +99,7 @@ def test_direct_logit_attribution_sums_to_the_logit_difference(model_type: str) 
 
 
 def test_end_attention_reads_the_pattern_rows_at_the_name_positions() -> None:
-    from survey.capture import CaptureSpec, capture
+    from survey.engine.capture import CaptureSpec, capture
 
     adapter = adapt(tiny_model("llama"))
     tokens = torch.randint(3, VOCAB, (3, 10))
@@ -110,7 +110,7 @@ def test_end_attention_reads_the_pattern_rows_at_the_name_positions() -> None:
 
 
 def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_heads() -> None:
-    from survey.ablation import head_means
+    from survey.engine.ablation import head_means
 
     adapter = adapt(tiny_model("gpt2"))
     clean, reference = torch.randint(3, VOCAB, (4, 10)), torch.randint(3, VOCAB, (6, 10))
@@ -126,8 +126,8 @@ def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_hea
 
 
 def test_ov_copy_score_finds_a_planted_copier_and_a_planted_negative_copier() -> None:
-    from survey.ioi_measure import ov_copy_scores
-    from tests.planted import D_HEAD, PLANTED, planted_gpt2
+    from survey.engine.readouts import ov_copy_scores
+    from tests.support.planted import D_HEAD, PLANTED, planted_gpt2
 
     model = planted_gpt2()  # L1H0 copies the attended token into the logits (OV = identity)
     names = torch.arange(10, 60)

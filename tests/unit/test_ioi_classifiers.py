@@ -9,12 +9,13 @@ from torch import nn
 
 from classifiers.ioi import BackupNameMover, NameMover, NegativeNameMover, SInhibition
 from survey.adapters import adapt
-from survey.capture import CaptureSpec, capture
-from survey.ioi_measure import end_components, path_patched_attention
-from survey.ioi_suite import IOIOutcome, run_ioi
-from survey.validation import AblationConfig
-from tests.planted_ioi import BOS, D_HEAD, PLANTED, planted_ioi_gpt2, planted_ioi_prompts
-from tests.tiny import VOCAB, tiny_model
+from survey.engine.capture import CaptureSpec, capture
+from survey.engine.patching import path_patched_attention
+from survey.engine.readouts import end_components
+from survey.engine.validation import AblationConfig
+from survey.units.ioi import IOIOutcome, run_ioi
+from tests.support.planted_ioi import BOS, D_HEAD, PLANTED, planted_ioi_gpt2, planted_ioi_prompts
+from tests.support.tiny import VOCAB, tiny_model
 
 CLASSIFIERS = [NameMover(), NegativeNameMover(), BackupNameMover(), SInhibition()]
 
@@ -183,8 +184,8 @@ def test_ioi_units_are_stored_with_evidence_and_validations(planted: IOIOutcome,
 
     from db.engine import open_database, session_factory
     from db.store import write_unit
-    from survey.heads import PlannedUnit, UnitResult
-    from tests.fixtures_db import model_with_run
+    from survey.units.heads import PlannedUnit, UnitResult
+    from tests.support.fixtures_db import model_with_run
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     with session_factory(engine).begin() as session:

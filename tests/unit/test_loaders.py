@@ -9,8 +9,8 @@ import torch
 
 from survey.catalog import load_catalog
 from survey.errors import SurveyError
-from survey.loaders import BosPolicy, load, resolve
-from tests.tiny import fake_hub_snapshot, save_tiny, tiny_tokenizer
+from survey.loading.loaders import BosPolicy, load, resolve
+from tests.support.tiny import fake_hub_snapshot, save_tiny, tiny_tokenizer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -90,8 +90,8 @@ def test_bos_policy_is_explicit() -> None:
 def test_availability_reads_local_caches_only(
     catalog, offline_hub: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from survey.availability import availability
     from survey.catalog import HubEntry
+    from survey.loading.availability import availability
 
     entry = HubEntry(
         name="tiny", family="T", architecture="gpt2", params=10_000, license="mit", provenance="test",

@@ -14,11 +14,11 @@ from classifiers import parse_selection
 from classifiers.logit_lens import LensAccumulator
 from db.engine import open_database
 from survey.adapters import adapt
-from survey.loaders import BosPolicy, LoadedModel, ModelSource
-from survey.logit_lens import LensConfig, plan_lens, run_lens
-from survey.neurons import NeuronConfig
-from survey.runner import RunConfig, survey_model
-from tests.tiny import VOCAB, tiny_model, tiny_tokenizer
+from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.run.runner import RunConfig, survey_model
+from survey.units.logit_lens import LensConfig, plan_lens, run_lens
+from survey.units.neurons import NeuronConfig
+from tests.support.tiny import VOCAB, tiny_model, tiny_tokenizer
 from tests.unit.test_neurons import word_corpus
 
 

@@ -19,13 +19,13 @@ from sqlalchemy import create_engine, text
 from classifiers import parse_selection
 from db.engine import open_database
 from survey.adapters import adapt
-from survey.capture import CaptureSpec, capture
-from survey.corpus import resolve_corpus
-from survey.loaders import BosPolicy, LoadedModel, ModelSource
-from survey.neurons import NeuronConfig, cut_windows
-from survey.runner import RunConfig, survey_model
-from tests.clitools import db_bytes, run_cli
-from tests.tiny import tiny_model, tiny_tokenizer
+from survey.corpus.sources import resolve_corpus
+from survey.engine.capture import CaptureSpec, capture
+from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.run.runner import RunConfig, survey_model
+from survey.units.neurons import NeuronConfig, cut_windows
+from tests.support.clitools import db_bytes, run_cli
+from tests.support.tiny import tiny_model, tiny_tokenizer
 
 LAYER, NEURON, WORD = 0, 5, "w42"
 CONFIG = dict(window=16, max_windows_per_doc=4, token_budget=4096, top_k=20, batch_size=8)

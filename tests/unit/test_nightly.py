@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from survey.errors import SurveyError
-from survey.nightly.config import load_config, parse_config
-from survey.nightly.plan import in_shard, parse_shard
-from tests.clitools import run_cli
-from tests.nightlytools import broken_model, results, tiny_models, write_config
+from survey.run.nightly.config import load_config, parse_config
+from survey.run.nightly.plan import in_shard, parse_shard
+from tests.support.clitools import run_cli
+from tests.support.nightlytools import broken_model, results, tiny_models, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 PATTERN = '["previous_token", "induction"]'
@@ -203,6 +203,6 @@ def test_four_concurrent_writers_on_sqlite_lose_nothing(models: list[Path], tmp_
 def test_four_concurrent_writers_on_postgresql_lose_nothing(
     models: list[Path], tmp_path: Path, postgres_url: str
 ) -> None:
-    from tests.postgres import fresh_database
+    from tests.support.postgres import fresh_database
 
     assert_four_writers_lose_nothing(models, tmp_path, fresh_database(postgres_url, "nightly_writers"))

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from classifiers import parse_selection
-from survey.ablation import head_means, mean_ablated, next_token_loss
 from survey.adapters import adapt
-from survey.heads import UnitResult, plan_units, score_units
-from survey.loaders import BosPolicy, LoadedModel, ModelSource
-from survey.validation import AblationConfig
-from tests.planted import PLANTED, planted_gpt2
-from tests.tiny import tiny_tokenizer
+from survey.engine.ablation import head_means, mean_ablated, next_token_loss
+from survey.engine.validation import AblationConfig
+from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.units.heads import UnitResult, plan_units, score_units
+from tests.support.planted import PLANTED, planted_gpt2
+from tests.support.tiny import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_mean_ablation_hooks_change_only_the_chosen_heads_and_are_removed(plante
 
 
 def test_scores_do_not_depend_on_the_capture_batch_split(planted: LoadedModel) -> None:
-    from survey.capture import CaptureSpec, capture
+    from survey.engine.capture import CaptureSpec, capture
 
     unit = plan_units(planted, parse_selection("previous_token"))[0]
     whole = capture(planted.adapter, unit.probe.tokens, CaptureSpec.of("pattern"), batch_size=16)

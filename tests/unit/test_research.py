@@ -16,8 +16,8 @@ from db.readonly import run_query, split_statements
 from db.schema import Base
 from db.schema_doc import schema_markdown
 from survey.errors import SurveyError
-from tests.clitools import run_cli
-from tests.fixtures_db import build_fixture
+from tests.support.clitools import run_cli
+from tests.support.fixtures_db import build_fixture
 
 
 def unchanged_fingerprint(db: Path) -> tuple[str, int]:

@@ -8,9 +8,9 @@ import pytest
 from classifiers.ordinal import SEQUENCES, OrdinalSpec, generate_ordinal
 from classifiers.successor import SuccessorHead
 from survey.adapters import adapt
-from survey.successor import successor_measures
-from tests.planted_successor import N_HEADS, SUCCESSOR, ordinal_tokenizer, planted_successor_gpt2
-from tests.tiny import tiny_tokenizer
+from survey.units.successor import successor_measures
+from tests.support.planted_successor import N_HEADS, SUCCESSOR, ordinal_tokenizer, planted_successor_gpt2
+from tests.support.tiny import tiny_tokenizer
 
 
 def test_the_planted_successor_head_scores_one_and_every_other_head_zero() -> None:

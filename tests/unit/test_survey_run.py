@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from classifiers import classifier_names
-from tests.clitools import db_bytes, run_cli
-from tests.planted import PLANTED, planted_gpt2
-from tests.planted_ioi import PLANTED as IOI_PLANTED
-from tests.tiny import tiny_tokenizer
+from tests.support.clitools import db_bytes, run_cli
+from tests.support.planted import PLANTED, planted_gpt2
+from tests.support.planted_ioi import PLANTED as IOI_PLANTED
+from tests.support.tiny import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_a_model_too_short_for_the_probes_is_refused_before_anything_is_written(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from tests.tiny import tiny_config
+    from tests.support.tiny import tiny_config
 
     folder = tmp_path / "short"
     config = tiny_config("gpt2")
@@ -157,9 +157,9 @@ def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
     monkeypatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    import survey.runner
+    import survey.run.runner
 
-    real_write = survey.runner.write_unit
+    real_write = survey.run.runner.write_unit
     calls = {"n": 0}
 
     def write_then_interrupt(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -170,14 +170,14 @@ def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
 
     db = tmp_path / "s.db"
     args = ["run", str(planted_folder), "--db", f"sqlite:///{db}"]
-    monkeypatch.setattr(survey.runner, "write_unit", write_then_interrupt)
+    monkeypatch.setattr(survey.run.runner, "write_unit", write_then_interrupt)
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 130 and "Aborted." in err
     assert rows(db, "SELECT count(*) FROM units") == [(1,)]
     assert rows(db, "SELECT count(*) FROM head_scores") == [(8,)]
     assert rows(db, "SELECT status, error FROM runs") == [("failed", "interrupted")]
 
-    monkeypatch.setattr(survey.runner, "write_unit", real_write)
+    monkeypatch.setattr(survey.run.runner, "write_unit", real_write)
     code, out, _ = run_cli(args, monkeypatch, capsys)
     assert code == 0, out
     assert rows(db, "SELECT count(*) FROM units") == [(5,)]  # 4 pattern classifiers and backup_induction
@@ -193,7 +193,7 @@ def test_a_unit_that_fails_marks_the_run_failed_and_the_next_model_goes_on(
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
     from classifiers.attention import Induction
-    from tests.tiny import save_tiny
+    from tests.support.tiny import save_tiny
 
     def broken(self, patterns, probe):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from survey.wikitext import clean_wikitext
+from survey.corpus.wikitext import clean_wikitext
 
 ARTICLE = """{{Infobox thing|name={{nested|x}}|size=3}}
 '''Adobe''' is a [[building material]] made from [[earth (soil)|earth]].<ref name="a">Cite, p. 3</ref>

@@ -1,0 +1,83 @@
+"""Mean-ablation of attention heads, through hooks on the output projection's input (z).
+
+A mean-ablated head's output is replaced, at every position, by its mean over a reference
+batch at that position. The model's weights are never changed; hooks are removed on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from survey.adapters import ArchitectureAdapter
+from survey.engine.capture import CaptureSpec, capture, first_input
+
+Head = tuple[int, int]  # (layer, head)
+
+
+def head_means(adapter: ArchitectureAdapter, input_ids: Tensor, batch_size: int = 8) -> Tensor:
+    """Position-wise mean of every head's z over the batch: ``[layer, pos, head, d_head]``."""
+    z = capture(adapter, input_ids, CaptureSpec.of("z"), batch_size=batch_size).stacked("z")
+    return z.mean(dim=1)  # z: [layer, batch, pos, head, d_head]
+
+
+def _replace_heads(heads: list[int], values: Tensor, d_head: int) -> Any:
+    """A forward pre-hook that overwrites the z of ``heads`` with ``values [..., pos, head, d_head]``."""
+
+    def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        z = first_input(args, kwargs).clone()
+        n = z.shape[-2]
+        for h in heads:
+            z[..., h * d_head : (h + 1) * d_head] = values[..., :n, h, :].to(z)
+        return ((z, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
+
+    return hook
+
+
+@contextmanager
+def heads_replaced(adapter: ArchitectureAdapter, heads: Iterable[Head], values: Tensor) -> Iterator[None]:
+    """Within the block, ``heads`` output ``values`` as their z: ``[layer, pos, head, d_head]``
+    means over a reference batch (mean-ablation), or ``[layer, batch, pos, head, d_head]``, one
+    run's own z per prompt (holding heads at that run)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    handles: list[RemovableHandle] = []
+    try:
+        for layer, layer_heads in by_layer.items():
+            hook = _replace_heads(layer_heads, values[layer], adapter.dims.d_head)
+            handles.append(adapter.attn_out_proj(layer).register_forward_pre_hook(hook, with_kwargs=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def mean_ablated(
+    adapter: ArchitectureAdapter, heads: Iterable[Head], means: Tensor
+) -> AbstractContextManager[None]:
+    """Within the block, ``heads`` output their mean z (``means [layer, pos, head, d_head]``)."""
+    return heads_replaced(adapter, heads, means)
+
+
+def next_token_loss(
+    adapter: ArchitectureAdapter, input_ids: Tensor, start: int, stop: int, batch_size: int = 8
+) -> float:
+    """Mean cross-entropy of predicting token p+1 from every position p in ``[start, stop)``."""
+    model = adapter.model
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for first in range(0, input_ids.shape[0], batch_size):
+            ids = input_ids[first : first + batch_size].to(device)
+            out = model(input_ids=ids, use_cache=False).logits[:, start:stop].float()
+            targets = ids[:, start + 1 : stop + 1]
+            loss = torch.nn.functional.cross_entropy(out.flatten(0, 1), targets.flatten(), reduction="sum")
+            total += float(loss)
+            count += targets.numel()
+    return total / count

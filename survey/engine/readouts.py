@@ -1,0 +1,241 @@
+"""Measurements for the IOI classifiers, in the adapter/capture layer: the logit difference at
+END, the residual stream at END split into components, and their direct logit attribution.
+
+Direct logit attribution (DLA) linearises the final norm with its scale frozen at the clean run:
+``norm(x) ≈ gain * centre(x) / sigma + bias``, with ``sigma`` read from the clean residual
+(RMS for RMSNorm; the standard deviation, after centring, for LayerNorm). Every residual
+component then contributes ``(gain * centre(c) / sigma) · (W_U[:, IO] - W_U[:, S])``, and the
+components, the norm's bias and the unembedding bias sum exactly to the clean logit difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from survey.adapters import ArchitectureAdapter
+from survey.engine.ablation import Head, mean_ablated
+from survey.engine.capture import CaptureSpec, capture, first_input
+
+
+def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
+    """``logits [prompt, vocab]`` at END → logit(IO) - logit(S) per prompt."""
+    return logits.gather(1, io_ids[:, None])[:, 0] - logits.gather(1, s_ids[:, None])[:, 0]
+
+
+@dataclass(frozen=True)
+class EndComponents:
+    """The residual stream at END, split: embeddings, every head's output, each layer's
+    attention output bias, each MLP's output; plus the residual itself, the logits, and each
+    head's attention from END to IO, S1 and S2."""
+
+    embed: Tensor  # [prompt, d_model]
+    heads: Tensor  # [prompt, layer, head, d_model]
+    attn_bias: Tensor  # [layer, d_model]
+    mlps: Tensor  # [prompt, layer, d_model]
+    resid: Tensor  # [prompt, d_model]: the final norm's input
+    logits: Tensor  # [prompt, vocab]
+    attention: Tensor  # [prompt, layer, head, 3]: END→IO, END→S1, END→S2
+
+    def total(self) -> Tensor:
+        """The sum of the components, which equals ``resid``."""
+        return self.embed + self.heads.sum((1, 2)) + self.attn_bias.sum(0) + self.mlps.sum(1)
+
+
+def keep_input_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
+    """A forward pre-hook that keeps the module's input at one position as ``kept[name]``."""
+
+    def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        kept[name] = first_input(args, kwargs)[:, position].detach().float().clone()
+
+    return hook
+
+
+@contextmanager
+def pre_hooks(hooks: list[tuple[nn.Module, Any]]) -> Iterator[None]:
+    handles = [module.register_forward_pre_hook(hook, with_kwargs=True) for module, hook in hooks]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict[str, int]) -> EndComponents:
+    """One forward pass over ``tokens [prompt, pos]`` that keeps every component at END."""
+    end = positions["end"]
+    kept: dict[str, Tensor] = {}
+    hooks = [
+        (adapter.blocks()[0], keep_input_at(kept, "embed", end)),
+        (adapter.final_norm(), keep_input_at(kept, "resid", end)),
+    ]
+    with pre_hooks(hooks):
+        got = capture(
+            adapter, tokens, CaptureSpec.of("head_out", "mlp_out", "pattern"), keep_logits=True,
+            batch_size=len(tokens),
+        )  # fmt: skip
+    if got.logits is None:
+        raise RuntimeError("capture returned no logits")
+    heads = got.stacked("head_out")[:, :, end].permute(1, 0, 2, 3)  # [prompt, layer, head, d_model]
+    mlps = got.stacked("mlp_out")[:, :, end].permute(1, 0, 2)
+    keys = [positions["io"], positions["s1"], positions["s2"]]
+    # patterns [layer, prompt, head, query, key] → [prompt, layer, head, 3]
+    attention = got.stacked("pattern")[:, :, :, end, keys].permute(1, 0, 2, 3)
+    bias = torch.stack(
+        [adapter.output_weights(layer)[1].detach().float() for layer in range(adapter.dims.n_layers)]
+    )
+    return EndComponents(
+        kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, end], attention
+    )
+
+
+@dataclass(frozen=True)
+class FinalNormView:
+    """The final norm as DLA needs it: gain, bias, whether it centres, and epsilon."""
+
+    gain: Tensor
+    bias: Tensor | None
+    centred: bool
+    eps: float
+
+    @classmethod
+    def of(cls, adapter: ArchitectureAdapter) -> FinalNormView:
+        norm = adapter.final_norm()
+        gain = adapter.final_norm_gain()
+        d = adapter.dims.d_model
+        bias = getattr(norm, "bias", None)
+        eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-5)))
+        return cls(
+            torch.ones(d) if gain is None else gain, None if bias is None else bias.detach().float(),
+            isinstance(norm, nn.LayerNorm), eps,
+        )  # fmt: skip
+
+    def centre(self, x: Tensor) -> Tensor:
+        """Subtract the feature mean (LayerNorm only); linear, so it applies per component."""
+        return x - x.mean(-1, keepdim=True) if self.centred else x
+
+    def sigma(self, resid: Tensor) -> Tensor:
+        """``[prompt]``: the scale the norm divides by on the clean residual."""
+        x = self.centre(resid)
+        return (x.pow(2).mean(-1) + self.eps).sqrt()
+
+
+def direct_logit_attribution(
+    adapter: ArchitectureAdapter, components: EndComponents, io_ids: Tensor, s_ids: Tensor,
+    sigma: Tensor | None = None,
+) -> dict[str, Tensor]:  # fmt: skip
+    """Each component's contribution to logit(IO) - logit(S): ``heads [prompt, layer, head]``,
+    ``mlps [prompt, layer]``, ``embed``, ``attn_bias`` and ``constant`` (norm and unembedding
+    biases) ``[prompt]``. Their sum is the logit difference. ``sigma [prompt]`` freezes the final
+    norm's scale (from the clean run, when ``components`` come from an ablated run); by default
+    it is read from ``components``."""
+    norm = FinalNormView.of(adapter)
+    w_u, b_u = adapter.unembedding()
+    w_u, b_u = w_u.detach().float(), b_u.detach().float()
+    direction = w_u[:, io_ids].T - w_u[:, s_ids].T  # [prompt, d_model]
+    sigma = norm.sigma(components.resid) if sigma is None else sigma
+    scale = (norm.gain / sigma[:, None]) * direction  # [prompt, d_model]
+
+    def project(x: Tensor) -> Tensor:  # x [prompt, ..., d_model]
+        view = scale.view(scale.shape[0], *([1] * (x.ndim - 2)), scale.shape[1])
+        return (norm.centre(x) * view).sum(-1)
+
+    constant = b_u[io_ids] - b_u[s_ids]
+    if norm.bias is not None:
+        constant = constant + direction @ norm.bias
+    attn_bias = components.attn_bias.expand(len(io_ids), -1, -1)  # [prompt, layer, d_model]
+    return {
+        "heads": project(components.heads), "mlps": project(components.mlps),
+        "embed": project(components.embed), "attn_bias": project(attn_bias).sum(1), "constant": constant,
+    }  # fmt: skip
+
+
+def ablated_logit_diff(
+    adapter: ArchitectureAdapter,
+    tokens: Tensor,
+    io_ids: Tensor,
+    s_ids: Tensor,
+    heads: list[Head],
+    means: Tensor,
+) -> Tensor:
+    """``[prompt]``: the logit difference at the last position (END) with ``heads`` mean-ablated
+    (``means`` from :func:`survey.engine.ablation.head_means`, usually over the ABC prompts)."""
+    with mean_ablated(adapter, heads, means), torch.inference_mode():
+        device = next(adapter.model.parameters()).device
+        out = adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
+    return logit_diff(out.logits[:, -1].float().cpu(), io_ids, s_ids)
+
+
+def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Tensor:
+    """``[token, d_model]``: each token's residual after block 0 (attention and MLP), read alone
+    after BOS. This is "the embedding after the first MLP" of the OV copy score."""
+    tokens = (
+        token_ids[:, None]
+        if bos_id is None
+        else torch.stack([torch.full_like(token_ids, bos_id), token_ids], 1)
+    )
+    kept: dict[str, Tensor] = {}
+    after = adapter.blocks()[1] if adapter.dims.n_layers > 1 else adapter.final_norm()
+    handle = after.register_forward_pre_hook(keep_input_at(kept, "x", -1), with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            adapter.model(input_ids=tokens.to(next(adapter.model.parameters()).device), use_cache=False)
+    finally:
+        handle.remove()
+    return kept["x"]
+
+
+OV_EXAMPLES = 3  # names whose top OV output tokens are kept as evidence
+
+
+class OVCopy(NamedTuple):
+    """``copy`` and ``negative`` ``[layer, head]``; ``top_ids [layer, head, name, top]``: the top
+    output tokens for the first ``OV_EXAMPLES`` names."""
+
+    copy: Tensor
+    negative: Tensor
+    top_ids: Tensor
+
+
+def ov_readouts(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Iterator[Tensor]:
+    """Per layer, ``[token, head, d_model]``: each head's OV output for each token's residual after
+    block 0, passed through the norms around it (the layer's attention input norm, a
+    post-attention norm, the final norm), ready for the unembedding."""
+    x = resid_after_first_block(adapter, token_ids, bos_id)
+    final = adapter.final_norm()
+    with torch.inference_mode():
+        for layer in range(adapter.dims.n_layers):
+            norm, post = adapter.attn_in_norm(layer), adapter.attn_post_norm(layer)
+            read = x if norm is None else norm(x.to(next(norm.parameters(), x).dtype)).float()
+            w = adapter.head_weights(layer)
+            v = torch.einsum("nm,hmd->nhd", read, w.W_V.float()) + w.b_V.float()
+            out = torch.einsum("nhd,hdm->nhm", v, w.W_O.float())  # [token, head, d_model]
+            if post is not None:
+                out = post(out)
+            yield final(out).float().contiguous()  # einsum's layout would make the next matmul slow
+
+
+def ov_copy_scores(
+    adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
+) -> OVCopy:
+    """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
+    W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
+    ``top`` (negative copy score); ties never count."""
+    vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
+    copy, negative, top_ids = [], [], []
+    with torch.inference_mode():
+        for read_out in ov_readouts(adapter, name_ids, bos_id):
+            logits = torch.nn.functional.linear(read_out, vocab_major)  # [name, head, vocab]
+            own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
+            highest = logits.topk(top + 1, dim=-1)
+            beyond_top = highest.values[..., top]
+            top_ids.append(highest.indices[:OV_EXAMPLES, :, :top].transpose(0, 1))  # [head, name, top]
+            beyond_bottom = logits.topk(top + 1, dim=-1, largest=False).values[..., top]
+            copy.append((own > beyond_top).float().mean(0))
+            negative.append((own < beyond_bottom).float().mean(0))
+    return OVCopy(torch.stack(copy), torch.stack(negative), torch.stack(top_ids))

@@ -1,0 +1,143 @@
+"""Validation by mean-ablation: does ablating a class's labelled heads hurt its task metric more
+than ablating as many random heads?
+
+Induction's metric is the loss on the second repeat of [BOS] + r + r (predicting tokens 2..L of
+the repeat, the ones an induction head can predict). The effect of an ablation is the rise in
+that loss; the ratio is the top-k effect over the mean effect of the random draws.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from classifiers.jsonable import JsonFields
+from classifiers.probes import ProbeSet
+from survey.adapters import ArchitectureAdapter
+from survey.engine.ablation import Head, head_means, mean_ablated, next_token_loss
+
+RATIO_FLOOR = 1e-3  # nats: random effects at or below this count as this, so the ratio stays finite
+
+
+@dataclass(frozen=True)
+class AblationConfig(JsonFields):
+    """How the validation is run: at most ``max_k`` top labelled heads, ``draws`` random sets of
+    the same size (never including a top head), and the ratio a label needs to count as supported."""
+
+    max_k: int = 10
+    draws: int = 5
+    seed: int = 0
+    min_ratio: float = 5.0
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """What one validation found; every effect is a rise in the metric (nats)."""
+
+    method: str
+    metric: str
+    k: int
+    heads: list[Head]
+    baseline: float
+    effect_top: float
+    random_heads: list[list[Head]]
+    effect_random: list[float]
+    per_head_effect: dict[Head, float]
+    ratio: float | None
+    supported: bool
+    forward_passes: int
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def effect_random_mean(self) -> float | None:
+        """Mean rise over the random draws (None when nothing was ablated)."""
+        return sum(self.effect_random) / len(self.effect_random) if self.effect_random else None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One validation's method, metric and baseline, and the config it compares by: its result
+    is the top heads' effect against the mean of the random draws'."""
+
+    method: str
+    metric: str
+    baseline: float
+    config: AblationConfig
+
+    def result(
+        self, top: list[Head], effects: list[float], draws: list[list[Head]], per_head: dict[Head, float],
+        passes: int, started: float, details: dict[str, object],
+    ) -> AblationResult:  # fmt: skip
+        """``effects``: the top heads' effect, then one per random draw."""
+        if not top:
+            return AblationResult(
+                self.method, self.metric, 0, [], self.baseline, 0.0, [], [], {}, None, False, passes,
+                time.perf_counter() - started, {**details, "note": "no head is labelled"},
+            )  # fmt: skip
+        effect_top, random_effects = effects[0], effects[1:]
+        mean_random = sum(random_effects) / len(random_effects)
+        ratio = effect_top / max(mean_random, RATIO_FLOOR)
+        supported = effect_top > RATIO_FLOOR and ratio >= self.config.min_ratio
+        return AblationResult(
+            self.method, self.metric, len(top), top, self.baseline, effect_top, draws, random_effects,
+            per_head, ratio, supported, passes, time.perf_counter() - started, details,
+        )  # fmt: skip
+
+
+def top_labelled(scores: Tensor, labels: Tensor, max_k: int) -> list[Head]:
+    """The labelled heads with the highest scores, at most ``max_k``, best first."""
+    n_heads = scores.shape[1]
+    order = torch.argsort(-scores.flatten(), stable=True).tolist()
+    labelled = [(i // n_heads, i % n_heads) for i in order if bool(labels.flatten()[i])]
+    return labelled[:max_k]
+
+
+def random_head_sets(
+    n_layers: int, n_heads: int, exclude: list[Head], k: int, draws: int, seed: int
+) -> list[list[Head]]:
+    """``draws`` seeded sets of ``k`` distinct heads, none of them in ``exclude``."""
+    pool = [(layer, h) for layer in range(n_layers) for h in range(n_heads) if (layer, h) not in set(exclude)]
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        sorted(pool[i] for i in torch.randperm(len(pool), generator=generator)[:k].tolist())
+        for _ in range(draws)
+    ]
+
+
+def repeat_span(probe: ProbeSet) -> tuple[int, int]:
+    """Positions predicting tokens 2..L of the second repeat of [BOS] + r + r: ``[start, stop)``."""
+    length = probe.spec.length
+    return probe.first_content + length, probe.first_content + 2 * length - 1
+
+
+def validate_induction(
+    adapter: ArchitectureAdapter, probe: ProbeSet, scores: Tensor, labels: Tensor, config: AblationConfig
+) -> AblationResult:
+    """Mean-ablate the top labelled induction heads, each alone and together, then random sets."""
+    started = time.perf_counter()
+    start, stop = repeat_span(probe)
+    tokens = probe.tokens
+
+    def loss_with(heads: list[Head]) -> float:
+        with mean_ablated(adapter, heads, means):
+            return next_token_loss(adapter, tokens, start, stop)
+
+    top = top_labelled(scores, labels, config.max_k)
+    baseline = next_token_loss(adapter, tokens, start, stop)
+    check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
+    if not top:
+        return check.result([], [], [], {}, 1, started, {})
+    means = head_means(adapter, tokens)
+    effect_top = loss_with(top) - baseline
+    per_head = {head: loss_with([head]) - baseline for head in top}
+    draws = random_head_sets(
+        adapter.dims.n_layers, adapter.dims.n_heads, top, len(top), config.draws, config.seed
+    )
+    effect_random = [loss_with(heads) - baseline for heads in draws]
+    passes = 3 + len(per_head) + len(draws)
+    return check.result(top, [effect_top, *effect_random], draws, per_head, passes, started, {})

@@ -1,0 +1,122 @@
+"""The backup-induction measurement for ``classifiers.backup``.
+
+On the induction probe: score the induction heads, mean-ablate the labelled ones, and measure
+every head clean and ablated: its direct effect on the right next token over the second repeat
+(DLA through the clean run's final-norm scale, exact for the linear part) and its induction
+score. Validation: with the induction heads ablated, holding the backups at their clean-run
+outputs (so they cannot respond) raises the loss by what they recovered; compared with holding as
+many random heads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from classifiers.attention import Induction
+from classifiers.backup import BackupConfig, BackupInduction, BackupMeasures
+from classifiers.probes import ProbeSet
+from survey.adapters import ArchitectureAdapter
+from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated, next_token_loss
+from survey.engine.capture import Capture, CaptureSpec, capture
+from survey.engine.readouts import FinalNormView
+from survey.engine.validation import (
+    AblationConfig,
+    AblationResult,
+    Check,
+    random_head_sets,
+    repeat_span,
+    top_labelled,
+)  # fmt: skip
+
+
+def direct_effects(
+    adapter: ArchitectureAdapter, got: Capture, tokens: Tensor, span: tuple[int, int], sigma: Tensor
+) -> Tensor:
+    """``[layer, head]``: each head's mean contribution to the right next token's logit over
+    ``span``, through the final norm with its scale ``sigma [batch, pos]`` frozen."""
+    start, stop = span
+    norm = FinalNormView.of(adapter)
+    gain = norm.gain.cpu()  # captures are on the CPU; weights may be on an accelerator
+    w_u = adapter.unembedding()[0].detach().float().cpu()
+    targets = tokens[:, start + 1 : stop + 1]
+    direction = norm.centre(w_u[:, targets].permute(1, 2, 0)) * gain / sigma[..., None]  # [b, p, d_model]
+    rows = []
+    with torch.inference_mode():
+        for layer in range(adapter.dims.n_layers):
+            z = got[("z", layer)][:, start:stop].float()  # [b, p, head, d_head]
+            w_o, b_o = (w.float().cpu() for w in adapter.output_weights(layer))
+            out = torch.einsum("bphd,hdm->bphm", z, w_o)
+            factor = adapter.post_norm_factor(layer, out.sum(2) + b_o)
+            if factor is not None:
+                out = out * factor.cpu()[:, :, None, :]
+            rows.append(torch.einsum("bphm,bpm->h", out, direction) / (z.shape[0] * z.shape[1]))
+    return torch.stack(rows)
+
+
+def measure_backups(
+    adapter: ArchitectureAdapter, probe: ProbeSet, config: BackupConfig, ablation: AblationConfig,
+    progress: Callable[[str], None],
+) -> tuple[BackupMeasures, AblationResult]:  # fmt: skip
+    """Ablate the top labelled induction heads and measure every head again; then validate."""
+    started = time.perf_counter()
+    tokens, span = probe.tokens, repeat_span(probe)
+    induction = Induction()
+    spec = CaptureSpec.of("pattern", "z", "resid_post")
+    clean = capture(adapter, tokens, spec)
+    resid = clean[("resid_post", adapter.dims.n_layers - 1)][:, span[0] : span[1]].float()
+    sigma = FinalNormView.of(adapter).sigma(resid)
+    clean_scores = induction.score(clean.stacked("pattern"), probe).scores
+    limit = clean_scores.numel() if config.max_k is None else config.max_k
+    ablated = top_labelled(clean_scores, clean_scores > induction.threshold, limit)
+    progress(f"backup induction: mean-ablating {len(ablated)} induction heads")
+    means = head_means(adapter, tokens)
+    with mean_ablated(adapter, ablated, means):
+        after = capture(adapter, tokens, spec)
+    dla = direct_effects(adapter, clean, tokens, span, sigma)
+    measures = BackupMeasures(
+        ablated, dla, direct_effects(adapter, after, tokens, span, sigma), clean_scores,
+        induction.score(after.stacked("pattern"), probe).scores, float(sum(dla[h] for h in ablated)),
+    )  # fmt: skip
+    labels = BackupInduction(config).score(measures).labels(config.threshold)
+    backups = top_labelled(measures.dla_ablated - measures.dla, labels, ablation.max_k)
+    return measures, _validate(
+        adapter, probe, clean.stacked("z"), means, measures, backups, ablation, started
+    )
+
+
+def _validate(
+    adapter: ArchitectureAdapter, probe: ProbeSet, clean_z: Tensor, means: Tensor, m: BackupMeasures,
+    backups: list[Head], config: AblationConfig, started: float,
+) -> AblationResult:  # fmt: skip
+    """The loss the backups hold down: with the induction heads ablated, holding the backups (or
+    as many random heads) at their clean-run z raises the second-repeat loss by that much."""
+    start, stop = repeat_span(probe)
+    tokens = probe.tokens
+    batch = tokens.shape[0]  # held z is per prompt, so every pass takes the whole probe
+    baseline = next_token_loss(adapter, tokens, start, stop, batch)
+    with mean_ablated(adapter, m.ablated, means):
+        ablated_loss = next_token_loss(adapter, tokens, start, stop, batch)
+    compensation = m.dla_ablated - m.dla
+    details: dict[str, object] = {
+        "induction_heads_ablated": [list(h) for h in m.ablated], "loss_clean": baseline,
+        "loss_induction_ablated": ablated_loss, "induction_direct_loss": m.lost,
+        "backup_compensation": float(sum(compensation[h] for h in backups)),
+    }  # fmt: skip
+    check = Check("hold_backups_at_clean_with_induction_ablated", "loss_held_down", ablated_loss, config)
+    if not backups:
+        return check.result([], [], [], {}, 2, started, details)
+    d = adapter.dims
+    draws = random_head_sets(
+        d.n_layers, d.n_heads, m.ablated + backups, len(backups), config.draws, config.seed
+    )
+    held = []
+    for hold in [backups, *draws]:
+        with mean_ablated(adapter, m.ablated, means), heads_replaced(adapter, hold, clean_z):
+            held.append(next_token_loss(adapter, tokens, start, stop, batch))
+    details["loss_backups_held"] = held[0]
+    effects = [loss - ablated_loss for loss in held]
+    return check.result(backups, effects, draws, {}, 3 + len(draws), started, details)

@@ -1,0 +1,120 @@
+"""The logit-lens layer summary of one model: the first windows of the neuron pass's corpus, read
+through the final norm and the unembedding at every layer (``classifiers.logit_lens``).
+
+The lens applies the model's own modules (final norm, unembedding, and the final logit
+soft-capping where the family has one), so the last layer reproduces the model's logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from classifiers.jsonable import JsonFields
+from classifiers.logit_lens import LensAccumulator, LensLayer
+from db.store import LAYER_SUMMARY, UnitKey
+from survey.corpus.sources import resolve_corpus
+from survey.engine.capture import CaptureSpec, capture
+from survey.loading.loaders import LoadedModel
+from survey.units.neurons import NeuronConfig, Windows, cut_windows
+
+VERSION = 1
+NAME = "logit_lens"
+CHUNK_TOKENS = 256  # positions unembedded at once: bounds memory for 262k-token vocabularies
+
+
+@dataclass(frozen=True)
+class LensConfig(JsonFields):
+    """The corpus, the window length and how many tokens the lens reads."""
+
+    corpus: str = "wiki-news"
+    window: int = 128
+    token_budget: int = 1024
+    batch_size: int = 4
+
+    @classmethod
+    def following(cls, neurons: NeuronConfig) -> LensConfig:
+        """The lens over the neuron pass's corpus and windows."""
+        return cls(corpus=neurons.corpus, window=neurons.window)
+
+
+@dataclass(frozen=True)
+class LensPlan:
+    """The windows to read and the unit key they will be stored under."""
+
+    config: LensConfig
+    corpus_name: str
+    corpus_hash: str
+    windows: Windows
+    key: UnitKey
+
+    def dataset(self) -> dict[str, Any]:
+        """What the unit read, stored beside it."""
+        return {
+            "corpus": self.corpus_name, "corpus_hash": self.corpus_hash,
+            "windows": int(self.windows.tokens.shape[0]), "window": int(self.windows.tokens.shape[1]),
+        }  # fmt: skip
+
+
+def plan_lens(loaded: LoadedModel, config: LensConfig) -> LensPlan:
+    """Cut the windows (SurveyError when the corpus cannot be read or is too short)."""
+    corpus = resolve_corpus(config.corpus)
+    corpus_hash = corpus.hash()
+    windows = cut_windows(
+        corpus, loaded.tokenizer,
+        NeuronConfig(corpus=config.corpus, window=config.window, token_budget=config.token_budget),
+    )  # fmt: skip
+    payload = {"corpus": corpus_hash, "bos": loaded.bos.token_id, **config.to_dict()}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return LensPlan(config, corpus.name, corpus_hash, windows, UnitKey(LAYER_SUMMARY, NAME, VERSION, digest))
+
+
+def lens_logits(loaded: LoadedModel, resid: Tensor) -> Tensor:
+    """``[token, vocab]`` logits of residual vectors ``[token, d_model]``, as the model's head makes them."""
+    adapter = loaded.adapter
+    unembed = adapter.model.get_submodule(adapter.unembed_path)
+    logits = unembed(adapter.final_norm()(resid)).float()
+    cap = getattr(adapter.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -> list[LensLayer]:
+    """Every layer's lens statistics over the plan's windows (BOS positions left out)."""
+    started = time.perf_counter()
+    tokens = plan.windows.tokens
+    bos = loaded.bos.token_id
+    if bos is not None:
+        tokens = torch.cat([torch.full((tokens.shape[0], 1), bos), tokens], dim=1)
+    first = int(bos is not None)
+    n_layers = loaded.adapter.dims.n_layers
+    device = next(loaded.model.parameters()).device
+    totals = LensAccumulator(n_layers)
+    size = plan.config.batch_size
+    for start in range(0, tokens.shape[0], size):
+        got = capture(
+            loaded.adapter, tokens[start : start + size], CaptureSpec.of("resid_post"), batch_size=size,
+            keep_logits=True, out_device=device,
+        )  # fmt: skip
+        assert got.logits is not None
+        final = got.logits[:, first:].flatten(0, 1)
+        resid = got.stacked("resid_post")[:, :, first:].flatten(1, 2)  # [layer, token, d_model]
+        with torch.inference_mode():
+            for chunk in range(0, final.shape[0], CHUNK_TOKENS):
+                end = chunk + CHUNK_TOKENS
+                for layer in range(n_layers):
+                    totals.update(layer, lens_logits(loaded, resid[layer, chunk:end]), final[chunk:end])
+        echo(f"  logit lens: {min(start + size, tokens.shape[0])}/{tokens.shape[0]} windows")
+    layers = totals.result()
+    last = layers[-1]
+    echo(
+        f"  logit lens v{VERSION}: {int(totals.tokens[0])} tokens, last layer agreement "
+        f"{last.top1_agreement:.3f}, KL {last.kl_to_final:.2g} [{time.perf_counter() - started:.1f} s]"
+    )
+    return layers

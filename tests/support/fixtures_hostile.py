@@ -1,0 +1,111 @@
+"""A surveyed model whose every string is hostile: the site must show these as text, never run
+or render them. Token texts, a corpus document, its title, model metadata and a run error all
+carry ``<script>``, ``|``, backticks, Markdown links, attribute lists and HTML event handlers."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import Engine
+
+from db.engine import session_factory
+from db.schema import Corpus, Document, HeadScore, NeuronExample, Run, Token, TokenizedDocument, Unit
+from tests.support.fixtures_db import NOW, fixture_neuron, model_with_run
+
+HOSTILE = [
+    "<script>alert('token')</script>",
+    "<img src=x onerror=alert('img')>",
+    "| a | b |",
+    "`tick`",
+    "[x](javascript:alert('link'))",
+    '{: onclick="alert(1)" }',
+    "**bold** _em_ \\",
+    "&amp; &#60;b&#62;",
+]
+MODEL_NAME = "evil<script>alert('model')</script>|`m`"
+TEXT = " ".join(HOSTILE)
+
+
+def add_hostile_model(engine: Engine) -> None:
+    """Add the hostile model (2 layers × 2 heads, one induction unit, one neuron unit)."""
+    with session_factory(engine).begin() as session:
+        model, run = model_with_run(session, MODEL_NAME, 2, 2)
+        model.family, model.license = "[x](javascript:alert('family'))", "<b onmouseover=alert(1)>mit</b>"
+        model.quantization = "<script>alert('quant')</script>"
+        session.add(
+            Run(
+                model_id=model.id,
+                code_version="fixture",
+                config={"classifiers": ["name_mover"], "skipped": {"s_inhibition": "too few names <b>"}},
+                device="cpu",
+                dtype="float32",
+                started_at=NOW,
+                ended_at=NOW,
+                status="failed",
+                error="<img src=x onerror=alert('error')> | `x`",
+            )
+        )
+        session.add_all(Token(model_id=model.id, token_id=i, text=t) for i, t in enumerate(HOSTILE))
+        unit = Unit(
+            model_id=model.id,
+            run_id=run.id,
+            kind="head_classifier",
+            name="induction",
+            version=1,
+            config={"threshold": 0.4},
+            threshold=0.4,
+            dataset_hash="e" * 64,
+            dataset={},
+            created_at=NOW,
+        )
+        session.add(unit)
+        session.flush()
+        pattern = {"probe": "repeated_random", "positions": [0, 1, 2], "token_ids": [0, 1, 2],
+                   "weights": [[1.0], [0.5, 0.5], [0.2, 0.3, 0.5]]}  # fmt: skip
+        ov = [{"input": 3, "top": [4, 5, 6, 7]}]
+        for rank, (layer, head) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)], 1):
+            session.add(
+                HeadScore(
+                    unit_id=unit.id,
+                    layer=layer,
+                    head=head,
+                    score=1.0 / rank,
+                    label=rank == 1,
+                    rank=rank,
+                    percentile=100.0 - 25 * (rank - 1),
+                    evidence={"note": HOSTILE[rank], "pattern": pattern, "ov_top_tokens": ov},
+                )
+            )
+        _hostile_neurons(session, model.id, run.id)
+
+
+def _hostile_neurons(session, model_id: int, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    corpus = Corpus(name="hostile", hash="h" * 64, description=HOSTILE[0])
+    session.add(corpus)
+    session.flush()
+    document = Document(corpus_id=corpus.id, doc_index=0, title=HOSTILE[4], text=TEXT)
+    session.add(document)
+    session.flush()
+    unit = Unit(model_id=model_id, run_id=run_id, kind="neuron_summary", name="neurons", version=1,
+                config={"context_before": 2, "context_after": 2}, threshold=None, dataset_hash="h" * 64,
+                dataset={}, created_at=NOW)  # fmt: skip
+    session.add(unit)
+    session.flush()
+    offsets, at = [], 0
+    for piece in HOSTILE:
+        offsets.append([at, at + len(piece)])
+        at += len(piece) + 1
+    session.add(
+        TokenizedDocument(
+            unit_id=unit.id, document_id=document.id, token_ids=list(range(len(HOSTILE))), offsets=offsets
+        )
+    )
+    session.add(
+        fixture_neuron(
+            unit.id, 0, 0, max=4.0, frac_active=0.5, hist_high=4.0, histogram=[3, 2, 1], family="token",
+            top_tokens=[[i, 1.0] for i in range(4)], bottom_tokens=[[i, -1.0] for i in range(4, 8)],
+        )
+    )  # fmt: skip
+    acts = np.array([[0.5, 1.0, 4.0, 1.0, 0.5], [0.1, 0.2, 2.0, 0.2, 0.1]], dtype=np.float16)
+    session.add(NeuronExample(unit_id=unit.id, layer=0, neuron=0,
+                              examples=[[document.id, 2, 2, 4.0], [document.id, 5, 5, 2.0]],
+                              context_acts=acts.tobytes()))  # fmt: skip

@@ -1,0 +1,57 @@
+"""A built wiki for the site tests: the fixture database plus the hostile model, built once."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from db.engine import open_database
+from survey.wiki.build import BuildReport, build_site
+from tests.support.fixtures_db import add_beyond_units, build_fixture
+from tests.support.fixtures_hostile import add_hostile_model
+
+
+def build_fixture_site(folder: Path) -> tuple[Path, BuildReport]:
+    """The fixture database (two models, the hostile one added) and its site in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "survey.db"
+    engine = open_database(f"sqlite:///{db}")
+    build_fixture(engine)
+    add_beyond_units(engine)
+    add_hostile_model(engine)
+    engine.dispose()
+    return db, build_site(f"sqlite:///{db}", folder / "site", lambda line: None)
+
+
+class PageParser(HTMLParser):
+    """Every element of a page with its attributes, the text of each script, and the page text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False if tag == "script" else self._in_script
+
+    def handle_data(self, data: str) -> None:
+        (self.scripts if self._in_script else self.text).append(data)
+
+
+def parse(path: Path) -> PageParser:
+    """The parsed page."""
+    parser = PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def visible_text(path: Path) -> str:
+    """The page's text with whitespace collapsed (entities decoded)."""
+    return re.sub(r"\s+", " ", " ".join(parse(path).text))
