@@ -24,8 +24,8 @@ from classifiers.function_vector import FunctionVectorHead
 from classifiers.icl_prompts import generate_icl
 from classifiers.ordinal import OrdinalSpec, generate_ordinal
 from classifiers.probes import generate
+from classifiers.validation import AblationConfig
 from survey.catalog import load_catalog
-from survey.engine.validation import AblationConfig
 from survey.loading.loaders import LoadedModel, load, resolve
 from survey.units.backup import measure_backups
 from survey.units.function_vectors import measure_function_vectors

@@ -24,8 +24,8 @@ import torch
 from classifiers import parse_selection
 from classifiers.ioi import IOIClassifier, IOISpec
 from classifiers.ioi_prompts import IOIPrompts, generate_ioi
+from classifiers.validation import AblationConfig
 from survey.catalog import load_catalog
-from survey.engine.validation import AblationConfig
 from survey.loading.loaders import LoadedModel, load, resolve
 from survey.units.ioi import IOIOutcome, run_ioi
 

@@ -21,16 +21,18 @@ from pathlib import Path
 
 import torch
 
+from classifiers.neuron_stats import NeuronConfig
 from survey.catalog import load_catalog
 from survey.loading.loaders import load, resolve
-from survey.units.neurons import NeuronConfig, cut_windows, plan_neurons, run_pass
+from survey.units.neurons import cut_windows, plan_neurons, run_pass
 
 CHILD = """
 import json, resource, sys, tempfile
 from pathlib import Path
 from survey.catalog import load_catalog
 from survey.loading.loaders import load, resolve
-from survey.units.neurons import NeuronConfig, cut_windows, plan_neurons, run_pass
+from classifiers.neuron_stats import NeuronConfig
+from survey.units.neurons import cut_windows, plan_neurons, run_pass
 loaded = load(resolve(sys.argv[1], load_catalog()))
 config = NeuronConfig(token_budget=int(sys.argv[2]))
 plan = plan_neurons(loaded, config)

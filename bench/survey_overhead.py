@@ -2,7 +2,7 @@
 
 For each model, in one process: a warm-up, then ``--repeats`` timed rounds of (a) bare forward
 passes over every probe batch the classifiers use, batched as the survey batches them, and (b) the
-survey's pattern-scoring path (``score_units`` + ``write_unit`` into a scratch SQLite database). Validation
+survey's pattern-scoring path (the runner's ``compute_all`` + ``write_unit`` into a scratch SQLite database). Validation
 ablations are timed on their own and reported as extra forward passes per validation.
 
     .venv/bin/python bench/survey_overhead.py [MODEL ...] [--repeats 3]
@@ -21,11 +21,14 @@ import torch
 
 from classifiers import parse_selection
 from db.engine import open_database
-from db.store import write_unit
+from db.runs import start_run
+from db.store import RunIds
 from survey.catalog import load_catalog
 from survey.loading.loaders import LoadedModel, load, resolve
-from survey.run.runner import record_model
-from survey.units.heads import plan_units, score_units
+from survey.provenance import provenance
+from survey.run.runner import record_model, write_unit
+from survey.units.base import PlannedUnit, RunConfig, Shared, compute_all, plan
+from survey.units.registry import unit_kinds
 
 CAPTURE_BATCH = 8  # the batch size capture() uses
 PATTERN_CLASSIFIERS = (
@@ -43,38 +46,41 @@ def bare_forward(loaded: LoadedModel, batches: list[torch.Tensor]) -> float:
     return time.perf_counter() - started
 
 
-def survey_path(loaded: LoadedModel, engine, model_id: int) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+def planned_units(loaded: LoadedModel, shared: Shared) -> list[PlannedUnit]:
+    """The pattern classes' units for this model."""
+    return plan(loaded, unit_kinds(parse_selection(PATTERN_CLASSIFIERS), RunConfig()), shared, lambda *_: None)
+
+
+def survey_path(loaded: LoadedModel, engine, ids: RunIds) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
     """Seconds for the scoring path (validation excluded), validation seconds, validation passes, count."""
-    units = plan_units(loaded, parse_selection(PATTERN_CLASSIFIERS))
+    shared = Shared()
+    shared.pending = planned_units(loaded, shared)
     started = time.perf_counter()
     validation_seconds, passes, validations = 0.0, 0, 0
-    for result in score_units(loaded, units):
-        write_unit(engine, model_id, 1, result, replace=True)
-        if result.validation is not None:
-            validation_seconds += result.validation.seconds
-            passes += result.validation.forward_passes
+    for done in compute_all(loaded, shared.pending, shared, lambda _line: None):
+        write_unit(engine, ids, done, replace=True)
+        validation = done.result.validation
+        if validation is not None:
+            validation_seconds += validation.seconds
+            passes += validation.forward_passes
             validations += 1
     return time.perf_counter() - started - validation_seconds, validation_seconds, passes, validations
 
 
 def measure(name: str, repeats: int) -> dict[str, float]:
     loaded = load(resolve(name, load_catalog()))
-    units = plan_units(loaded, parse_selection(PATTERN_CLASSIFIERS))
-    batches = list({id(u.probe): u.probe.tokens for u in units}.values())
+    units = planned_units(loaded, Shared())
+    batches = list({u.dataset.hash: u.dataset.tokens for u in units}.values())  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as folder:
         engine = open_database(f"sqlite:///{folder}/bench.db")
         model_id = record_model(engine, loaded)
-        with engine.begin() as connection:  # a run row for the units' foreign key
-            connection.exec_driver_sql(
-                "INSERT INTO runs (id, model_id, code_version, config, device, dtype, started_at, status) "
-                f"VALUES (1, {model_id}, 'bench', '{{}}', 'cpu', 'float32', CURRENT_TIMESTAMP, 'running')"
-            )
+        ids = RunIds(model_id, start_run(engine, model_id, {}, "cpu", "float32", provenance()))
         bare_forward(loaded, batches)  # warm-up
-        survey_path(loaded, engine, model_id)
+        survey_path(loaded, engine, ids)
         bare, path, val, passes = [], [], [], 0
         for _ in range(repeats):
             bare.append(bare_forward(loaded, batches))
-            seconds, validation, passes, _count = survey_path(loaded, engine, model_id)
+            seconds, validation, passes, _count = survey_path(loaded, engine, ids)
             path.append(seconds)
             val.append(validation)
         engine.dispose()

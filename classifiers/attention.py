@@ -99,6 +99,8 @@ class Induction(TargetMassClassifier):
 
     name = "induction"
     version = 1
+    unit = "induction"
+    validated = True
     summary = "attends to the token after an earlier occurrence of the current token"
     formula = "mean over second-repeat queries i of A[i, i-(L-1)], on [BOS]+r+r with L=50"
     default_config = ClassifierConfig(threshold=0.4, probe=REPEATED)

@@ -64,7 +64,12 @@ class BackupInduction(MeasuredClassifier):
     """
 
     name = "backup_induction"
-    version = 1
+    version = 2  # 2: ablates every labelled induction head, not the top 10
+    unit = "backup_induction"
+    validated = True
+    depends_on = ("induction",)
+    gates = {"loss_floor": LOSS_FLOOR}
+    ablated_evidence = "induction_heads_ablated"
     summary = "its direct effect on the repeat rises when the induction heads are mean-ablated"
     formula = (
         "(DLA to the right next token with the labelled induction heads mean-ablated - clean DLA) / "

@@ -76,6 +76,24 @@ class HeadClassifier(ABC):  # noqa: B024  (abstract by kind: subclasses add thei
     summary: ClassVar[str]
     formula: ClassVar[str]
     default_config: ClassVar[Config]
+    unit: ClassVar[str]  # the survey unit that measures it: "pattern", "ioi", or a measurement's name
+    depends_on: ClassVar[tuple[str, ...]] = ()  # classes whose labels decide what this one measures
+    gates: ClassVar[dict[str, float]] = {}  # constants beside the threshold that decide a label
+    validated: ClassVar[bool] = False  # whether the ablation settings change its result
+    ablated_evidence: ClassVar[str | None] = None  # backups: the evidence field naming the heads ablated
+
+    @classmethod
+    def definition(cls) -> dict[str, Any]:
+        """Everything in the class that decides its result: config, threshold, gates and, for a
+        class measured after another's labels, that class's definition (the unit key hashes it
+        with the run's validation settings and dtype)."""
+        from classifiers.registry import classifier_class
+
+        return {
+            "config": cls.default_config.to_dict(), "threshold": cls.default_config.threshold,
+            "gates": dict(cls.gates), "validated": cls.validated,
+            "depends_on": {name: classifier_class(name).definition() for name in cls.depends_on},
+        }  # fmt: skip
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config if config is not None else self.default_config
@@ -91,6 +109,7 @@ class PatternClassifier(HeadClassifier):
 
     config: ClassifierConfig
     default_config: ClassVar[ClassifierConfig]
+    unit = "pattern"
 
     def __init__(self, config: ClassifierConfig | None = None) -> None:
         super().__init__(config)

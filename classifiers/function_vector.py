@@ -57,7 +57,9 @@ class FunctionVectorHead(MeasuredClassifier):
     """
 
     name = "function_vector"
-    version = 1
+    version = 2  # 2: the zero-shot validation tries four layers and keeps the best
+    unit = "function_vector"
+    validated = True
     summary = "its mean output at the last token carries an in-context task (Todd et al.)"
     formula = (
         "mean over tasks and shuffled-label prompts of P(answer | head's last-token output := its mean "

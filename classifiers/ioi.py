@@ -95,6 +95,9 @@ class IOIMeasures:
 class IOIClassifier(HeadClassifier):
     """A classifier scored from IOI measurements."""
 
+    unit = "ioi"
+    gates = {"ld_floor": LD_FLOOR}
+
     config: IOIConfig
     default_config: ClassVar[IOIConfig]
 
@@ -147,6 +150,7 @@ class NameMover(_AttendsIO):
 
     name = "name_mover"
     version = 1
+    validated = True
     summary = "copies the attended indirect object into the logits at END"
     formula = (
         "DLA(IO-S at END) / LD; labelled when attention END→IO exceeds END→S1 + END→S2 and the "
@@ -190,6 +194,9 @@ class BackupNameMover(IOIClassifier):
 
     name = "backup_name_mover"
     version = 1
+    validated = True
+    depends_on = ("name_mover",)
+    ablated_evidence = "name_movers"
     summary = "its DLA rises when the name movers are mean-ablated"
     formula = (
         "(DLA with the name movers mean-ablated on ABC prompts - clean DLA) / LD, both through the "
@@ -223,6 +230,8 @@ class SInhibition(IOIClassifier):
 
     name = "s_inhibition"
     version = 1
+    validated = True
+    depends_on = ("name_mover",)
     summary = "keeps the name movers off S: its END output from ABC prompts lowers their attention to IO"
     formula = (
         "path patching: the head's END output from ABC prompts, into the name movers' queries only; "

@@ -8,7 +8,8 @@ gives bit-for-bit the result of an uninterrupted pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -189,3 +190,24 @@ class TopK:
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.values, self.positions = state["values"], state["positions"]  # type: ignore[assignment]
         self.contexts = state["contexts"]  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """Settings of the neuron pass; every field but ``checkpoint_every`` changes the result."""
+
+    corpus: str = "wiki-news"
+    window: int = 128
+    max_windows_per_doc: int = 4
+    token_budget: int = 32_768
+    top_k: int = 20
+    context_before: int = 10
+    context_after: int = 4
+    batch_size: int = 8
+    checkpoint_every: int = 16
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that define the unit (stored as its config)."""
+        fields = asdict(self)
+        fields.pop("checkpoint_every")
+        return fields

@@ -58,6 +58,7 @@ class SuccessorHead(MeasuredClassifier):
 
     name = "successor"
     version = 1
+    unit = "successor"
     summary = "its OV circuit maps a number, day, month or letter to the next one"
     formula = (
         "share of pairs (t_i, t_i+1) over numbers, number words, days, months and letters whose "

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from db.views import rebuild_views, views_current
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -35,13 +37,14 @@ MIGRATION_LOCK = 7_262_730  # PostgreSQL advisory lock key: one migrating proces
 
 
 def upgrade(engine: Engine) -> None:
-    """Migrate to head; a database already at head is not written to.
+    """Migrate to head and rebuild the views when their SQL changed; a database already at head
+    with current views is not written to.
 
     Several processes may open a new database at once (sharded nightly runs): the migration
     transaction takes a lock first (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), and
     Alembic reads the revision inside it, so the later ones find the schema done.
     """
-    if current_revision(engine) == head_revision():
+    if current_revision(engine) == head_revision() and _views_current(engine):
         return
     config = alembic_config()
     with engine.begin() as connection:
@@ -49,3 +52,10 @@ def upgrade(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        if not views_current(connection):
+            rebuild_views(connection)
+
+
+def _views_current(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return views_current(connection)

@@ -3,22 +3,61 @@ tokenized document, in one transaction."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_factory
 from db.schema import Corpus, Document, Neuron, NeuronExample, TokenizedDocument
-from db.store import UnitKey, delete_unit, insert_rows, new_unit
+from db.store import RunIds, UnitRow, insert_rows, new_unit
 
-if TYPE_CHECKING:
-    from survey.corpus.sources import Corpus as CorpusSource
-    from survey.units.neurons import NeuronSummary
+
+class CorpusDocument(Protocol):
+    """A corpus document as the store reads it."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+
+
+class DocumentTokens(Protocol):
+    """A document with the token ids and character offsets the pass read from it."""
+
+    @property
+    def document(self) -> CorpusDocument: ...
+    @property
+    def token_ids(self) -> list[int]: ...
+    @property
+    def offsets(self) -> list[tuple[int, int]]: ...
+
+
+class CorpusInfo(Protocol):
+    """The corpus a pass read: its name and description."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+class NeuronRows(Protocol):
+    """A finished pass: one row per neuron, one per neuron's examples, and the documents used."""
+
+    @property
+    def neurons(self) -> list[dict[str, Any]]: ...
+    @property
+    def examples(self) -> list[dict[str, Any]]: ...
+    @property
+    def documents(self) -> Sequence[DocumentTokens]: ...
 
 
 def _documents(
-    session: Session, corpus: CorpusSource, corpus_hash: str, summary: NeuronSummary
+    session: Session, corpus: CorpusInfo, corpus_hash: str, summary: NeuronRows
 ) -> dict[int, int]:
     """Get or add the corpus and each document the summary uses; return doc_index -> documents.id."""
     corpus_id = session.scalar(select(Corpus.id).where(Corpus.hash == corpus_hash))
@@ -40,24 +79,22 @@ def _documents(
 
 
 def write_neuron_unit(
-    engine: Engine, model_id: int, run_id: int, key: UnitKey, config: dict[str, Any], dataset: dict[str, Any],
-    corpus: CorpusSource, corpus_hash: str, summary: NeuronSummary, replace: bool,
+    engine: Engine, ids: RunIds, unit: UnitRow, corpus: CorpusInfo, corpus_hash: str, summary: NeuronRows,
+    replace: bool,
 ) -> int:  # fmt: skip
     """Write everything of one neuron unit atomically; return the unit id."""
     with session_factory(engine).begin() as session:
-        if replace:
-            delete_unit(session, model_id, key)
         document_ids = _documents(session, corpus, corpus_hash, summary)
-        unit = new_unit(session, model_id, run_id, key, config, dataset)
+        row = new_unit(session, ids, unit, replace)
         insert_rows(session, TokenizedDocument, [
-            {"unit_id": unit.id, "document_id": document_ids[t.document.index], "token_ids": t.token_ids,
+            {"unit_id": row.id, "document_id": document_ids[t.document.index], "token_ids": t.token_ids,
              "offsets": [list(pair) for pair in t.offsets]}
             for t in summary.documents
         ])  # fmt: skip
-        insert_rows(session, Neuron, [{"unit_id": unit.id, **row} for row in summary.neurons])
+        insert_rows(session, Neuron, [{"unit_id": row.id, **neuron} for neuron in summary.neurons])
         insert_rows(session, NeuronExample, [
-            {**row, "unit_id": unit.id,
-             "examples": [[document_ids[doc], *rest] for doc, *rest in row["examples"]]}
-            for row in summary.examples
+            {**example, "unit_id": row.id,
+             "examples": [[document_ids[doc], *rest] for doc, *rest in example["examples"]]}
+            for example in summary.examples
         ])  # fmt: skip
-        return unit.id
+        return row.id

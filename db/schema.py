@@ -99,17 +99,26 @@ class Run(Base):
     )
     status: Mapped[str] = mapped_column(String(20), doc="running | done | failed")
     error: Mapped[str | None] = mapped_column(Text, doc="why a failed run failed")
+    code_dirty: Mapped[bool | None] = mapped_column(
+        Boolean, doc="the code's checkout had uncommitted changes (null: not run from a checkout)"
+    )
+    libraries: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="versions of torch, transformers and gguf the run used"
+    )
 
     model: Mapped[Model] = relationship(back_populates="runs")
 
 
 class Unit(Base):
     """One unit of survey work done on one model: a classifier (name, version, config) over one
-    probe dataset. The key (model, kind, name, version, dataset hash) makes reruns idempotent."""
+    probe dataset. The key (model, kind, name, version, dataset hash, definition hash) makes reruns
+    idempotent."""
 
     __tablename__ = "units"
     __table_args__ = (
-        UniqueConstraint("model_id", "kind", "name", "version", "dataset_hash", name="uq_units_key"),
+        UniqueConstraint(
+            "model_id", "kind", "name", "version", "dataset_hash", "definition_hash", name="uq_units_key"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -126,6 +135,10 @@ class Unit(Base):
     threshold: Mapped[float | None] = mapped_column(Float, doc="head classifiers only")
     dataset_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of the probe spec and token ids")
     dataset: Mapped[dict[str, Any]] = mapped_column(JSON, doc="probe spec, shape, BOS convention")
+    definition_hash: Mapped[str] = mapped_column(
+        String(64), doc="sha256 of the full definition: config, gates, validation settings, dtype"
+    )
+    definition: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="the definition the hash covers")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="when stored (UTC)")
 
     head_scores: Mapped[list[HeadScore]] = relationship(back_populates="unit", cascade="all, delete-orphan")
@@ -346,3 +359,12 @@ class NightlyJob(Base):
     ended_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), doc="end (UTC); null while running"
     )
+
+
+class ViewState(Base):
+    """The hash of the SQL views in the database; they are rebuilt when the classifier registry
+    (and so the views' columns) changes."""
+
+    __tablename__ = "view_state"
+
+    views_hash: Mapped[str] = mapped_column(String(64), primary_key=True, doc="sha256 of every view's SQL")

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
 
-from classifiers import rank_and_percentile
+from classifiers.base import HeadScores, rank_and_percentile
+from classifiers.keys import HEAD_CLASSIFIER, DefinitionKey, UnitKey
+from classifiers.logit_lens import LensLayer
+from classifiers.validation import AblationResult
 from db.engine import session_factory
 from db.schema import (
     HeadScore,
@@ -25,50 +28,56 @@ from db.schema import (
     Validation,
 )  # fmt: skip
 
-if TYPE_CHECKING:
-    from classifiers.logit_lens import LensLayer
-    from survey.units.heads import PlannedUnit, UnitResult
-
-HEAD_CLASSIFIER = "head_classifier"
-NEURON_SUMMARY = "neuron_summary"
-LAYER_SUMMARY = "layer_summary"
 INSERT_CHUNK = 20_000
+KEY_COLUMNS = (Unit.kind, Unit.name, Unit.version, Unit.dataset_hash, Unit.definition_hash)
 
 
 @dataclass(frozen=True)
-class UnitKey:
-    """The idempotence key of a unit within one model."""
+class UnitRow:
+    """The ``units`` row of a unit about to be written: its key, its full definition (what the
+    definition hash covers), its config, the dataset it read and, for head classes, the threshold."""
 
-    kind: str
-    name: str
-    version: int
-    dataset_hash: str
+    key: UnitKey
+    definition: dict[str, Any]
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    threshold: float | None = None
 
 
-def key_of(unit: PlannedUnit) -> UnitKey:
-    """The key a planned classifier unit will be stored under."""
-    c = unit.classifier
-    return UnitKey(HEAD_CLASSIFIER, c.name, c.version, unit.probe.hash)
+@dataclass(frozen=True)
+class RunIds:
+    """Where a unit's rows belong: its model and the run computing it."""
+
+    model_id: int
+    run_id: int
 
 
 def stored_keys(engine: Engine, model_id: int) -> set[UnitKey]:
     """Keys of every unit already stored for this model."""
     with session_factory(engine)() as session:
-        rows = session.execute(
-            select(Unit.kind, Unit.name, Unit.version, Unit.dataset_hash).where(Unit.model_id == model_id)
-        )
+        rows = session.execute(select(*KEY_COLUMNS).where(Unit.model_id == model_id))
         return {UnitKey(*row) for row in rows}
+
+
+def stored_definitions(engine: Engine) -> dict[tuple[str, str | None], set[DefinitionKey]]:
+    """Per model (name, revision as asked): the definition keys of its stored units, read
+    without loading any model (the nightly plan)."""
+    query = select(Model.name, Model.revision, Unit.kind, Unit.name, Unit.version, Unit.definition_hash).join(
+        Model, Model.id == Unit.model_id
+    )
+    stored: dict[tuple[str, str | None], set[DefinitionKey]] = {}
+    with session_factory(engine)() as session:
+        for model, revision, *key in session.execute(query):
+            stored.setdefault((model, revision), set()).add(DefinitionKey(*key))
+    return stored
 
 
 def delete_unit(session: Session, model_id: int, key: UnitKey) -> None:
     """Delete the unit stored under ``key`` with every row that belongs to it (``--force``)."""
+    values = (key.kind, key.name, key.version, key.dataset_hash, key.definition_hash)
     old = session.scalars(
         select(Unit.id).where(
-            Unit.model_id == model_id,
-            Unit.kind == key.kind,
-            Unit.name == key.name,
-            Unit.version == key.version,
-            Unit.dataset_hash == key.dataset_hash,
+            Unit.model_id == model_id, *(column == value for column, value in zip(KEY_COLUMNS, values, strict=True))
         )
     ).all()
     for table in (HeadScore, Validation, Neuron, NeuronExample, TokenizedDocument, LogitLens):
@@ -76,51 +85,43 @@ def delete_unit(session: Session, model_id: int, key: UnitKey) -> None:
     session.execute(delete(Unit).where(Unit.id.in_(old)))
 
 
-def new_unit(
-    session: Session, model_id: int, run_id: int, key: UnitKey, config: dict[str, Any],
-    dataset: dict[str, Any], threshold: float | None = None,
-) -> Unit:  # fmt: skip
-    """Add (and flush, so it has an id) the ``units`` row of a unit about to be written."""
+def new_unit(session: Session, ids: RunIds, unit: UnitRow, replace: bool) -> Unit:
+    """Add (and flush, so it has an id) the ``units`` row of a unit about to be written; with
+    ``replace`` (``--force``), first delete the unit stored under the same key."""
+    if replace:
+        delete_unit(session, ids.model_id, unit.key)
+    key = unit.key
     row = Unit(
-        model_id=model_id, run_id=run_id, kind=key.kind, name=key.name, version=key.version, config=config,
-        threshold=threshold, dataset_hash=key.dataset_hash, dataset=dataset, created_at=datetime.now(UTC),
+        model_id=ids.model_id, run_id=ids.run_id, kind=key.kind, name=key.name, version=key.version,
+        config=unit.config, threshold=unit.threshold, dataset_hash=key.dataset_hash, dataset=unit.dataset,
+        definition_hash=key.definition_hash, definition=unit.definition, created_at=datetime.now(UTC),
     )  # fmt: skip
     session.add(row)
     session.flush()
     return row
 
 
-def write_lens_unit(
-    engine: Engine, model_id: int, run_id: int, key: UnitKey, config: dict[str, Any], dataset: dict[str, Any],
-    layers: list[LensLayer], replace: bool,
-) -> int:  # fmt: skip
+def write_lens_unit(engine: Engine, ids: RunIds, unit: UnitRow, layers: list[LensLayer], replace: bool) -> int:
     """Store a logit-lens unit with one row per layer, in one transaction; return the unit id."""
     with session_factory(engine).begin() as session:
-        if replace:
-            delete_unit(session, model_id, key)
-        row = new_unit(session, model_id, run_id, key, config, dataset)
+        row = new_unit(session, ids, unit, replace)
         session.add_all(LogitLens(unit_id=row.id, **asdict(layer)) for layer in layers)
         return row.id
 
 
-def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, replace: bool) -> int:
-    """Store a scored unit with every head and its validation, in one transaction.
-
-    With ``replace``, an existing unit under the same key is deleted first (``--force``).
-    Returns the new unit id.
-    """
-    unit, scores = result.unit, result.scores
-    key = key_of(unit)
-    labels = scores.labels(unit.classifier.threshold)
+def write_head_unit(
+    engine: Engine, ids: RunIds, unit: UnitRow, scores: HeadScores, validation: AblationResult | None,
+    replace: bool,
+) -> int:  # fmt: skip
+    """Store a scored head-classifier unit with every head and its validation, in one
+    transaction; return the new unit id."""
+    if unit.threshold is None:
+        raise ValueError(f"head unit {unit.key.name!r} needs a threshold")
+    labels = scores.labels(unit.threshold)
     rank, percentile = rank_and_percentile(scores.scores)
     with session_factory(engine).begin() as session:
-        if replace:
-            delete_unit(session, model_id, key)
-        row = new_unit(
-            session, model_id, run_id, key, unit.classifier.config.to_dict(), unit.probe.describe(),
-            unit.classifier.threshold,
-        )  # fmt: skip
-        per_head = result.validation.per_head_effect if result.validation else {}
+        row = new_unit(session, ids, unit, replace)
+        per_head = validation.per_head_effect if validation else {}
         n_layers, n_heads = scores.scores.shape
         session.add_all(
             HeadScore(
@@ -136,8 +137,8 @@ def write_unit(engine: Engine, model_id: int, run_id: int, result: UnitResult, r
             for layer in range(n_layers)
             for head in range(n_heads)
         )
-        if result.validation is not None:
-            v = result.validation
+        if validation is not None:
+            v = validation
             session.add(
                 Validation(
                     unit_id=row.id,

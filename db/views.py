@@ -1,8 +1,9 @@
-"""SQL views for the common questions. Plain SQL that runs on SQLite and PostgreSQL; created by
-migration 0004, so they exist in every database the survey opens.
+"""SQL views for the common questions. Plain SQL that runs on SQLite and PostgreSQL. Their columns
+follow the classifier registry, so ``db.migrate`` rebuilds them whenever their SQL changes
+(:func:`views_hash`); they exist in every database the survey opens.
 
 - ``latest_units``: the newest version of each unit (model, kind, name), with provenance;
-- ``head_wide``: one row per head of each model with every v1 classifier's score and label;
+- ``head_wide``: one row per head of each model with every registered classifier's score and label;
 - ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
 - ``top_neurons``: the 10 strongest neurons (by max activation) of each family in each model;
 - ``run_provenance``: every unit with its model, revision, run, code version, device and dtype.
@@ -10,7 +11,12 @@ migration 0004, so they exist in every database the survey opens.
 
 from __future__ import annotations
 
-HEAD_CLASSES = ("previous_token", "duplicate_token", "induction", "attention_sink")
+import hashlib
+
+from sqlalchemy import Connection, delete, text
+
+from classifiers import classifier_names
+from db.schema import ViewState
 
 LATEST_UNITS = """
 CREATE VIEW latest_units AS
@@ -30,7 +36,7 @@ def _head_wide() -> str:
     columns = ",\n    ".join(
         f"max(CASE WHEN u.name = '{name}' THEN h.score END) AS {name}_score,\n    "
         f"max(CASE WHEN u.name = '{name}' THEN CAST(h.label AS INTEGER) END) AS {name}_label"
-        for name in HEAD_CLASSES
+        for name in classifier_names()
     )
     return f"""
 CREATE VIEW head_wide AS
@@ -78,10 +84,35 @@ JOIN models m ON m.id = u.model_id
 JOIN runs r ON r.id = u.run_id
 """
 
-VIEWS = {
-    "latest_units": LATEST_UNITS,
-    "head_wide": _head_wide(),
-    "induction_mosaic": INDUCTION_MOSAIC,
-    "top_neurons": TOP_NEURONS,
-    "run_provenance": RUN_PROVENANCE,
-}
+
+
+def view_sql() -> dict[str, str]:
+    """Every view's name and its CREATE statement, in dependency order."""
+    return {
+        "latest_units": LATEST_UNITS,
+        "head_wide": _head_wide(),
+        "induction_mosaic": INDUCTION_MOSAIC,
+        "top_neurons": TOP_NEURONS,
+        "run_provenance": RUN_PROVENANCE,
+    }
+
+
+def views_hash() -> str:
+    """The sha256 of every view's SQL: it changes when a classifier is registered or removed."""
+    return hashlib.sha256("\n".join(view_sql().values()).encode()).hexdigest()
+
+
+def views_current(connection: Connection) -> bool:
+    """Whether the database's views were made from the current SQL."""
+    return connection.scalar(text("SELECT views_hash FROM view_state")) == views_hash()
+
+
+def rebuild_views(connection: Connection) -> None:
+    """Drop and create every view, and record their hash (inside the caller's transaction)."""
+    sql = view_sql()
+    for name in reversed(list(sql)):
+        connection.execute(text(f"DROP VIEW IF EXISTS {name}"))
+    for statement in sql.values():
+        connection.execute(text(statement))
+    connection.execute(delete(ViewState))
+    connection.execute(ViewState.__table__.insert().values(views_hash=views_hash()))

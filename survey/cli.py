@@ -39,28 +39,33 @@ def cli() -> None:
 @cli.command("models")
 @catalog_option
 def models_command(catalogs: tuple[Path, ...]) -> None:
-    """List every catalog entry and whether it can be loaded here now."""
+    """List every catalog entry and whether it can be loaded here now, then where each comes from."""
     from survey.catalog import RegistryEntry, load_catalog
     from survey.loading.availability import availability
-    from survey.run.report import text_table
+    from survey.run.report import Cell, Noted, hanging, terminal_width, text_table
 
     catalog = load_catalog(list(catalogs))
-    header = ("name", "source", "family", "arch", "params", "license", "loadable", "provenance")
-    rows = []
+    rows: list[tuple[Cell, ...]] = []
+    origins: dict[str, list[str]] = {}  # "(family): provenance" → the names it describes
     for entry in catalog.entries.values():
         status = availability(entry)
-        provenance = entry.provenance
+        millions = round(entry.params / 1e6)
+        size = f"{millions}M" if millions < 1000 else f"{entry.params / 1e9:.1f}B"
+        loadable = Noted("yes" if status.loadable else "no", status.reason)
+        rows.append((entry.name, entry.source, entry.architecture, size, entry.license, loadable))
+        origin = f"({entry.family}): {entry.provenance}"
         if isinstance(entry, RegistryEntry):
-            provenance += f" [sha256 {entry.sha256[:12]}…, general.name {entry.gguf_name!r}]"
-            provenance += "" if entry.default else " [opt-in]"
-        rows.append((
-            entry.name, entry.source, entry.family, entry.architecture, f"{entry.params / 1e6:,.0f}M",
-            entry.license, ("yes: " if status.loadable else "no: ") + status.reason, provenance,
-        ))  # fmt: skip
-    for line in text_table(header, rows):
-        click.echo(line)
+            origin += f"\ngeneral.name {entry.gguf_name!r}, sha256 {entry.sha256[:12]}…"
+            origin += "" if entry.default else "; opt-in: survey install-models --all"
+        origins.setdefault(origin, []).append(entry.name)
+    width = terminal_width()
+    lines = text_table(("name", "source", "arch", "params", "license", "loadable"), rows, width)
+    lines += ["", "provenance"]
+    for origin, names in origins.items():
+        lines += hanging("- ", f"{', '.join(names)} {origin}", width)
     n_registry = sum(1 for e in catalog.entries.values() if e.source == "registry")
-    click.echo(f"\n{n_registry} embedded, {len(catalog.entries) - n_registry} hub entries")
+    lines += ["", f"{n_registry} embedded, {len(catalog.entries) - n_registry} hub entries"]
+    click.echo("\n".join(lines))
 
 
 @cli.command("run")
@@ -98,10 +103,11 @@ def run_command(
 ) -> None:  # fmt: skip
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
     from classifiers import UnknownClassifierError, parse_selection
+    from classifiers.neuron_stats import NeuronConfig
     from db.engine import open_database
     from survey.catalog import load_catalog
-    from survey.run.runner import RunConfig, survey_run
-    from survey.units.neurons import NeuronConfig
+    from survey.run.runner import survey_run
+    from survey.units.base import RunConfig
 
     try:
         chosen = parse_selection(selection)
@@ -279,6 +285,26 @@ def schema_command() -> None:
     from db.schema_doc import schema_markdown
 
     click.echo(schema_markdown(), nl=False)
+
+
+@cli.command("docs")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the files that are stale.")
+@click.option(
+    "--out", "out", default="docs", show_default=True, type=click.Path(path_type=Path), metavar="DIR",
+    help="Folder of the generated files (run from the repository root).",
+)  # fmt: skip
+def docs_command(check: bool, out: Path) -> None:
+    """Regenerate the reference docs in DIR (CLI, schema, classifiers, settings) from the code."""
+    from survey.docs import stale_docs, write_docs
+
+    if check:
+        stale = stale_docs(out)
+        if stale:
+            raise SurveyError(f"stale generated docs: {', '.join(map(str, stale))}; run: survey docs")
+        click.echo(f"generated docs in {out} are current")
+        return
+    for path in write_docs(out):
+        click.echo(f"wrote {path}")
 
 
 @cli.command("install-corpus")

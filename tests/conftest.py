@@ -13,6 +13,16 @@ from tests.support.clitools import run_cli
 from tests.support.tiny import save_tiny
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a PostgreSQL server ``postgres``: those using ``postgres_url``
+    and the postgresql case of ``backend_url``."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_backend = params is not None and params.params.get("backend_url") == "postgresql"
+        if "postgres_url" in getattr(item, "fixturenames", ()) or on_backend:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(autouse=True)
 def seed() -> int:
     """Every test starts from the same RNG state."""

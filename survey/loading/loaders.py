@@ -182,3 +182,10 @@ def load(source: ModelSource, dtype: torch.dtype = torch.float32, device: str = 
         resolved_sha=sha,
         quantization=quantization,
     )
+
+
+def context_length(model: Any) -> int | None:
+    """The longest sequence the model's position embeddings allow, when its config says."""
+    config = model.config
+    value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(value) if value else None

@@ -1,19 +1,105 @@
-"""The end-of-run text table: the top heads of each class in each model, and the validations."""
+"""Text tables for the terminal (fitted to its width, long cells as footnotes), and the end-of-run
+report: the top heads of each class in each model, and the validations."""
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from db.store import UnitSummary
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns; the last column is not padded, so long values do not widen the rest."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    return [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        for row in [header, *rows]
+@dataclass(frozen=True)
+class Noted:
+    """A table cell shown as ``text [n]``; its ``note`` is footnote n under the table."""
+
+    text: str
+    note: str
+
+
+Cell = str | Noted
+
+
+def terminal_width() -> int:
+    """The terminal's width in columns (``COLUMNS`` when set; 80 when output is not a terminal)."""
+    return shutil.get_terminal_size().columns
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Cell]], width: int | None = None) -> list[str]:
+    """Left-aligned columns, then numbered footnotes (identical notes share a number).
+
+    A :class:`Noted` cell always puts its note in a footnote. With ``width``, so do plain cells too
+    long for the lines to fit in ``width`` columns (never in the first column), and footnotes wrap
+    at ``width``. The last column is not padded, so without ``width`` long values widen nothing.
+    """
+    ref = len(f" [{len({c.note for row in rows for c in row if isinstance(c, Noted)})}]")
+    while True:  # ref: the widest footnote reference, " [n]"; it grows when plain cells join the notes
+        notes: dict[str, int] = {}
+        caps = _caps(header, rows, ref, width)
+        table = [
+            list(header),
+            *([_shown(c, cap, notes) for c, cap in zip(row, caps, strict=True)] for row in rows),
+        ]
+        if len(f" [{len(notes)}]") <= ref:
+            break
+        ref += 1
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in table
     ]
+    if notes:
+        lines.append("")
+    for note, number in notes.items():
+        lines += hanging(f"[{number}] ", note, width)
+    return lines
+
+
+def _caps(header: Sequence[str], rows: Sequence[Sequence[Cell]], ref: int, width: int | None) -> list[int]:
+    """Per column, the longest plain cell kept in the table: all of them when the lines fit in
+    ``width``, else the largest common cap that makes them fit (or the narrowest table possible)."""
+    columns = list(zip(header, *rows, strict=True))
+    natural = [max(_width(c, ref) for c in col) for col in columns]
+    gaps = 2 * (len(header) - 1)
+    if width is None or sum(natural) + gaps <= width:
+        return natural
+    floors = [natural[0]] + [
+        max(len(col[0]), ref - 1, *(_width(c, ref) for c in col if isinstance(c, Noted)))
+        for col in columns[1:]
+    ]
+    for cap in range(max(natural), 0, -1):
+        caps = [min(n, max(f, cap)) for n, f in zip(natural, floors, strict=True)]
+        if sum(caps) + gaps <= width:
+            return caps
+    return floors
+
+
+def _shown(cell: Cell, cap: int, notes: dict[str, int]) -> str:
+    """The cell as printed; a note (or a plain cell longer than ``cap``) gets its footnote number."""
+    if isinstance(cell, str) and len(cell) <= cap:
+        return cell
+    text, note = (cell.text, cell.note) if isinstance(cell, Noted) else ("", cell)
+    return f"{text} [{notes.setdefault(note, len(notes) + 1)}]".lstrip()
+
+
+def _width(cell: Cell, ref: int) -> int:
+    return len(cell) if isinstance(cell, str) else len(cell.text) + ref
+
+
+def hanging(prefix: str, text: str, width: int | None) -> list[str]:
+    """``prefix`` then ``text``, each of its paragraphs wrapped at ``width`` under a hanging indent."""
+    indent = " " * len(prefix)
+    lines: list[str] = []
+    for i, paragraph in enumerate(text.splitlines() or [""]):
+        first = prefix if i == 0 else indent
+        if width is None:
+            lines.append(first + paragraph)
+        else:
+            lines += textwrap.wrap(
+                paragraph, width, initial_indent=first, subsequent_indent=indent, break_on_hyphens=False
+            ) or [first]
+    return lines
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: str) -> str:

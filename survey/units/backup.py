@@ -18,19 +18,16 @@ from torch import Tensor
 
 from classifiers.attention import Induction
 from classifiers.backup import BackupConfig, BackupInduction, BackupMeasures
-from classifiers.probes import ProbeSet
+from classifiers.probes import ProbeSet, ProbeSpec
+from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated, next_token_loss
 from survey.engine.capture import Capture, CaptureSpec, capture
 from survey.engine.readouts import FinalNormView
-from survey.engine.validation import (
-    AblationConfig,
-    AblationResult,
-    Check,
-    random_head_sets,
-    repeat_span,
-    top_labelled,
-)  # fmt: skip
+from survey.engine.validation import Check, random_head_sets, repeat_span, top_labelled
+from survey.loading.loaders import LoadedModel
+from survey.units.base import PlannedUnit, Progress, Shared
+from survey.units.heads import HeadResult, HeadUnit, probe_for
 
 
 def direct_effects(
@@ -120,3 +117,23 @@ def _validate(
     details["loss_backups_held"] = held[0]
     effects = [loss - ablated_loss for loss in held]
     return check.result(backups, effects, draws, {}, 3 + len(draws), started, details)
+
+
+class BackupInductionUnit(HeadUnit):
+    """Backup induction heads: every head re-measured with the labelled induction heads ablated."""
+
+    classifier: BackupInduction
+
+    def dataset_spec(self) -> ProbeSpec:
+        return self.classifier.config.dataset
+
+    def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
+        return probe_for(loaded, self.name, spec)
+
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+        probe = planned.dataset
+        assert isinstance(probe, ProbeSet)
+        measures, validation = measure_backups(
+            loaded.adapter, probe, self.classifier.config, self.run_config.ablation, progress
+        )
+        return HeadResult(self.classifier.score(measures), validation)

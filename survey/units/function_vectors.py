@@ -22,18 +22,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from classifiers.function_vector import FunctionVectorConfig, FunctionVectorMeasures
-from classifiers.icl_prompts import ICLPrompt, ICLPrompts
+from classifiers.function_vector import FunctionVectorConfig, FunctionVectorHead, FunctionVectorMeasures
+from classifiers.icl_prompts import ICLPrompt, ICLPrompts, ICLSpec, generate_icl
+from classifiers.validation import RATIO_FLOOR, AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.validation import (
-    RATIO_FLOOR,
-    AblationConfig,
-    AblationResult,
-    random_head_sets,
-    top_labelled,
-)
+from survey.engine.validation import random_head_sets, top_labelled
+from survey.loading.loaders import LoadedModel
+from survey.units.base import PlannedUnit, Progress, Shared, Skip
+from survey.units.heads import HeadResult, HeadUnit
 
 ROWS_PER_PASS = 128  # patched copies of one prompt per last-token pass
 MIN_GAIN = 0.05  # zero-shot accuracy the function vector must add for its heads to count as supported
@@ -252,3 +250,29 @@ def _validate(
         effect_random, {}, ratio, effect_top >= MIN_GAIN and ratio >= ablation.min_ratio, passes,
         time.perf_counter() - started, details,
     )  # fmt: skip
+
+
+class FunctionVectorUnit(HeadUnit):
+    """Function-vector heads: causal indirect effects on this tokenizer's in-context tasks."""
+
+    classifier: FunctionVectorHead
+
+    def validation_gates(self) -> dict[str, float]:
+        return {"min_gain": MIN_GAIN}
+
+    def dataset_spec(self) -> ICLSpec:
+        return self.classifier.config.dataset
+
+    def make_dataset(self, loaded: LoadedModel, spec: ICLSpec) -> ICLPrompts | Skip:
+        try:
+            return generate_icl(loaded.tokenizer, loaded.bos.token_id, spec)
+        except ValueError as exc:  # too few tasks with single-token answers
+            return Skip(str(exc))
+
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+        prompts = planned.dataset
+        assert isinstance(prompts, ICLPrompts)
+        measures, validation = measure_function_vectors(
+            loaded.adapter, prompts, self.classifier.config, self.run_config.ablation, progress
+        )
+        return HeadResult(self.classifier.score(measures), validation)

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from classifiers.base import HeadScores
 from classifiers.ioi import BackupNameMover, IOIClassifier, IOIMeasures, IOISpec, NameMover, SInhibition
-from classifiers.ioi_prompts import IOIGroup, IOIPrompts
+from classifiers.ioi_prompts import IOIGroup, IOIPrompts, generate_ioi
+from classifiers.validation import RATIO_FLOOR, AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated
 from survey.engine.capture import CaptureSpec, capture
@@ -35,14 +36,10 @@ from survey.engine.readouts import (
     logit_diff,
     ov_copy_scores,
 )
-from survey.engine.validation import (
-    RATIO_FLOOR,
-    AblationConfig,
-    AblationResult,
-    Check,
-    random_head_sets,
-    top_labelled,
-)  # fmt: skip
+from survey.engine.validation import Check, random_head_sets, top_labelled
+from survey.loading.loaders import LoadedModel
+from survey.units.base import PlannedUnit, Progress, Shared, Skip
+from survey.units.heads import HeadResult, HeadUnit
 
 LD_DROP = "logit_diff_drop"
 
@@ -261,3 +258,28 @@ def _validate_backups(
     details["ld_backups_held"] = held[0]
     passes = 2 + len(draws)
     return check.result(backups, recovered, draws, {}, passes, started, details), passes
+
+
+class IOIUnit(HeadUnit):
+    """An IOI classifier. The IOI classes pending for a model share one run of the suite."""
+
+    classifier: IOIClassifier
+
+    def dataset_spec(self) -> IOISpec:
+        return self.classifier.config.prompts
+
+    def make_dataset(self, loaded: LoadedModel, spec: IOISpec) -> IOIPrompts | Skip:
+        try:
+            return generate_ioi(loaded.tokenizer, loaded.bos.token_id, spec.per_group, spec.seed)
+        except ValueError as exc:  # too few single-token names for this tokenizer
+            return Skip(str(exc))
+
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+        prompts = planned.dataset
+        assert isinstance(prompts, IOIPrompts)
+        together = [p.unit.classifier for p in shared.pending if isinstance(p.unit, IOIUnit) and p.dataset is prompts]
+        outcome = shared.get(
+            ("ioi", prompts.hash),
+            lambda: run_ioi(loaded.adapter, prompts, together, loaded.bos.token_id, self.run_config.ablation, progress),
+        )
+        return HeadResult(*outcome.scores[self.name])

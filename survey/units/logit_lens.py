@@ -15,15 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from sqlalchemy import Engine
 from torch import Tensor
 
 from classifiers.jsonable import JsonFields
+from classifiers.keys import LAYER_SUMMARY
 from classifiers.logit_lens import LensAccumulator, LensLayer
-from db.store import LAYER_SUMMARY, UnitKey
+from classifiers.neuron_stats import NeuronConfig
+from db.store import RunIds, UnitRow, write_lens_unit
 from survey.corpus.sources import resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel
-from survey.units.neurons import NeuronConfig, Windows, cut_windows
+from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
+from survey.units.neurons import Windows, cut_windows
 
 VERSION = 1
 NAME = "logit_lens"
@@ -47,15 +51,15 @@ class LensConfig(JsonFields):
 
 @dataclass(frozen=True)
 class LensPlan:
-    """The windows to read and the unit key they will be stored under."""
+    """The windows to read and their hash (the corpus, the BOS policy and the settings)."""
 
     config: LensConfig
     corpus_name: str
     corpus_hash: str
     windows: Windows
-    key: UnitKey
+    hash: str
 
-    def dataset(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """What the unit read, stored beside it."""
         return {
             "corpus": self.corpus_name, "corpus_hash": self.corpus_hash,
@@ -73,7 +77,7 @@ def plan_lens(loaded: LoadedModel, config: LensConfig) -> LensPlan:
     )  # fmt: skip
     payload = {"corpus": corpus_hash, "bos": loaded.bos.token_id, **config.to_dict()}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    return LensPlan(config, corpus.name, corpus_hash, windows, UnitKey(LAYER_SUMMARY, NAME, VERSION, digest))
+    return LensPlan(config, corpus.name, corpus_hash, windows, digest)
 
 
 def lens_logits(loaded: LoadedModel, resid: Tensor) -> Tensor:
@@ -110,11 +114,45 @@ def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -
                 end = chunk + CHUNK_TOKENS
                 for layer in range(n_layers):
                     totals.update(layer, lens_logits(loaded, resid[layer, chunk:end]), final[chunk:end])
-        echo(f"  logit lens: {min(start + size, tokens.shape[0])}/{tokens.shape[0]} windows")
+        echo(f"logit lens: {min(start + size, tokens.shape[0])}/{tokens.shape[0]} windows")
     layers = totals.result()
     last = layers[-1]
     echo(
-        f"  logit lens v{VERSION}: {int(totals.tokens[0])} tokens, last layer agreement "
+        f"logit lens v{VERSION}: {int(totals.tokens[0])} tokens, last layer agreement "
         f"{last.top1_agreement:.3f}, KL {last.kl_to_final:.2g} [{time.perf_counter() - started:.1f} s]"
     )
     return layers
+
+
+class LensUnit(UnitKind):
+    """The logit lens over the first windows of the neuron pass's corpus, one row per layer."""
+
+    kind = LAYER_SUMMARY
+    name = NAME
+    version = VERSION
+
+    def __init__(self, config: RunConfig, lens: LensConfig) -> None:
+        super().__init__(config)
+        self.config = lens
+
+    @classmethod
+    def for_run(cls, config: RunConfig) -> LensUnit | None:
+        """The lens when the run has a neuron pass (it follows its corpus and windows)."""
+        return None if config.neurons is None else cls(config, LensConfig.following(config.neurons))
+
+    def definition(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict()}
+
+    def dataset(self, loaded: LoadedModel, shared: Shared) -> LensPlan:
+        return plan_lens(loaded, self.config)
+
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> list[LensLayer]:
+        assert isinstance(planned.dataset, LensPlan)
+        return run_lens(loaded, planned.dataset, progress)
+
+    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: list[LensLayer], replace: bool) -> None:
+        row = UnitRow(planned.key, self.full_definition(), self.config.to_dict(), planned.dataset.describe())
+        write_lens_unit(engine, ids, row, result, replace)
+
+    def describe(self, done: UnitResult) -> str:
+        return f"{NAME} v{VERSION}: {len(done.result)} layers stored [{done.seconds:.1f} s]"

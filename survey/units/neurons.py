@@ -14,44 +14,44 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from sqlalchemy import Engine
 from torch import Tensor
 
-from classifiers.neuron_stats import ContextShape, Histogram, Moments, TopK
-from db.store import NEURON_SUMMARY, UnitKey
-from survey.corpus.sources import Corpus, Document
+from classifiers.keys import NEURON_SUMMARY
+from classifiers.neuron_stats import (
+    HISTOGRAM_BINS,
+    HISTOGRAM_MARGIN,
+    ContextShape,
+    Histogram,
+    Moments,
+    NeuronConfig,
+    TopK,
+)
+from classifiers.neuron_weights import (
+    DEAD_ACTIVE_FRACTION,
+    DEAD_MAX,
+    PARTITION_VARIANCE_FACTOR,
+    TOKEN_SHARE,
+    TOP_TOKENS,
+    VOCAB_KURTOSIS,
+)
+from db.neuron_store import write_neuron_unit
+from db.store import RunIds, UnitRow
+from survey.corpus.sources import Corpus, Document, resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
 from survey.errors import SurveyError
-from survey.loading.loaders import LoadedModel
+from survey.loading.loaders import LoadedModel, context_length
 from survey.settings import cache_root
+from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
 
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class NeuronConfig:
-    """Settings of the neuron pass; every field but ``checkpoint_every`` changes the result."""
-
-    corpus: str = "wiki-news"
-    window: int = 128
-    max_windows_per_doc: int = 4
-    token_budget: int = 32_768
-    top_k: int = 20
-    context_before: int = 10
-    context_after: int = 4
-    batch_size: int = 8
-    checkpoint_every: int = 16
-
-    def result_fields(self) -> dict[str, Any]:
-        """The fields that define the unit (stored as its config)."""
-        fields = asdict(self)
-        fields.pop("checkpoint_every")
-        return fields
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def run_pass(
             done = int(state["batches_done"])
             for tracker, layer_state in zip(trackers, state["layers"], strict=True):
                 tracker.load_state_dict(layer_state)
-            echo(f"  neurons: resuming after batch {done}/{len(batches)} from {checkpoint}")
+            echo(f"neurons: resuming after batch {done}/{len(batches)} from {checkpoint}")
     spec = CaptureSpec.of("neuron")
     started, report_every = time.perf_counter(), max(len(batches) // 10, 1)
     for number in range(done, len(batches)):
@@ -176,7 +176,7 @@ def run_pass(
         if (number + 1) % report_every == 0 or number + 1 == len(batches):
             tokens = (min(first + config.batch_size, n_windows) - batches[done]) * length
             rate = tokens / max(time.perf_counter() - started, 1e-9)
-            echo(f"  neurons: batch {number + 1}/{len(batches)}, {rate:,.0f} tokens/s")
+            echo(f"neurons: batch {number + 1}/{len(batches)}, {rate:,.0f} tokens/s")
     return trackers
 
 
@@ -195,6 +195,11 @@ def _pairs(ids: list[int], values: list[float]) -> list[list[Any]]:
 
 
 STAT_FIELDS = ("mean", "std", "skew", "kurtosis", "max", "frac_active")
+FAMILY_GATES = {  # the constants that decide histograms, read-outs and family labels
+    "histogram_bins": HISTOGRAM_BINS, "histogram_margin": HISTOGRAM_MARGIN, "top_tokens": TOP_TOKENS,
+    "dead_active_fraction": DEAD_ACTIVE_FRACTION, "dead_max": DEAD_MAX, "token_share": TOKEN_SHARE,
+    "vocab_kurtosis": VOCAB_KURTOSIS, "partition_variance_factor": PARTITION_VARIANCE_FACTOR,
+}  # fmt: skip
 
 
 def summarise(loaded: LoadedModel, windows: Windows, trackers: list[LayerTrackers]) -> NeuronSummary:
@@ -273,20 +278,22 @@ def _example_rows(
 
 @dataclass(frozen=True)
 class NeuronPlan:
-    """A neuron unit, resolved before anything is written: its corpus, settings and key."""
+    """A neuron unit, resolved before anything is written: its corpus, settings, windows and
+    where its resumable state is kept."""
 
     corpus: Corpus
     corpus_hash: str
     config: NeuronConfig
     dataset_hash: str
     windows: Windows
+    checkpoint: Path
 
     @property
-    def key(self) -> UnitKey:
-        """The unit's idempotence key within its model."""
-        return UnitKey(NEURON_SUMMARY, "neurons", VERSION, self.dataset_hash)
+    def hash(self) -> str:
+        """The dataset hash: corpus content, BOS policy and pass settings."""
+        return self.dataset_hash
 
-    def dataset(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """What is stored beside the dataset hash."""
         return {"corpus": self.corpus.name, "corpus_hash": self.corpus_hash, **self.config.result_fields()}
 
@@ -294,9 +301,6 @@ class NeuronPlan:
 def plan_neurons(loaded: LoadedModel, config: NeuronConfig) -> NeuronPlan:
     """Resolve and hash the corpus and cut its windows (SurveyError when it cannot be read or has
     no document as long as a window), before anything is written."""
-    from survey.corpus.sources import resolve_corpus
-    from survey.units.heads import context_length
-
     limit = context_length(loaded.model)
     needed = config.window + (loaded.bos.token_id is not None)
     if limit is not None and needed > limit:
@@ -306,14 +310,15 @@ def plan_neurons(loaded: LoadedModel, config: NeuronConfig) -> NeuronPlan:
     corpus = resolve_corpus(config.corpus)
     corpus_hash = corpus.hash()
     windows = cut_windows(corpus, loaded.tokenizer, config)
+    digest = dataset_hash(corpus_hash, loaded.bos.token_id, config)
     return NeuronPlan(
-        corpus, corpus_hash, config, dataset_hash(corpus_hash, loaded.bos.token_id, config), windows
+        corpus, corpus_hash, config, digest, windows, checkpoint_path(loaded.resolved_sha, digest)
     )
 
 
-def checkpoint_path(loaded: LoadedModel, plan: NeuronPlan) -> Path:
+def checkpoint_path(resolved_sha: str, dataset_hash: str) -> Path:
     """Where the pass over this model and dataset keeps its resumable state."""
-    return cache_root() / "neuron-passes" / f"{loaded.resolved_sha[:16]}-{plan.dataset_hash[:16]}.pt"
+    return cache_root() / "neuron-passes" / f"{resolved_sha[:16]}-{dataset_hash[:16]}.pt"
 
 
 def compute_summary(loaded: LoadedModel, plan: NeuronPlan, echo: Callable[[str], None]) -> NeuronSummary:
@@ -321,9 +326,52 @@ def compute_summary(loaded: LoadedModel, plan: NeuronPlan, echo: Callable[[str],
     once the summary is stored."""
     windows = plan.windows
     echo(
-        f"  neurons: {windows.tokens.shape[0]} windows x {windows.tokens.shape[1]} tokens from "
+        f"neurons: {windows.tokens.shape[0]} windows x {windows.tokens.shape[1]} tokens from "
         f"{len(windows.documents)} documents of {plan.corpus.name}"
     )
     key = f"{loaded.resolved_sha}:{plan.dataset_hash}"
-    trackers = run_pass(loaded, windows, plan.config, checkpoint_path(loaded, plan), key, echo)
+    trackers = run_pass(loaded, windows, plan.config, plan.checkpoint, key, echo)
     return summarise(loaded, windows, trackers)
+
+
+class NeuronUnit(UnitKind):
+    """The neuron pass: every MLP neuron summarised over the corpus, resumable."""
+
+    kind = NEURON_SUMMARY
+    name = "neurons"
+    version = VERSION
+
+    def __init__(self, config: RunConfig, neurons: NeuronConfig) -> None:
+        super().__init__(config)
+        self.config = neurons
+
+    @classmethod
+    def for_run(cls, config: RunConfig) -> NeuronUnit | None:
+        """The pass when the run asks for it."""
+        return None if config.neurons is None else cls(config, config.neurons)
+
+    def definition(self) -> dict[str, Any]:
+        return {"config": self.config.result_fields(), "gates": FAMILY_GATES}
+
+    def dataset(self, loaded: LoadedModel, shared: Shared) -> NeuronPlan:
+        return plan_neurons(loaded, self.config)
+
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> NeuronSummary:
+        assert isinstance(planned.dataset, NeuronPlan)
+        return compute_summary(loaded, planned.dataset, progress)
+
+    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: NeuronSummary, replace: bool) -> None:
+        """Store the pass in one transaction, then drop its checkpoint."""
+        plan = planned.dataset
+        assert isinstance(plan, NeuronPlan)
+        row = UnitRow(planned.key, self.full_definition(), self.config.result_fields(), plan.describe())
+        write_neuron_unit(engine, ids, row, plan.corpus, plan.corpus_hash, result, replace)
+        plan.checkpoint.unlink(missing_ok=True)
+
+    def describe(self, done: UnitResult) -> str:
+        summary: NeuronSummary = done.result
+        counts = Counter(row["family"] for row in summary.neurons if row["family"])
+        return (
+            f"neurons v{VERSION}: {len(summary.neurons)} neurons, {len(summary.examples)} examples, "
+            f"families {dict(sorted(counts.items()))} [{done.seconds:.1f} s]"
+        )

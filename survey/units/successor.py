@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from classifiers.ordinal import OrdinalTasks
-from classifiers.successor import SuccessorMeasures
+from classifiers.ordinal import OrdinalSpec, OrdinalTasks, generate_ordinal
+from classifiers.successor import SuccessorHead, SuccessorMeasures
 from survey.adapters import ArchitectureAdapter
 from survey.engine.readouts import ov_readouts
+from survey.loading.loaders import LoadedModel
+from survey.units.base import PlannedUnit, Progress, Shared, Skip
+from survey.units.heads import HeadResult, HeadUnit
 
 
 def successor_measures(
@@ -37,3 +40,24 @@ def successor_measures(
         hits,
         predicted,
     )
+
+
+class SuccessorUnit(HeadUnit):
+    """Successor heads, read from the weights on this tokenizer's ordinal sequences."""
+
+    classifier: SuccessorHead
+
+    def dataset_spec(self) -> OrdinalSpec:
+        return self.classifier.config.dataset
+
+    def make_dataset(self, loaded: LoadedModel, spec: OrdinalSpec) -> OrdinalTasks | Skip:
+        try:
+            return generate_ordinal(loaded.tokenizer, spec)
+        except ValueError as exc:  # too few single-token members for this tokenizer
+            return Skip(str(exc))
+
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+        tasks = planned.dataset
+        assert isinstance(tasks, OrdinalTasks)
+        measures = successor_measures(loaded.adapter, tasks, loaded.bos.token_id)
+        return HeadResult(self.classifier.score(measures), None)

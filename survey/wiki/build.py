@@ -35,7 +35,8 @@ from survey.wiki import hook, svg
 from survey.wiki.data import load_models, load_score_grids, unit_versions
 from survey.wiki.escape import markdown_safe
 from survey.wiki.pages import SiteModel, classifier_info, head_name, site_models, write_model
-from survey.wiki.render import SKELETON, PageWriter, html_link
+from survey.wiki.render import PageWriter, html_link
+from survey.wiki.resources import SKELETON
 from survey.wiki.similar import HeadRef, nearest_heads, profiles
 
 DOWNLOAD = "download/survey.db"
@@ -72,7 +73,7 @@ def build_site(
         models = job.models
         render_s = time.perf_counter() - start
         echo(f"rendered {writer.pages} pages in {render_s:.1f} s; mkdocs is building the HTML …")
-        shutil.copytree(SKELETON.parent / "assets", docs / "assets")
+        shutil.copytree(SKELETON / "assets", docs / "assets")
         config = _mkdocs_config(Path(tmp), docs, fragments, out, _nav(models))
         mkdocs_start = time.perf_counter()
         _run_mkdocs(config)
@@ -262,7 +263,7 @@ def _nav(models: list[SiteModel]) -> list[dict[str, Any]]:
 def _mkdocs_config(folder: Path, docs: Path, fragments: Path, out: Path, nav: list[dict[str, Any]]) -> Path:
     """The skeleton's mkdocs.yml, pointed at the rendered docs, their fragments, the output
     folder and the fragment hook, with the navigation."""
-    config: dict[str, Any] = yaml.safe_load(SKELETON.read_text(encoding="utf-8"))
+    config: dict[str, Any] = yaml.safe_load((SKELETON / "mkdocs.yml").read_text(encoding="utf-8"))
     config.update(docs_dir=str(docs), site_dir=str(out), hooks=[str(Path(hook.__file__))], nav=nav)
     config["not_in_nav"] = "/models/*/layer-*/"
     config.setdefault("extra", {})["wiki_fragments"] = str(fragments)

@@ -151,7 +151,9 @@ LENS_STATISTICS = {
 }
 
 
-BACKUP_ABLATED = {"backup_name_mover": "name_movers", "backup_induction": "induction_heads_ablated"}
+def ablated_evidence(name: str) -> str | None:
+    """For a backup class, the evidence field naming the heads it ablated (from the registry)."""
+    return classifier_class(name).ablated_evidence if name in classifier_names() else None
 
 
 def backup_sets(units: list[HeadUnit]) -> list[dict[str, Any]]:
@@ -159,7 +161,7 @@ def backup_sets(units: list[HeadUnit]) -> list[dict[str, Any]]:
     compensation (a share of the lost effect, the unit's score, and the raw DLA rise)."""
     found = []
     for unit in units:
-        key = BACKUP_ABLATED.get(unit.name)
+        key = ablated_evidence(unit.name)
         if key is None or not unit.evidence:
             continue
         ablated = unit.evidence[0][0].get(key, [])

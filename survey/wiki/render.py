@@ -17,10 +17,7 @@ from markupsafe import Markup
 
 from survey.errors import SurveyError
 from survey.wiki.escape import markdown_safe, token_text
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "templates"
-SKELETON = ROOT / "site" / "mkdocs.yml"
+from survey.wiki.resources import TEMPLATES
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -40,9 +37,7 @@ def front_matter(title: str) -> Markup:
 def environment() -> Environment:
     """The wiki's template environment; SurveyError when the templates folder is missing."""
     if not TEMPLATES.is_dir():
-        raise SurveyError(
-            f"wiki templates not found at {TEMPLATES}: install interp-survey from its checkout (pip -e)"
-        )
+        raise SurveyError(f"wiki templates not found at {TEMPLATES}: reinstall interp-survey")
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,

@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 
+from db.fixtures import MODELS
 from survey.wiki.serve import site_server
-from tests.support.fixtures_db import MODELS
 from tests.support.sitetools import build_fixture_site
 
 ARTIFACTS = Path(
     os.environ.get("INTERP_SURVEY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
 HOSTILE_SLUG = "evil-script-alert-model-script-m"
+
+pytestmark = pytest.mark.browser
 
 
 def chromium() -> str:

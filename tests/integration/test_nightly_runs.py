@@ -11,10 +11,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from tests.support.nightlytools import results, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SURVEY = str(Path(sys.executable).with_name("survey"))
 EMBEDDED = ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct"]

@@ -13,7 +13,7 @@ from survey.catalog import load_catalog
 from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel, load, resolve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 IOI_NAMES = ("name_mover", "negative_name_mover", "backup_name_mover", "s_inhibition")
 
 
@@ -68,7 +68,8 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
 ) -> None:
     from classifiers import classifier_names, parse_selection
     from db.engine import open_database
-    from survey.run.runner import RunConfig, survey_model
+    from survey.run.runner import survey_model
+    from survey.units.base import RunConfig
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     lines: list[str] = []
@@ -142,9 +143,10 @@ def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:
 
 def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp_path: Path) -> None:
     from classifiers import parse_selection
+    from classifiers.neuron_stats import NeuronConfig
     from db.engine import open_database
-    from survey.run.runner import RunConfig, survey_model
-    from survey.units.neurons import NeuronConfig
+    from survey.run.runner import survey_model
+    from survey.units.base import RunConfig
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     config = RunConfig(neurons=NeuronConfig(token_budget=2048))

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from db.engine import session_factory
-from db.schema import Corpus, Document, HeadScore, NeuronExample, Run, Token, TokenizedDocument, Unit
-from tests.support.fixtures_db import NOW, fixture_neuron, model_with_run
+from db.fixtures import NOW, add_document, add_head_scores, add_unit, fixture_neuron, model_with_run
+from db.schema import NeuronExample, Run, Token, TokenizedDocument
 
 HOSTILE = [
     "<script>alert('token')</script>",
@@ -45,51 +46,20 @@ def add_hostile_model(engine: Engine) -> None:
             )
         )
         session.add_all(Token(model_id=model.id, token_id=i, text=t) for i, t in enumerate(HOSTILE))
-        unit = Unit(
-            model_id=model.id,
-            run_id=run.id,
-            kind="head_classifier",
-            name="induction",
-            version=1,
-            config={"threshold": 0.4},
-            threshold=0.4,
-            dataset_hash="e" * 64,
-            dataset={},
-            created_at=NOW,
-        )
-        session.add(unit)
-        session.flush()
+        unit = add_unit(session, model.id, run.id, "head_classifier", "induction", 0.6, dataset_hash="e" * 64)
         pattern = {"probe": "repeated_random", "positions": [0, 1, 2], "token_ids": [0, 1, 2],
                    "weights": [[1.0], [0.5, 0.5], [0.2, 0.3, 0.5]]}  # fmt: skip
         ov = [{"input": 3, "top": [4, 5, 6, 7]}]
-        for rank, (layer, head) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)], 1):
-            session.add(
-                HeadScore(
-                    unit_id=unit.id,
-                    layer=layer,
-                    head=head,
-                    score=1.0 / rank,
-                    label=rank == 1,
-                    rank=rank,
-                    percentile=100.0 - 25 * (rank - 1),
-                    evidence={"note": HOSTILE[rank], "pattern": pattern, "ov_top_tokens": ov},
-                )
-            )
+        evidence = [[{"note": HOSTILE[2 * layer + head + 1], "pattern": pattern, "ov_top_tokens": ov}
+                     for head in range(2)] for layer in range(2)]  # fmt: skip
+        add_head_scores(session, unit, np.array([[1.0, 1 / 2], [1 / 3, 1 / 4]]), evidence)
         _hostile_neurons(session, model.id, run.id)
 
 
-def _hostile_neurons(session, model_id: int, run_id: int) -> None:  # type: ignore[no-untyped-def]
-    corpus = Corpus(name="hostile", hash="h" * 64, description=HOSTILE[0])
-    session.add(corpus)
-    session.flush()
-    document = Document(corpus_id=corpus.id, doc_index=0, title=HOSTILE[4], text=TEXT)
-    session.add(document)
-    session.flush()
-    unit = Unit(model_id=model_id, run_id=run_id, kind="neuron_summary", name="neurons", version=1,
-                config={"context_before": 2, "context_after": 2}, threshold=None, dataset_hash="h" * 64,
-                dataset={}, created_at=NOW)  # fmt: skip
-    session.add(unit)
-    session.flush()
+def _hostile_neurons(session: Session, model_id: int, run_id: int) -> None:
+    document = add_document(session, HOSTILE[0], "h" * 64, HOSTILE[4], TEXT)
+    unit = add_unit(session, model_id, run_id, "neuron_summary", "neurons",
+                    config={"context_before": 2, "context_after": 2}, dataset_hash="h" * 64)  # fmt: skip
     offsets, at = [], 0
     for piece in HOSTILE:
         offsets.append([at, at + len(piece)])

@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from db.engine import open_database
+from db.fixtures import add_beyond_units, build_fixture
 from survey.wiki.build import BuildReport, build_site
-from tests.support.fixtures_db import add_beyond_units, build_fixture
 from tests.support.fixtures_hostile import add_hostile_model
 
 

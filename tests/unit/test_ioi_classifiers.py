@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from classifiers.ioi import BackupNameMover, NameMover, NegativeNameMover, SInhibition
+from classifiers.validation import AblationConfig
 from survey.adapters import adapt
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.patching import path_patched_attention
 from survey.engine.readouts import end_components
-from survey.engine.validation import AblationConfig
 from survey.units.ioi import IOIOutcome, run_ioi
 from tests.support.planted_ioi import BOS, D_HEAD, PLANTED, planted_ioi_gpt2, planted_ioi_prompts
 from tests.support.tiny import VOCAB, tiny_model
@@ -183,24 +183,22 @@ def test_ioi_units_are_stored_with_evidence_and_validations(planted: IOIOutcome,
     from sqlalchemy import text
 
     from db.engine import open_database, session_factory
-    from db.store import write_unit
-    from survey.units.heads import PlannedUnit, UnitResult
-    from tests.support.fixtures_db import model_with_run
+    from db.fixtures import model_with_run
+    from db.store import RunIds
+    from survey.units.base import PlannedUnit, RunConfig
+    from survey.units.heads import HeadResult
+    from survey.units.registry import head_unit
 
     engine = open_database(f"sqlite:///{tmp_path / 's.db'}")
     with session_factory(engine).begin() as session:
         model, run = model_with_run(session, "planted-ioi", 4, 4)
-        model_id, run_id = model.id, run.id
+        ids = RunIds(model.id, run.id)
     prompts = planted_ioi_prompts()
     for classifier in CLASSIFIERS:
         scores, validation = planted.scores[classifier.name]
-        write_unit(
-            engine,
-            model_id,
-            run_id,
-            UnitResult(PlannedUnit(classifier, prompts), scores, validation, 1.0),
-            replace=False,
-        )
+        unit = head_unit(type(classifier), RunConfig())
+        planned = PlannedUnit(unit, prompts, unit.definition_key().with_dataset(prompts.hash))
+        unit.write(engine, ids, planned, HeadResult(scores, validation), replace=False)
     with engine.connect() as connection:
         labelled = connection.execute(text(
             "SELECT u.name, h.layer, h.head, h.evidence, u.dataset_hash, u.dataset FROM head_scores h "

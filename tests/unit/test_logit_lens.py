@@ -12,12 +12,13 @@ from sqlalchemy import text
 
 from classifiers import parse_selection
 from classifiers.logit_lens import LensAccumulator
+from classifiers.neuron_stats import NeuronConfig
 from db.engine import open_database
 from survey.adapters import adapt
 from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
-from survey.run.runner import RunConfig, survey_model
+from survey.run.runner import survey_model
+from survey.units.base import RunConfig
 from survey.units.logit_lens import LensConfig, plan_lens, run_lens
-from survey.units.neurons import NeuronConfig
 from tests.support.tiny import VOCAB, tiny_model, tiny_tokenizer
 from tests.unit.test_neurons import word_corpus
 

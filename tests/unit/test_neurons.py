@@ -17,13 +17,15 @@ import torch
 from sqlalchemy import create_engine, text
 
 from classifiers import parse_selection
+from classifiers.neuron_stats import NeuronConfig
 from db.engine import open_database
 from survey.adapters import adapt
 from survey.corpus.sources import resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
-from survey.run.runner import RunConfig, survey_model
-from survey.units.neurons import NeuronConfig, cut_windows
+from survey.run.runner import survey_model
+from survey.units.base import RunConfig
+from survey.units.neurons import cut_windows
 from tests.support.clitools import db_bytes, run_cli
 from tests.support.tiny import tiny_model, tiny_tokenizer
 
@@ -239,6 +241,7 @@ def assert_same_rows(got: list[tuple], expected: list[tuple]) -> None:  # type: 
         np.testing.assert_allclose(contexts, np.frombuffer(want[9], dtype="<f2"), rtol=2e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_pass_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     folder = tmp_path / "model"
     planted_neuron_model().save_pretrained(folder)

@@ -196,10 +196,12 @@ def assert_four_writers_lose_nothing(models: list[Path], tmp_path: Path, url: st
     assert results(url) == results(f"sqlite:///{serial}")  # the same as one writer after another
 
 
+@pytest.mark.slow
 def test_four_concurrent_writers_on_sqlite_lose_nothing(models: list[Path], tmp_path: Path) -> None:
     assert_four_writers_lose_nothing(models, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
 
 
+@pytest.mark.slow
 def test_four_concurrent_writers_on_postgresql_lose_nothing(
     models: list[Path], tmp_path: Path, postgres_url: str
 ) -> None:

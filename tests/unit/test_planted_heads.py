@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from classifiers import parse_selection
+from classifiers.validation import AblationConfig
 from survey.adapters import adapt
 from survey.engine.ablation import head_means, mean_ablated, next_token_loss
-from survey.engine.validation import AblationConfig
 from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
-from survey.units.heads import UnitResult, plan_units, score_units
 from tests.support.planted import PLANTED, planted_gpt2
 from tests.support.tiny import tiny_tokenizer
+from tests.support.units import ScoredHead as UnitResult
+from tests.support.units import plan_units, score_units
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def results(planted: LoadedModel) -> dict[str, UnitResult]:
     return {r.unit.classifier.name: r for r in score_units(planted, units, AblationConfig(draws=8))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PLANTED))
 def test_the_planted_head_scores_high_and_every_other_head_low(
     name: str, results: dict[str, UnitResult]
@@ -46,6 +48,7 @@ def test_the_planted_head_scores_high_and_every_other_head_low(
     assert labels.sum() == 1 and labels[layer, head]
 
 
+@pytest.mark.slow
 def test_induction_validation_finds_the_planted_head_causal(results: dict[str, UnitResult]) -> None:
     v = results["induction"].validation
     assert v is not None and v.heads == [PLANTED["induction"]] and v.k == 1
@@ -61,6 +64,7 @@ def test_induction_validation_finds_the_planted_head_causal(results: dict[str, U
     assert v.forward_passes == 1 + 2 + 1 + 8
 
 
+@pytest.mark.slow
 def test_other_classes_have_no_validator(results: dict[str, UnitResult]) -> None:
     assert all(results[name].validation is None for name in PLANTED if name != "induction")
 

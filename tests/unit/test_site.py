@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from db.fixtures import MODELS
 from survey.errors import SurveyError
 from survey.wiki.build import build_site
 from survey.wiki.escape import markdown_safe, token_text
 from tests.support.clitools import run_cli
-from tests.support.fixtures_db import MODELS
 from tests.support.fixtures_hostile import HOSTILE, MODEL_NAME
 from tests.support.sitetools import build_fixture_site, parse, visible_text
 

@@ -47,6 +47,7 @@ def top_evidence(db: Path, classifier: str) -> str:
     return rows(db, LABELLED.format(classifier) + " ORDER BY h.rank LIMIT 1")[0][5]
 
 
+@pytest.mark.slow
 def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     planted_folder: Path,
     tmp_path: Path,
@@ -151,6 +152,7 @@ def test_classifiers_command_lists_every_definition(monkeypatch, capsys) -> None
     assert all(f"{name} v1" in out for name in classifier_names()) and "A[i, i-(L-1)]" in out
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
     planted_folder: Path,
     tmp_path: Path,

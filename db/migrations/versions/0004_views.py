@@ -7,7 +7,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from db.views import VIEWS
+from db.views import view_sql
 
 revision = "0004"
 down_revision = "0003"
@@ -16,10 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for sql in VIEWS.values():
+    for sql in view_sql().values():
         op.execute(sql)
 
 
 def downgrade() -> None:
-    for name in reversed(list(VIEWS)):
+    for name in reversed(list(view_sql())):
         op.execute(f"DROP VIEW {name}")

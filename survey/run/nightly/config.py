@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from classifiers import UnknownClassifierError, parse_selection
+from classifiers.neuron_stats import NeuronConfig
 from survey.errors import SurveyError
-from survey.units.neurons import NeuronConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
 SURVEY_KEYS = {"database", "device", "dtype", "classifiers", "retries", "neurons"}

@@ -22,9 +22,10 @@ from db.engine import open_database
 from db.jobs import finish_job, start_job
 from survey.catalog import load_catalog
 from survey.errors import SurveyError
-from survey.loading.loaders import load, resolve
+from survey.loading.loaders import resolve
 from survey.run.nightly.config import ModelSpec, NightlyConfig
-from survey.run.runner import RunConfig, survey_model
+from survey.run.nightly.plan import run_config
+from survey.run.runner import load_and_survey
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def run_model(
     failing unit) fails the attempt, is recorded with its error, and never reaches the caller.
     """
     engine = open_database(config.database)
-    run_config = RunConfig(device=config.device, dtype=config.dtype, neurons=config.neurons)
+    config_of_run = run_config(config)
     classifiers = parse_selection(config.classifiers)
     started, written, error = time.perf_counter(), 0, None
     attempt = 0
@@ -71,24 +72,17 @@ def run_model(
             job_id = start_job(engine, spec.key, attempt, shard)
             log("attempt_start", model=spec.key, attempt=attempt)
             model_id = run_id = None
-            units, loaded = 0, None
+            units = 0
             try:
-                loaded = load(
-                    resolve(spec.argument, load_catalog()),
-                    dtype=run_config.torch_dtype(),
-                    device=config.device,
-                )
-                model_id, error, run_id, units = survey_model(
-                    engine, loaded, classifiers, run_config, False, echo
-                )
+                source = resolve(spec.argument, load_catalog())
+                model_id, error, run_id, units = load_and_survey(engine, source, classifiers, config_of_run, False, echo)
             except KeyboardInterrupt:
                 finish_job(engine, job_id, "interrupted", model_id, run_id, units)
                 raise
             except Exception as exc:  # one model's failure never stops the others
                 error = f"{type(exc).__name__}: {exc}"
             finally:
-                loaded = None  # the model's memory goes before a retry or the next model loads
-                _release_memory()
+                _release_memory()  # the model's memory goes before a retry or the next model loads
             written += units
             finish_job(engine, job_id, error, model_id, run_id, units)
             log("attempt_end", model=spec.key, attempt=attempt, error=error, units_written=units)

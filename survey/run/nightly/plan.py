@@ -1,40 +1,28 @@
 """What the nightly survey has to do: per model of the config, which units are already stored.
 
-A unit is stored when the model (by the config's name and revision) has a unit of that kind,
-classifier and version whose config is the current one. This is known without loading the
-model, so a finished model costs one query; a model with anything pending is loaded, and the
-runner then checks the exact keys (dataset hashes included) and computes only what is missing.
+A unit is stored when the model (by the config's name and revision) has a unit with the same
+definition key (kind, name, version and definition hash) as the registry gives for this config:
+the same key function the runner uses, without the dataset hash, which needs the tokenizer. So a
+finished model costs one query; a model with anything pending is loaded, and the runner then
+checks the full keys and computes only what is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from classifiers import parse_selection
-from db.store import HEAD_CLASSIFIER, LAYER_SUMMARY, NEURON_SUMMARY
+from classifiers.keys import DefinitionKey
+from db.store import stored_definitions
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.loading.loaders import ModelSource, resolve
 from survey.run.nightly.config import ModelSpec, NightlyConfig
-from survey.units.logit_lens import NAME as LENS_NAME
-from survey.units.logit_lens import VERSION as LENS_VERSION
-from survey.units.logit_lens import LensConfig
-from survey.units.neurons import VERSION as NEURON_VERSION
-
-
-@dataclass(frozen=True)
-class UnitPlan:
-    """One unit the config asks for: kind, name, version and the config it must be stored with."""
-
-    kind: str
-    name: str
-    version: int
-    config: dict[str, Any]
+from survey.units.base import RunConfig
+from survey.units.registry import unit_kinds
 
 
 @dataclass(frozen=True)
@@ -44,25 +32,22 @@ class ModelPlan:
 
     spec: ModelSpec
     source: ModelSource | None
-    units: list[tuple[UnitPlan, bool]]
+    units: list[tuple[DefinitionKey, bool]]
     error: str | None = None
 
     @property
-    def pending(self) -> list[UnitPlan]:
+    def pending(self) -> list[DefinitionKey]:
         return [unit for unit, stored in self.units if not stored]
 
 
-def wanted_units(config: NightlyConfig) -> list[UnitPlan]:
-    """The units every model should have under this config."""
-    units = [
-        UnitPlan(HEAD_CLASSIFIER, cls.name, cls.version, cls.default_config.to_dict())
-        for cls in parse_selection(config.classifiers)
-    ]
-    if config.neurons is not None:
-        units.append(UnitPlan(NEURON_SUMMARY, "neurons", NEURON_VERSION, config.neurons.result_fields()))
-        lens = LensConfig.following(config.neurons)
-        units.append(UnitPlan(LAYER_SUMMARY, LENS_NAME, LENS_VERSION, lens.to_dict()))
-    return units
+def run_config(config: NightlyConfig) -> RunConfig:
+    """The run config every model of the nightly is surveyed with."""
+    return RunConfig(device=config.device, dtype=config.dtype, neurons=config.neurons)
+
+
+def wanted_units(config: NightlyConfig) -> list[DefinitionKey]:
+    """The definition key of every unit each model should have under this config."""
+    return [unit.definition_key() for unit in unit_kinds(parse_selection(config.classifiers), run_config(config))]
 
 
 def plan_models(
@@ -70,14 +55,7 @@ def plan_models(
 ) -> list[ModelPlan]:
     """Each model resolved (no network, no loading) with its units marked stored or pending."""
     wanted = wanted_units(config)
-    stored: dict[tuple[str, str | None], set[tuple[str, str, int, str]]] = {}
-    with engine.connect() as connection:
-        for row in connection.execute(text(
-            "SELECT m.name, m.revision, u.kind, u.name, u.version, u.config FROM units u "
-            "JOIN models m ON m.id = u.model_id"
-        )):  # fmt: skip
-            config_json = row[5] if isinstance(row[5], str) else json.dumps(row[5])
-            stored.setdefault((row[0], row[1]), set()).add((row[2], row[3], row[4], _canonical(config_json)))
+    stored = stored_definitions(engine)
     plans = []
     for spec in specs:
         try:
@@ -86,13 +64,8 @@ def plan_models(
             plans.append(ModelPlan(spec, None, [(u, False) for u in wanted], str(exc)))
             continue
         have = stored.get((source.name, source.revision), set())
-        marks = [(u, (u.kind, u.name, u.version, _canonical(json.dumps(u.config))) in have) for u in wanted]
-        plans.append(ModelPlan(spec, source, marks))
+        plans.append(ModelPlan(spec, source, [(u, u in have) for u in wanted]))
     return plans
-
-
-def _canonical(config_json: str) -> str:
-    return json.dumps(json.loads(config_json), sort_keys=True)
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:

@@ -1,0 +1,433 @@
+"""Survey databases made up for tests, benchmarks and the wheel check (in the spirit of datasette's
+fixtures.py); nothing here loads a model.
+
+``build_fixture`` writes the small hand-made database the tests assert on: two models, the four v1
+classifiers with planted scores, an induction validation, a logit lens and a neuron unit with every
+family, examples and the document they point at; ``add_beyond_units`` adds the later classifiers
+to one model. ``build_synthetic`` writes one of any size, deterministic in its seed: random scores
+for every registered classifier with evidence shaped like the real ones', a validation each, a logit
+lens and a neuron unit with examples.
+
+    python -m db.fixtures OUT.db [--models N] [--layers N] [--heads N] [--neurons N] [--examples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from classifiers import ClassifierConfig, classifier_class, classifier_names, rank_and_percentile
+from db.engine import open_database, session_factory
+from db.schema import (
+    Corpus,
+    Document,
+    HeadScore,
+    LogitLens,
+    Model,
+    Neuron,
+    NeuronExample,
+    Run,
+    Token,
+    TokenizedDocument,
+    Unit,
+    Validation,
+)
+from db.store import insert_rows
+from survey.errors import SurveyError
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+THRESHOLDS = {"previous_token": 0.4, "duplicate_token": 0.3, "induction": 0.4, "attention_sink": 0.3}
+# model -> (layers, heads, {classifier: {(layer, head): score}}); unlisted heads score 0.05
+MODELS = {
+    "fixture-a": (
+        4,
+        3,
+        {
+            "previous_token": {(0, 2): 0.9, (1, 0): 0.6},
+            "duplicate_token": {(0, 1): 0.7},
+            "induction": {(0, 1): 0.5, (2, 1): 0.9},
+            "attention_sink": {(3, 0): 0.8, (2, 1): 0.6},
+        },
+    ),
+    "fixture-b": (
+        6,
+        2,
+        {
+            "previous_token": {(1, 1): 0.8},
+            "duplicate_token": {(1, 0): 0.5},
+            "induction": {(2, 0): 0.7, (4, 1): 0.45},
+            "attention_sink": {(2, 0): 0.9},
+        },
+    ),
+}
+FAMILIES = ["dead", "token", "prediction", "suppression", "partition", None]
+TEXT = "The cat sat on the mat. The dog sat on the log."
+WORDS = [
+    "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
+    "not", "he", "i", "this",
+]  # fmt: skip
+
+# the evidence of a labelled head of the later classifiers, as the survey stores it
+CIE = {"per_task_cie": {"antonym": 0.2, "country_capital": 0.1}}
+SUCCESSOR_EXAMPLE = {"task": "days", "input": "Monday", "top": "Tuesday", "successor": "Tuesday"}
+SUCCESSOR = {"per_task": {"days": 1.0, "months": 0.5}, "pairs": 17, "successor_examples": [SUCCESSOR_EXAMPLE]}
+
+NEURON_STATS = {
+    "mean": 0.1, "std": 1.0, "skew": 0.0, "kurtosis": 3.0, "hist_low": -1.0, "hist_high": 1.0,
+    "histogram": [1, 2, 3], "w_in_norm": 1.0, "w_out_norm": 1.0, "vocab_mean": 0.0, "vocab_var": 0.01,
+    "vocab_skew": 1.0, "vocab_kurtosis": 12.0, "top_tokens": [[1, 2.0]], "bottom_tokens": [[2, -2.0]],
+    "top_token_share": 0.5,
+}  # fmt: skip
+
+
+def fixture_neuron(unit_id: int, layer: int, neuron: int, **fields: object) -> Neuron:
+    """A neuron row with plain statistics; ``fields`` sets max, family and anything else."""
+    return Neuron(unit_id=unit_id, layer=layer, neuron=neuron, **(NEURON_STATS | fields))
+
+
+def model_with_run(
+    session: Session, name: str, layers: int, heads: int, **fields: object
+) -> tuple[Model, Run]:
+    """Insert a fixture model (``fields`` overrides its columns) and one finished run of it; both
+    have their ids."""
+    model = Model(**{
+        "name": name, "source": "local", "location": f"/fixtures/{name}", "revision": None,
+        "resolved_sha": name * 4, "family": "fixture", "architecture": "gpt2", "n_layers": layers,
+        "n_heads": heads, "n_kv_heads": heads, "d_model": 16, "d_head": 4, "d_mlp": 6, "d_vocab": 8,
+        "n_params": 1000, "parallel_attn_mlp": False, "quantization": None, "bos_token": "<s>",
+        "license": "mit", "created_at": NOW,
+    } | fields)  # fmt: skip
+    session.add(model)
+    session.flush()
+    run = Run(
+        model_id=model.id, code_version="fixture", config={}, device="cpu", dtype="float32", started_at=NOW,
+        ended_at=NOW, status="done", code_dirty=False,
+        libraries={library: "fixture" for library in ("torch", "transformers", "gguf")},
+    )  # fmt: skip
+    session.add(run)
+    session.flush()
+    return model, run
+
+
+def add_unit(
+    session: Session, model_id: int, run_id: int, kind: str, name: str, threshold: float | None = None,
+    **fields: Any,
+) -> Unit:  # fmt: skip
+    """Add (and flush, so it has an id) a version-1 unit; ``fields`` overrides its columns."""
+    config = fields.pop("config", {"threshold": threshold})
+    unit = Unit(**{
+        "model_id": model_id, "run_id": run_id, "kind": kind, "name": name, "version": 1, "config": config,
+        "threshold": threshold, "dataset_hash": "f" * 64, "dataset": {"kind": "fixture"},
+        "definition_hash": "d" * 64, "definition": {"config": config}, "created_at": NOW,
+    } | fields)  # fmt: skip
+    session.add(unit)
+    session.flush()
+    return unit
+
+
+def add_head_scores(
+    session: Session, unit: Unit, scores: np.ndarray, evidence: list[list[dict[str, Any]]]
+) -> None:
+    """One row per head of ``scores [layer, head]``, labelled, ranked and with percentiles as the
+    survey stores them; ``evidence[layer][head]`` is the head's evidence."""
+    rank, percentile = rank_and_percentile(torch.from_numpy(np.asarray(scores, dtype=np.float64)))
+    threshold = unit.threshold if unit.threshold is not None else float("inf")
+    insert_rows(session, HeadScore, [
+        {"unit_id": unit.id, "layer": layer, "head": head, "score": float(score),
+         "label": bool(score > threshold), "rank": int(rank[layer, head]),
+         "percentile": float(percentile[layer, head]),
+         "evidence": evidence[layer][head]}
+        for (layer, head), score in np.ndenumerate(scores)
+    ])  # fmt: skip
+
+
+def add_validation(session: Session, unit_id: int, heads: list[list[int]], **fields: Any) -> None:
+    """A supported top-k-versus-random ablation check of ``heads``; ``fields`` overrides its columns."""
+    session.add(Validation(**{
+        "unit_id": unit_id, "method": "mean_ablation_top_k_vs_random", "metric": "second_repeat_loss", "k": 2,
+        "heads": heads, "baseline": 1.0, "effect_top": 2.0, "effect_random": [0.1, 0.2],
+        "effect_random_mean": 0.15, "ratio": 13.3, "supported": True, "details": {},
+    } | fields))  # fmt: skip
+
+
+def _zero_shot_validation(session: Session, unit_id: int, head: list[int], layer_added: int) -> None:
+    """A function-vector unit's zero-shot check, its vector made from ``head``."""
+    per_task = {
+        task: {"before": 0.0, "after": after, "random_after": [0.0, 0.1], "clean_accuracy": 0.9}
+        for task, after in (("antonym", 0.5), ("country_capital", 0.25))
+    }
+    add_validation(
+        session, unit_id, [head], method="function_vector_zero_shot", metric="zero_shot_accuracy", k=1,
+        baseline=0.0, effect_top=0.375, effect_random=[0.0, 0.1], effect_random_mean=0.05, ratio=7.5,
+        details={"layer_added": layer_added, "per_task": per_task},
+    )  # fmt: skip
+
+
+def add_document(session: Session, corpus: str, corpus_hash: str, title: str, text: str) -> Document:
+    """A one-document corpus; the document has its id."""
+    row = Corpus(name=corpus, hash=corpus_hash, description=f"{corpus}, made up")
+    session.add(row)
+    session.flush()
+    document = Document(corpus_id=row.id, doc_index=0, title=title, text=text)
+    session.add(document)
+    session.flush()
+    return document
+
+
+def _word_spans(text: str) -> list[list[int]]:
+    """[[start, end], ...] of each space-separated word of ``text``."""
+    spans, at = [], 0
+    for word in text.split(" "):
+        spans.append([at, at + len(word)])
+        at += len(word) + 1
+    return spans
+
+
+def _add_lens(session: Session, model: Model, run: Run) -> None:
+    """A logit-lens unit that agrees more with the output at every layer."""
+    unit = add_unit(session, model.id, run.id, "layer_summary", "logit_lens")
+    layers = model.n_layers
+    session.add_all(
+        LogitLens(
+            unit_id=unit.id,
+            layer=layer,
+            kl_to_final=0.5 * (layers - 1 - layer),
+            top1_agreement=(layer + 1) / layers,
+            entropy=2.0 + layer,
+        )
+        for layer in range(layers)
+    )
+
+
+def _neuron_unit(
+    session: Session, model: Model, run: Run, document: Document, token_ids: list[int], context: int
+) -> Unit:
+    """A neuron unit (``context`` tokens either side of an example) with its tokenized document."""
+    unit = add_unit(
+        session, model.id, run.id, "neuron_summary", "neurons",
+        config={"context_before": context, "context_after": context},
+    )  # fmt: skip
+    spans = _word_spans(document.text)[: len(token_ids)]
+    session.add(
+        TokenizedDocument(unit_id=unit.id, document_id=document.id, token_ids=token_ids, offsets=spans)
+    )
+    return unit
+
+
+def build_fixture(engine: Engine) -> None:
+    """Fill an empty, migrated database with the hand-made fixture."""
+    with session_factory(engine).begin() as session:
+        document = add_document(session, "fixture-corpus", "c" * 64, "pets", TEXT)
+        for name, (layers, heads, planted) in MODELS.items():
+            model, run = model_with_run(session, name, layers, heads)
+            for classifier, scored in planted.items():
+                unit = add_unit(
+                    session, model.id, run.id, "head_classifier", classifier, THRESHOLDS[classifier]
+                )
+                scores = np.full((layers, heads), 0.05)
+                for (layer, head), score in scored.items():
+                    scores[layer, head] = score
+                add_head_scores(
+                    session, unit, scores, [[{"target_mass": s} for s in row] for row in scores.tolist()]
+                )
+                if classifier == "induction":
+                    add_validation(session, unit.id, [list(h) for h in scored])
+            _add_lens(session, model, run)
+            session.add_all(Token(model_id=model.id, token_id=i, text=f"t{i}") for i in range(8))
+            unit = _neuron_unit(session, model, run, document, [0, 1, 2, 3, 4], context=1)
+            for layer in range(2):
+                for n, family in enumerate(FAMILIES):
+                    top = float(n + layer)
+                    session.add(
+                        fixture_neuron(
+                            unit.id,
+                            layer,
+                            n,
+                            max=top,
+                            family=family,
+                            frac_active=0.0 if family == "dead" else 0.4,
+                        )
+                    )
+                    acts = np.array([[0.1, top, 0.2], [np.nan, 0.5, 0.1]], dtype=np.float16)
+                    session.add(NeuronExample(
+                        unit_id=unit.id, layer=layer, neuron=n, context_acts=acts.tobytes(),
+                        examples=[[document.id, 1, 1, top], [document.id, 0, 0, 0.5]],
+                    ))  # fmt: skip
+
+
+def _scored_unit(
+    session: Session, model: Model, run: Run, name: str, threshold: float,
+    evidence: dict[tuple[int, int], dict[str, Any]],
+) -> Unit:  # fmt: skip
+    """A head-classifier unit whose listed heads score 0.6 (labelled) with their evidence; the rest
+    score 0.0 with ``evidence[(-1, -1)]``."""
+    unit = add_unit(session, model.id, run.id, "head_classifier", name, threshold)
+    scores = np.zeros((model.n_layers, model.n_heads))
+    for layer, head in evidence:
+        if layer >= 0:
+            scores[layer, head] = 0.6
+    add_head_scores(session, unit, scores, [
+        [evidence.get((layer, head), evidence[(-1, -1)]) for head in range(model.n_heads)]
+        for layer in range(model.n_layers)
+    ])  # fmt: skip
+    return unit
+
+
+def add_beyond_units(engine: Engine) -> None:
+    """fixture-b gets a backup-induction, a function-vector (with its zero-shot validation) and a
+    successor unit, as the survey stores them."""
+    with session_factory(engine).begin() as session:
+        model = session.scalars(select(Model).where(Model.name == "fixture-b")).one()
+        run = session.scalars(select(Run).where(Run.model_id == model.id)).first()
+        assert run is not None
+        ablated = {"induction_heads_ablated": [[2, 0], [4, 1]], "compensation": 0.0}
+        compensated = {(5, 1): {**ablated, "compensation": 0.3}, (-1, -1): ablated}
+        _scored_unit(session, model, run, "backup_induction", 0.05, compensated)
+        fv = _scored_unit(
+            session, model, run, "function_vector", 0.01, {(3, 0): CIE, (-1, -1): {"per_task_cie": {}}}
+        )
+        _zero_shot_validation(session, fv.id, [3, 0], 2)
+        _scored_unit(session, model, run, "successor", 0.5, {(1, 1): SUCCESSOR, (-1, -1): {"per_task": {}}})
+
+
+def build_synthetic(
+    engine: Engine, models: int = 2, layers: int = 4, heads: int = 4, neurons: int = 8, examples: int = 3,
+    seed: int = 0,
+) -> None:  # fmt: skip
+    """Fill an empty, migrated database with ``models`` random ones of ``layers`` x ``heads``,
+    ``neurons`` summarised per layer with ``examples`` examples each, over one 400-word document."""
+    rng = np.random.default_rng(seed)
+    words = [str(w) for w in rng.choice(WORDS, 400)]
+    with session_factory(engine).begin() as session:
+        document = add_document(session, "synthetic", "s" * 64, "synthetic document", " ".join(words))
+        for m in range(models):
+            model, run = model_with_run(
+                session, f"synthetic-{m:02d}", layers, heads, family="synthetic", architecture="llama",
+                resolved_sha=f"{m:064d}", d_model=64 * heads, d_head=64, d_mlp=neurons, d_vocab=len(WORDS),
+                n_params=10**8,
+            )  # fmt: skip
+            insert_rows(
+                session,
+                Token,
+                [{"model_id": model.id, "token_id": i, "text": w} for i, w in enumerate(WORDS)],
+            )
+            patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
+            for name in classifier_names():
+                unit = add_unit(
+                    session,
+                    model.id,
+                    run.id,
+                    "head_classifier",
+                    name,
+                    classifier_class(name).default_config.threshold,
+                )
+                scores = rng.beta(0.5, 4.0, (layers, heads))
+                shared = _evidence(name, patterns, rng)
+                add_head_scores(
+                    session, unit, scores, [[{"score": s, **shared} for s in row] for row in scores.tolist()]
+                )
+                if name == "function_vector":
+                    _zero_shot_validation(session, unit.id, [0, 0], layers // 2)
+                else:
+                    add_validation(session, unit.id, [[0, 0], [layers - 1, heads - 1]])
+            _add_lens(session, model, run)
+            _synthetic_neurons(session, rng, model, run, document, [WORDS.index(w) for w in words], examples)
+
+
+def _evidence(name: str, patterns: dict[str, dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
+    """Evidence shaped like the real classifiers': an example pattern for the pattern classifiers
+    (those of one probe share it), that of the later classifiers, measures and OV tokens for the
+    name-mover family."""
+    config = classifier_class(name).default_config
+    if isinstance(config, ClassifierConfig):
+        return {"bos_mass": 0.5, "self_mass": 0.1, "n_queries": 500, "pattern": patterns[config.probe.kind]}
+    later: dict[str, dict[str, Any]] = {
+        "backup_induction": {"induction_heads_ablated": [[0, 0]], "compensation": 0.3},
+        "function_vector": CIE,
+        "successor": SUCCESSOR,
+    }
+    if name in later:
+        return later[name]
+    ov = [{"input": i, "top": [int(t) for t in rng.integers(0, len(WORDS), 5)]} for i in range(3)]
+    return {"dla": 0.1, "ld": 3.0, "attention_end_io": 0.4, "copy_score": 0.5, "ov_top_tokens": ov}
+
+
+def _pattern(rng: np.random.Generator, probe: str, n: int = 17) -> dict[str, Any]:
+    """A causal attention pattern over ``n`` random tokens of ``probe``."""
+    return {
+        "probe": probe,
+        "positions": list(range(n)),
+        "token_ids": [int(i) for i in rng.integers(0, len(WORDS), n)],
+        "weights": [[round(float(w), 3) for w in rng.dirichlet(np.ones(q + 1))] for q in range(n)],
+    }
+
+
+def _synthetic_neurons(
+    session: Session, rng: np.random.Generator, model: Model, run: Run, document: Document,
+    token_ids: list[int], examples: int, context: int = 7,
+) -> None:  # fmt: skip
+    """``model.d_mlp`` neurons a layer, families in turn, each with random examples and context."""
+    unit = _neuron_unit(session, model, run, document, token_ids, context)
+    rows, tops = [], []
+    for layer in range(model.n_layers):
+        for n in range(model.d_mlp):
+            family = FAMILIES[n % len(FAMILIES)]
+            rows.append(NEURON_STATS | {
+                "unit_id": unit.id, "layer": layer, "neuron": n, "max": float(rng.gamma(2.0)),
+                "frac_active": 0.0 if family == "dead" else 0.3, "hist_high": 5.0, "family": family,
+                "histogram": [int(c) for c in rng.integers(0, 1000, 32)],
+                "top_tokens": [[i, 1.0] for i in range(10)],
+                "bottom_tokens": [[i, -1.0] for i in range(10, 20)],
+            })  # fmt: skip
+            at = rng.integers(context, len(token_ids) - context, examples)
+            tops.append({
+                "unit_id": unit.id, "layer": layer, "neuron": n,
+                "examples": [[document.id, int(p), token_ids[p], float(examples - i)]
+                             for i, p in enumerate(at)],
+                "context_acts": rng.random((examples, 2 * context + 1)).astype("<f2").tobytes(),
+            })  # fmt: skip
+    insert_rows(session, Neuron, rows)
+    insert_rows(session, NeuronExample, tops)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments fail with one line, not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write a synthetic survey database to a new SQLite file."""
+    parser = _Parser(prog="python -m db.fixtures", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="the SQLite file to create")
+    for name, default in (("models", 2), ("layers", 4), ("heads", 4), ("neurons", 8), ("examples", 3)):
+        parser.add_argument(f"--{name}", type=_count, default=default, metavar="N", help=f"default {default}")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"{args.out} exists; name a new file")
+    try:
+        engine = open_database(f"sqlite:///{args.out}")
+    except SurveyError as exc:
+        parser.error(str(exc))
+    build_synthetic(engine, args.models, args.layers, args.heads, args.neurons, args.examples, args.seed)
+    engine.dispose()
+    print(f"wrote {args.out}: {args.models} synthetic models of {args.layers} x {args.heads} heads")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""What every unit of survey work is, and the one registry of them.
+
+A unit kind (a head class, the neuron pass, the logit lens) says in one place what it needs to
+be computed and stored: its full definition (hashed into its key), the dataset it reads for one
+model, how it computes, and the rows it writes. The runner, the nightly plan and the end-of-run
+report only ever go through this interface.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import torch
+from sqlalchemy import Engine
+
+from classifiers.keys import DefinitionKey, UnitKey, definition_hash
+from classifiers.neuron_stats import NeuronConfig
+from classifiers.validation import AblationConfig
+from db.store import RunIds
+from survey.errors import SurveyError
+from survey.loading.loaders import LoadedModel
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How models are run: device and dtype (fp32 on CPU by default), the validation settings,
+    and the neuron pass (None: no neuron pass and no logit lens)."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    neurons: NeuronConfig | None = None
+
+    def torch_dtype(self) -> torch.dtype:
+        """The torch dtype named by ``dtype``."""
+        value = getattr(torch, self.dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise SurveyError(f"unknown dtype {self.dtype!r}; use float32, bfloat16 or float16")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, stored on each run."""
+        return asdict(self)
+
+
+class Dataset(Protocol):
+    """What a unit reads for one model: a content hash and a JSON description."""
+
+    @property
+    def hash(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A unit this model cannot take (e.g. too few single-token names), and why."""
+
+    reason: str
+
+
+class UnitKind(ABC):
+    """One kind of unit under one run config: registered once, asked for everything."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: RunConfig) -> None:
+        self.run_config = config
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The unit's name (a classifier's name, ``neurons``, ``logit_lens``)."""
+
+    @property
+    @abstractmethod
+    def version(self) -> int:
+        """Bumped whenever the definition changes; stored rows keep theirs."""
+
+    @abstractmethod
+    def definition(self) -> dict[str, Any]:
+        """Every setting that changes the unit's result, as JSON (the run's dtype excluded)."""
+
+    def full_definition(self) -> dict[str, Any]:
+        """The definition the key hashes: the unit's own plus the dtype."""
+        return {"kind": self.kind, "name": self.name, "version": self.version, "dtype": self.run_config.dtype,
+                **self.definition()}  # fmt: skip
+
+    def definition_key(self) -> DefinitionKey:
+        """The key without the dataset: known before any model is loaded (the nightly plan)."""
+        return DefinitionKey(self.kind, self.name, self.version, definition_hash(self.full_definition()))
+
+    @abstractmethod
+    def dataset(self, loaded: LoadedModel, shared: Shared) -> Dataset | Skip:
+        """The dataset for this model (SurveyError when the model cannot take the unit at all)."""
+
+    @abstractmethod
+    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> Any:
+        """The unit's result for this model."""
+
+    @abstractmethod
+    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: Any, replace: bool) -> None:
+        """Store the result in one transaction (replacing a unit under the same key)."""
+
+    @abstractmethod
+    def describe(self, done: UnitResult) -> str:
+        """One progress line about a computed unit."""
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """A unit bound to the dataset it reads for one model, with its key."""
+
+    unit: UnitKind
+    dataset: Dataset
+    key: UnitKey
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """A computed unit and how long it took."""
+
+    planned: PlannedUnit
+    result: Any
+    seconds: float
+
+
+class Shared:
+    """Work that several units of one model reuse (a generated probe, a captured pattern
+    stack, one IOI suite run): computed by the first unit that asks, kept for the model."""
+
+    def __init__(self) -> None:
+        self._values: dict[Any, Any] = {}
+        self.pending: list[PlannedUnit] = []  # the units this run computes for the model
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The value under ``key``, made by ``make()`` the first time."""
+        if key not in self._values:
+            self._values[key] = make()
+        return self._values[key]
+
+
+def plan(loaded: LoadedModel, units: list[UnitKind], shared: Shared, on_skip: Callable[[str, str], None]) -> list[PlannedUnit]:
+    """Each unit's dataset and key for this model; units the model cannot take go to ``on_skip``."""
+    planned = []
+    for unit in units:
+        dataset = unit.dataset(loaded, shared)
+        if isinstance(dataset, Skip):
+            on_skip(unit.name, dataset.reason)
+            continue
+        planned.append(PlannedUnit(unit, dataset, unit.definition_key().with_dataset(dataset.hash)))
+    return planned
+
+
+def compute_all(loaded: LoadedModel, planned: list[PlannedUnit], shared: Shared, progress: Progress) -> Iterator[UnitResult]:
+    """Compute each planned unit in turn, yielding each result as soon as it is ready."""
+    for unit in planned:
+        started = time.perf_counter()
+        result = unit.unit.compute(loaded, unit, shared, progress)
+        yield UnitResult(unit, result, time.perf_counter() - started)
