@@ -294,8 +294,10 @@ def schema_command() -> None:
     help="Folder of the generated files (run from the repository root).",
 )  # fmt: skip
 def docs_command(check: bool, out: Path) -> None:
-    """Regenerate the reference docs in DIR (CLI, schema, classifiers, settings) from the code."""
+    """Regenerate the reference docs in DIR (CLI, schema, classifiers, definitions, settings) from the
+    code, and record new unit versions in the committed definition table."""
     from survey.docs import stale_docs, write_docs
+    from survey.units.definitions import TABLE, record_definitions
 
     if check:
         stale = stale_docs(out)
@@ -303,6 +305,8 @@ def docs_command(check: bool, out: Path) -> None:
             raise SurveyError(f"stale generated docs: {', '.join(map(str, stale))}; run: survey docs")
         click.echo(f"generated docs in {out} are current")
         return
+    if record_definitions():
+        click.echo(f"wrote {TABLE}")
     for path in write_docs(out):
         click.echo(f"wrote {path}")
 

@@ -87,9 +87,16 @@ def schema_markdown() -> str:
     return "\n".join(lines)
 
 
+def _definitions_markdown() -> str:
+    from survey.units.definitions import definitions_markdown
+
+    return definitions_markdown()
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     "cli.md": cli_markdown,
     "classifiers.md": classifiers_markdown,
+    "definitions.md": _definitions_markdown,
     "schema.md": schema_markdown,
     "settings.md": settings_markdown,
 }

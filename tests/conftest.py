@@ -64,7 +64,7 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server: the one .ci/run started (``INTERP_SURVEY_TEST_POSTGRES``), else a
+    """A real PostgreSQL server: the one scripts/test.sh started (``INTERP_SURVEY_TEST_POSTGRES``), else a
     throwaway one for the session; skipped where PostgreSQL is not installed."""
     from tests.support.postgres import SERVER_ENV, find_binary, temporary_server
 
@@ -72,7 +72,7 @@ def postgres_url() -> Iterator[str]:
         yield os.environ[SERVER_ENV]
         return
     if not find_binary("initdb"):
-        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+        pytest.skip("PostgreSQL is not installed (scripts/test.sh installs it)")
     with temporary_server() as url:
         yield url
 

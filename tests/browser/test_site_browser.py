@@ -26,10 +26,10 @@ pytestmark = pytest.mark.browser
 
 
 def chromium() -> str:
-    """Debian's Chromium; the tests fail (not skip) without it: .ci/run installs it."""
+    """Debian's Chromium; the tests fail (not skip) without it: scripts/test.sh installs it."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("Chromium is not installed: apt-get install chromium (.ci/run does this)")
+        pytest.fail("Chromium is not installed: apt-get install chromium (scripts/test.sh does this)")
     return found
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from classifiers import classifier_names
+from classifiers import classifier_class, classifier_names
 from tests.support.clitools import db_bytes, run_cli
 from tests.support.planted import PLANTED, planted_gpt2
 from tests.support.planted_ioi import PLANTED as IOI_PLANTED
@@ -149,7 +149,8 @@ def test_a_model_too_short_for_the_probes_is_refused_before_anything_is_written(
 def test_classifiers_command_lists_every_definition(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run_cli(["classifiers"], monkeypatch, capsys)
     assert code == 0
-    assert all(f"{name} v1" in out for name in classifier_names()) and "A[i, i-(L-1)]" in out
+    assert all(f"{name} v{classifier_class(name).version}" in out for name in classifier_names())
+    assert "A[i, i-(L-1)]" in out
 
 
 @pytest.mark.slow
