@@ -2,7 +2,8 @@
 
 For each model, in one process: a warm-up, then ``--repeats`` timed rounds of (a) bare forward
 passes over every probe batch the classifiers use, batched as the survey batches them, and (b) the
-survey's pattern-scoring path (the runner's ``compute_all`` + ``write_unit`` into a scratch SQLite database). Validation
+survey's pattern-scoring path (the runner's ``compute_all`` + ``write_unit`` into a scratch SQLite
+database). Validation
 ablations are timed on their own and reported as extra forward passes per validation.
 
     .venv/bin/python bench/survey_overhead.py [MODEL ...] [--repeats 3]
@@ -48,7 +49,9 @@ def bare_forward(loaded: LoadedModel, batches: list[torch.Tensor]) -> float:
 
 def planned_units(loaded: LoadedModel, shared: Shared) -> list[PlannedUnit]:
     """The pattern classes' units for this model."""
-    return plan(loaded, unit_kinds(parse_selection(PATTERN_CLASSIFIERS), RunConfig()), shared, lambda *_: None)
+    return plan(
+        loaded, unit_kinds(parse_selection(PATTERN_CLASSIFIERS), RunConfig()), shared, lambda *_: None
+    )
 
 
 def survey_path(loaded: LoadedModel, engine, ids: RunIds) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]

@@ -56,9 +56,7 @@ class NeuronRows(Protocol):
     def documents(self) -> Sequence[DocumentTokens]: ...
 
 
-def _documents(
-    session: Session, corpus: CorpusInfo, corpus_hash: str, summary: NeuronRows
-) -> dict[int, int]:
+def _documents(session: Session, corpus: CorpusInfo, corpus_hash: str, summary: NeuronRows) -> dict[int, int]:
     """Get or add the corpus and each document the summary uses; return doc_index -> documents.id."""
     corpus_id = session.scalar(select(Corpus.id).where(Corpus.hash == corpus_hash))
     if corpus_id is None:

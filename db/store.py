@@ -67,8 +67,8 @@ def stored_definitions(engine: Engine) -> dict[tuple[str, str | None], set[Defin
     )
     stored: dict[tuple[str, str | None], set[DefinitionKey]] = {}
     with session_factory(engine)() as session:
-        for model, revision, *key in session.execute(query):
-            stored.setdefault((model, revision), set()).add(DefinitionKey(*key))
+        for model, revision, kind, name, version, digest in session.execute(query):
+            stored.setdefault((model, revision), set()).add(DefinitionKey(kind, name, version, digest))
     return stored
 
 
@@ -77,7 +77,8 @@ def delete_unit(session: Session, model_id: int, key: UnitKey) -> None:
     values = (key.kind, key.name, key.version, key.dataset_hash, key.definition_hash)
     old = session.scalars(
         select(Unit.id).where(
-            Unit.model_id == model_id, *(column == value for column, value in zip(KEY_COLUMNS, values, strict=True))
+            Unit.model_id == model_id,
+            *(column == value for column, value in zip(KEY_COLUMNS, values, strict=True)),
         )
     ).all()
     for table in (HeadScore, Validation, Neuron, NeuronExample, TokenizedDocument, LogitLens):
@@ -101,7 +102,9 @@ def new_unit(session: Session, ids: RunIds, unit: UnitRow, replace: bool) -> Uni
     return row
 
 
-def write_lens_unit(engine: Engine, ids: RunIds, unit: UnitRow, layers: list[LensLayer], replace: bool) -> int:
+def write_lens_unit(
+    engine: Engine, ids: RunIds, unit: UnitRow, layers: list[LensLayer], replace: bool
+) -> int:
     """Store a logit-lens unit with one row per layer, in one transaction; return the unit id."""
     with session_factory(engine).begin() as session:
         row = new_unit(session, ids, unit, replace)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Connection, delete, text
+from sqlalchemy import Connection, delete, insert, text
 
 from classifiers import classifier_names
 from db.schema import ViewState
@@ -85,7 +85,6 @@ JOIN runs r ON r.id = u.run_id
 """
 
 
-
 def view_sql() -> dict[str, str]:
     """Every view's name and its CREATE statement, in dependency order."""
     return {
@@ -115,4 +114,4 @@ def rebuild_views(connection: Connection) -> None:
     for statement in sql.values():
         connection.execute(text(statement))
     connection.execute(delete(ViewState))
-    connection.execute(ViewState.__table__.insert().values(views_hash=views_hash()))
+    connection.execute(insert(ViewState).values(views_hash=views_hash()))

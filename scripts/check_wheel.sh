@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/interp-survey-wheel.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-.venv/bin/python -m pip wheel . --no-deps --quiet --disable-pip-version-check -w "$work/dist"
+# Built from a copy of the files git would commit, so no stale build/ folder leaks into the wheel.
+mkdir "$work/src"
+git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -c | tar -x -C "$work/src"
+.venv/bin/python -m pip wheel "$work/src" --no-deps --quiet --disable-pip-version-check -w "$work/dist"
 "${PYTHON:-python3}" -m venv "$work/venv"
 pip=("$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "torch==2.13.0"

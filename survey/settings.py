@@ -22,7 +22,9 @@ class Setting:
     help: str
 
 
-DB = Setting("INTERP_SURVEY_DB", "sqlite:///survey.db", "Database URL when `--db` is not given (any SQLAlchemy URL).")
+DB = Setting(
+    "INTERP_SURVEY_DB", "sqlite:///survey.db", "Database URL when `--db` is not given (any SQLAlchemy URL)."
+)
 CATALOG = Setting(
     "INTERP_SURVEY_CATALOG", None,
     "Extra catalog TOML files, `os.pathsep`-separated, read after the built-in catalog and `--catalog`.",
@@ -37,7 +39,8 @@ TEST_POSTGRES = Setting(
     "Tests only: URL of a running PostgreSQL server for the PostgreSQL tests (`scripts/test.sh` starts one).",
 )  # fmt: skip
 ARTIFACTS = Setting(
-    "INTERP_SURVEY_ARTIFACTS", None, "Tests only: where browser tests write screenshots (default `test-artifacts/`)."
+    "INTERP_SURVEY_ARTIFACTS", None,
+    "Tests only: where browser tests write screenshots (default `test-artifacts/`).",
 )  # fmt: skip
 
 SETTINGS: tuple[Setting, ...] = (DB, CATALOG, CACHE, TEST_POSTGRES, ARTIFACTS)

@@ -35,7 +35,8 @@ def record_model(engine: Engine, loaded: LoadedModel) -> int:
         architecture=loaded.model.config.model_type, n_layers=dims.n_layers, n_heads=dims.n_heads,
         n_kv_heads=dims.n_kv_heads, d_model=dims.d_model, d_head=dims.d_head, d_mlp=dims.d_mlp,
         d_vocab=dims.d_vocab, n_params=loaded.n_params, parallel_attn_mlp=loaded.adapter.parallel_attn_mlp,
-        quantization=loaded.quantization, bos_token=loaded.bos.token, license=entry.license if entry else None,
+        quantization=loaded.quantization, bos_token=loaded.bos.token,
+        license=entry.license if entry else None,
     ))  # fmt: skip
 
 

@@ -130,7 +130,9 @@ class BackupInductionUnit(HeadUnit):
     def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
         return probe_for(loaded, self.name, spec)
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
         probe = planned.dataset
         assert isinstance(probe, ProbeSet)
         measures, validation = measure_backups(

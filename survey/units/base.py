@@ -146,8 +146,11 @@ class Shared:
         return self._values[key]
 
 
-def plan(loaded: LoadedModel, units: list[UnitKind], shared: Shared, on_skip: Callable[[str, str], None]) -> list[PlannedUnit]:
-    """Each unit's dataset and key for this model; units the model cannot take go to ``on_skip``."""
+def plan(
+    loaded: LoadedModel, units: list[UnitKind], shared: Shared, on_skip: Callable[[str, str], None]
+) -> list[PlannedUnit]:
+    """Each unit's dataset and key for this model, grouped by dataset (in order of first use);
+    units the model cannot take go to ``on_skip``."""
     planned = []
     for unit in units:
         dataset = unit.dataset(loaded, shared)
@@ -155,10 +158,15 @@ def plan(loaded: LoadedModel, units: list[UnitKind], shared: Shared, on_skip: Ca
             on_skip(unit.name, dataset.reason)
             continue
         planned.append(PlannedUnit(unit, dataset, unit.definition_key().with_dataset(dataset.hash)))
-    return planned
+    groups: dict[str, list[PlannedUnit]] = {}  # units that read one dataset run one after another
+    for unit in planned:
+        groups.setdefault(unit.dataset.hash, []).append(unit)
+    return [unit for group in groups.values() for unit in group]
 
 
-def compute_all(loaded: LoadedModel, planned: list[PlannedUnit], shared: Shared, progress: Progress) -> Iterator[UnitResult]:
+def compute_all(
+    loaded: LoadedModel, planned: list[PlannedUnit], shared: Shared, progress: Progress
+) -> Iterator[UnitResult]:
     """Compute each planned unit in turn, yielding each result as soon as it is ready."""
     for unit in planned:
         started = time.perf_counter()

@@ -26,18 +26,25 @@ def committed_definitions(path: Path = TABLE) -> dict[str, dict[str, str]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def changed_without_bump(committed: dict[str, dict[str, str]], current: dict[str, dict[str, str]]) -> list[str]:
+def changed_without_bump(
+    committed: dict[str, dict[str, str]], current: dict[str, dict[str, str]]
+) -> list[str]:
     """One line per unit whose current version is in the committed table with another hash."""
     problems = []
     for name, versions in current.items():
         for version, digest in versions.items():
             old = committed.get(name, {}).get(version)
             if old is not None and old != digest:
-                problems.append(f"{name} v{version}: definition changed without a version bump ({old[:12]} → {digest[:12]})")
+                problems.append(
+                    f"{name} v{version}: definition changed without a version bump "
+                    f"({old[:12]} → {digest[:12]})"
+                )
     return problems
 
 
-def updated_table(committed: dict[str, dict[str, str]], current: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+def updated_table(
+    committed: dict[str, dict[str, str]], current: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
     """The committed table with every new (name, version) added; a recorded hash is never changed."""
     table = {name: dict(versions) for name, versions in committed.items()}
     for name, versions in current.items():
@@ -67,7 +74,13 @@ def definitions_markdown() -> str:
              "version bump (`survey/units/definitions.json` records every version's hash).", ""]  # fmt: skip
     for unit in every_unit(RunConfig(neurons=NeuronConfig())):
         key = unit.definition_key()
-        lines += [f"## `{unit.name}` v{unit.version}", "", f"- kind: {unit.kind}", f"- hash: `{key.definition_hash}`", ""]
+        lines += [
+            f"## `{unit.name}` v{unit.version}",
+            "",
+            f"- kind: {unit.kind}",
+            f"- hash: `{key.definition_hash}`",
+            "",
+        ]
         lines += ["```json", json.dumps(unit.full_definition(), indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
 

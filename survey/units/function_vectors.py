@@ -269,7 +269,9 @@ class FunctionVectorUnit(HeadUnit):
         except ValueError as exc:  # too few tasks with single-token answers
             return Skip(str(exc))
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
         prompts = planned.dataset
         assert isinstance(prompts, ICLPrompts)
         measures, validation = measure_function_vectors(

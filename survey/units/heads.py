@@ -81,7 +81,9 @@ class HeadUnit(UnitKind):
     def make_dataset(self, loaded: LoadedModel, spec: Any) -> Dataset | Skip:
         """Generate the dataset for this model's tokenizer."""
 
-    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: HeadResult, replace: bool) -> None:
+    def write(
+        self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: HeadResult, replace: bool
+    ) -> None:
         row = UnitRow(
             planned.key, self.full_definition(), self.classifier.config.to_dict(), planned.dataset.describe(),
             self.classifier.threshold,
@@ -91,11 +93,13 @@ class HeadUnit(UnitKind):
     def describe(self, done: UnitResult) -> str:
         c, result = self.classifier, done.result
         labelled = int(result.scores.labels(c.threshold).sum())
-        line = f"{c.name} v{c.version}: {labelled}/{result.scores.scores.numel()} heads labelled [{done.seconds:.1f} s]"
+        n_heads = result.scores.scores.numel()
+        line = f"{c.name} v{c.version}: {labelled}/{n_heads} heads labelled [{done.seconds:.1f} s]"
         v = result.validation
         if v is not None and v.ratio is not None:
             line += (
-                f"; validation: {v.metric} {v.effect_top:+.3f} for the top {v.k} vs {v.effect_random_mean:+.3f} "
+                f"; validation: {v.metric} {v.effect_top:+.3f} for the top {v.k} "
+                f"vs {v.effect_random_mean:+.3f} "
                 f"for random heads, ratio {v.ratio:.1f} ({'supported' if v.supported else 'NOT supported'}, "
                 f"{v.forward_passes} passes, {v.seconds:.1f} s)"
             )
@@ -135,7 +139,9 @@ class PatternUnit(HeadUnit):
     def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
         return probe_for(loaded, self.name, spec)
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
         probe = planned.dataset
         assert isinstance(probe, ProbeSet)
         patterns = shared.get(("patterns", probe.hash), lambda: captured_patterns(loaded, probe))

@@ -274,12 +274,18 @@ class IOIUnit(HeadUnit):
         except ValueError as exc:  # too few single-token names for this tokenizer
             return Skip(str(exc))
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
         prompts = planned.dataset
         assert isinstance(prompts, IOIPrompts)
-        together = [p.unit.classifier for p in shared.pending if isinstance(p.unit, IOIUnit) and p.dataset is prompts]
+        together = [
+            p.unit.classifier for p in shared.pending if isinstance(p.unit, IOIUnit) and p.dataset is prompts
+        ]
         outcome = shared.get(
             ("ioi", prompts.hash),
-            lambda: run_ioi(loaded.adapter, prompts, together, loaded.bos.token_id, self.run_config.ablation, progress),
+            lambda: run_ioi(
+                loaded.adapter, prompts, together, loaded.bos.token_id, self.run_config.ablation, progress
+            ),
         )
         return HeadResult(*outcome.scores[self.name])

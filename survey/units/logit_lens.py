@@ -146,11 +146,15 @@ class LensUnit(UnitKind):
     def dataset(self, loaded: LoadedModel, shared: Shared) -> LensPlan:
         return plan_lens(loaded, self.config)
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> list[LensLayer]:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> list[LensLayer]:
         assert isinstance(planned.dataset, LensPlan)
         return run_lens(loaded, planned.dataset, progress)
 
-    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: list[LensLayer], replace: bool) -> None:
+    def write(
+        self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: list[LensLayer], replace: bool
+    ) -> None:
         row = UnitRow(planned.key, self.full_definition(), self.config.to_dict(), planned.dataset.describe())
         write_lens_unit(engine, ids, row, result, replace)
 

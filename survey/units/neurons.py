@@ -356,11 +356,15 @@ class NeuronUnit(UnitKind):
     def dataset(self, loaded: LoadedModel, shared: Shared) -> NeuronPlan:
         return plan_neurons(loaded, self.config)
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> NeuronSummary:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> NeuronSummary:
         assert isinstance(planned.dataset, NeuronPlan)
         return compute_summary(loaded, planned.dataset, progress)
 
-    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: NeuronSummary, replace: bool) -> None:
+    def write(
+        self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: NeuronSummary, replace: bool
+    ) -> None:
         """Store the pass in one transaction, then drop its checkpoint."""
         plan = planned.dataset
         assert isinstance(plan, NeuronPlan)

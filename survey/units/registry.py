@@ -34,7 +34,8 @@ def head_unit(classifier: type[HeadClassifier], config: RunConfig) -> HeadUnit:
         unit = HEAD_UNITS[classifier.unit]
     except KeyError:
         raise SurveyError(
-            f"classifier {classifier.name!r} names unit {classifier.unit!r}; registered: {', '.join(HEAD_UNITS)}"
+            f"classifier {classifier.name!r} names unit {classifier.unit!r}; "
+            f"registered: {', '.join(HEAD_UNITS)}"
         ) from None
     return unit(config, classifier)
 

@@ -56,7 +56,9 @@ class SuccessorUnit(HeadUnit):
         except ValueError as exc:  # too few single-token members for this tokenizer
             return Skip(str(exc))
 
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> HeadResult:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
         tasks = planned.dataset
         assert isinstance(tasks, OrdinalTasks)
         measures = successor_measures(loaded.adapter, tasks, loaded.bos.token_id)

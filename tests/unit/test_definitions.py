@@ -48,7 +48,10 @@ def test_a_changed_gate_or_version_is_seen(monkeypatch: pytest.MonkeyPatch) -> N
     current = default_definitions()
     assert not any(p.startswith("name_mover") for p in changed_without_bump(committed_definitions(), current))
     table = updated_table(committed_definitions(), current)
-    assert set(table["name_mover"]) == {"1", "2"} and table["name_mover"]["1"] == committed_definitions()["name_mover"]["1"]
+    assert (
+        set(table["name_mover"]) == {"1", "2"}
+        and table["name_mover"]["1"] == committed_definitions()["name_mover"]["1"]
+    )
 
 
 def test_the_key_covers_validation_settings_dtype_and_the_neuron_pass() -> None:

@@ -51,7 +51,10 @@ def imports(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found += [submodule if is_module(submodule := f"{node.module}.{a.name}") else node.module for a in node.names]
+            found += [
+                submodule if is_module(submodule := f"{node.module}.{a.name}") else node.module
+                for a in node.names
+            ]
         elif isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
     return [name for name in found if name.split(".")[0] in {"survey", "db", "classifiers"}]

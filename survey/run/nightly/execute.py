@@ -75,7 +75,9 @@ def run_model(
             units = 0
             try:
                 source = resolve(spec.argument, load_catalog())
-                model_id, error, run_id, units = load_and_survey(engine, source, classifiers, config_of_run, False, echo)
+                model_id, error, run_id, units = load_and_survey(
+                    engine, source, classifiers, config_of_run, False, echo
+                )
             except KeyboardInterrupt:
                 finish_job(engine, job_id, "interrupted", model_id, run_id, units)
                 raise

@@ -47,7 +47,9 @@ def run_config(config: NightlyConfig) -> RunConfig:
 
 def wanted_units(config: NightlyConfig) -> list[DefinitionKey]:
     """The definition key of every unit each model should have under this config."""
-    return [unit.definition_key() for unit in unit_kinds(parse_selection(config.classifiers), run_config(config))]
+    return [
+        unit.definition_key() for unit in unit_kinds(parse_selection(config.classifiers), run_config(config))
+    ]
 
 
 def plan_models(
