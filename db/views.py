@@ -6,7 +6,7 @@ follow the classifier registry, so ``db.migrate`` rebuilds them whenever their S
 - ``head_wide``: one row per head of each model with every registered classifier's score and label;
 - ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
 - ``top_neurons``: the 10 strongest neurons (by max activation) of each family in each model;
-- ``run_provenance``: every unit with its model, revision, run, code version, device and dtype.
+- ``run_provenance``: every unit with its model, definition hash, run, code (version, dirty), libraries.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ RUN_PROVENANCE = """
 CREATE VIEW run_provenance AS
 SELECT m.name AS model, m.source, m.revision, m.resolved_sha, m.quantization,
     u.id AS unit_id, u.kind, u.name AS unit, u.version, u.dataset_hash, u.created_at,
-    r.id AS run_id, r.code_version, r.device, r.dtype, r.status AS run_status, r.started_at, r.ended_at
+    u.definition_hash, r.id AS run_id, r.code_version, r.code_dirty, r.libraries, r.device, r.dtype,
+    r.status AS run_status, r.started_at, r.ended_at
 FROM units u
 JOIN models m ON m.id = u.model_id
 JOIN runs r ON r.id = u.run_id
