@@ -26,8 +26,8 @@ from survey.engine.capture import Capture, CaptureSpec, capture
 from survey.engine.readouts import FinalNormView
 from survey.engine.validation import Check, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
-from survey.units.base import PlannedUnit, Progress, Shared
-from survey.units.heads import HeadResult, HeadUnit, probe_for
+from survey.units.base import Progress
+from survey.units.heads import MeasuredUnit, ProbeReader
 
 
 def direct_effects(
@@ -119,7 +119,7 @@ def _validate(
     return check.result(backups, effects, draws, {}, 3 + len(draws), started, details)
 
 
-class BackupInductionUnit(HeadUnit):
+class BackupInductionUnit(ProbeReader, MeasuredUnit):
     """Backup induction heads: every head re-measured with the labelled induction heads ablated."""
 
     classifier: BackupInduction
@@ -127,15 +127,9 @@ class BackupInductionUnit(HeadUnit):
     def dataset_spec(self) -> ProbeSpec:
         return self.classifier.config.dataset
 
-    def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
-        return probe_for(loaded, self.name, spec)
-
-    def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
-    ) -> HeadResult:
-        probe = planned.dataset
-        assert isinstance(probe, ProbeSet)
-        measures, validation = measure_backups(
-            loaded.adapter, probe, self.classifier.config, self.run_config.ablation, progress
+    def measure(
+        self, loaded: LoadedModel, dataset: ProbeSet, progress: Progress
+    ) -> tuple[BackupMeasures, AblationResult]:
+        return measure_backups(
+            loaded.adapter, dataset, self.classifier.config, self.run_config.ablation, progress
         )
-        return HeadResult(self.classifier.score(measures), validation)

@@ -159,9 +159,9 @@ def plan(
             continue
         planned.append(PlannedUnit(unit, dataset, unit.definition_key().with_dataset(dataset.hash)))
     groups: dict[str, list[PlannedUnit]] = {}  # units that read one dataset run one after another
-    for unit in planned:
-        groups.setdefault(unit.dataset.hash, []).append(unit)
-    return [unit for group in groups.values() for unit in group]
+    for planned_unit in planned:
+        groups.setdefault(planned_unit.dataset.hash, []).append(planned_unit)
+    return [planned_unit for group in groups.values() for planned_unit in group]
 
 
 def compute_all(

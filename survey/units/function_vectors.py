@@ -30,8 +30,8 @@ from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
 from survey.engine.validation import random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
-from survey.units.base import PlannedUnit, Progress, Shared, Skip
-from survey.units.heads import HeadResult, HeadUnit
+from survey.units.base import Progress, Skip
+from survey.units.heads import MeasuredUnit
 
 ROWS_PER_PASS = 128  # patched copies of one prompt per last-token pass
 MIN_GAIN = 0.05  # zero-shot accuracy the function vector must add for its heads to count as supported
@@ -252,7 +252,7 @@ def _validate(
     )  # fmt: skip
 
 
-class FunctionVectorUnit(HeadUnit):
+class FunctionVectorUnit(MeasuredUnit):
     """Function-vector heads: causal indirect effects on this tokenizer's in-context tasks."""
 
     classifier: FunctionVectorHead
@@ -269,12 +269,9 @@ class FunctionVectorUnit(HeadUnit):
         except ValueError as exc:  # too few tasks with single-token answers
             return Skip(str(exc))
 
-    def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
-    ) -> HeadResult:
-        prompts = planned.dataset
-        assert isinstance(prompts, ICLPrompts)
-        measures, validation = measure_function_vectors(
-            loaded.adapter, prompts, self.classifier.config, self.run_config.ablation, progress
+    def measure(
+        self, loaded: LoadedModel, dataset: ICLPrompts, progress: Progress
+    ) -> tuple[FunctionVectorMeasures, AblationResult]:
+        return measure_function_vectors(
+            loaded.adapter, dataset, self.classifier.config, self.run_config.ablation, progress
         )
-        return HeadResult(self.classifier.score(measures), validation)

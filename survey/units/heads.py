@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from torch import Tensor
 
 from classifiers import HeadClassifier, HeadScores, PatternClassifier
+from classifiers.base import MeasuredClassifier
 from classifiers.keys import HEAD_CLASSIFIER
 from classifiers.probes import ProbeSet, ProbeSpec, generate
 from classifiers.validation import RATIO_FLOOR, AblationResult
@@ -128,16 +129,38 @@ def check_patterns(name: str, patterns: Tensor) -> None:
         raise SurveyError(f"attention patterns of {name!r} do not sum to 1 (off by {worst:.2g})")
 
 
-class PatternUnit(HeadUnit):
+class ProbeReader(HeadUnit):
+    """A head unit whose dataset is a probe (``dataset_spec`` gives its spec)."""
+
+    def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
+        return probe_for(loaded, self.name, spec)
+
+
+class MeasuredUnit(HeadUnit):
+    """A class the survey measures for it alone: :meth:`measure`, then the pure score."""
+
+    classifier: MeasuredClassifier
+
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
+        measures, validation = self.measure(loaded, planned.dataset, progress)
+        return HeadResult(self.classifier.score(measures), validation)
+
+    @abstractmethod
+    def measure(
+        self, loaded: LoadedModel, dataset: Any, progress: Progress
+    ) -> tuple[Any, AblationResult | None]:
+        """The measurements the class scores, and its validation (None: it has none)."""
+
+
+class PatternUnit(ProbeReader):
     """A pattern classifier: scored from the attention patterns captured on its probe."""
 
     classifier: PatternClassifier
 
     def dataset_spec(self) -> ProbeSpec:
         return self.classifier.config.probe
-
-    def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
-        return probe_for(loaded, self.name, spec)
 
     def compute(
         self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress

@@ -10,8 +10,8 @@ from classifiers.successor import SuccessorHead, SuccessorMeasures
 from survey.adapters import ArchitectureAdapter
 from survey.engine.readouts import ov_readouts
 from survey.loading.loaders import LoadedModel
-from survey.units.base import PlannedUnit, Progress, Shared, Skip
-from survey.units.heads import HeadResult, HeadUnit
+from survey.units.base import Progress, Skip
+from survey.units.heads import MeasuredUnit
 
 
 def successor_measures(
@@ -42,7 +42,7 @@ def successor_measures(
     )
 
 
-class SuccessorUnit(HeadUnit):
+class SuccessorUnit(MeasuredUnit):
     """Successor heads, read from the weights on this tokenizer's ordinal sequences."""
 
     classifier: SuccessorHead
@@ -56,10 +56,7 @@ class SuccessorUnit(HeadUnit):
         except ValueError as exc:  # too few single-token members for this tokenizer
             return Skip(str(exc))
 
-    def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
-    ) -> HeadResult:
-        tasks = planned.dataset
-        assert isinstance(tasks, OrdinalTasks)
-        measures = successor_measures(loaded.adapter, tasks, loaded.bos.token_id)
-        return HeadResult(self.classifier.score(measures), None)
+    def measure(
+        self, loaded: LoadedModel, dataset: OrdinalTasks, progress: Progress
+    ) -> tuple[SuccessorMeasures, None]:
+        return successor_measures(loaded.adapter, dataset, loaded.bos.token_id), None

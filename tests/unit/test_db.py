@@ -75,3 +75,54 @@ def test_bad_urls_are_one_clear_line(url: str, message: str) -> None:
 def test_make_engine_accepts_memory_sqlite() -> None:
     with make_engine("sqlite://").connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_hash(backend_url: str) -> None:
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    engine = make_engine(backend_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+        connection.execute(text(
+            "INSERT INTO models (id, name, source, location, resolved_sha, architecture, n_layers, "
+            "n_heads, n_kv_heads, d_model, d_head, d_mlp, d_vocab, n_params, parallel_attn_mlp, quantization, "
+            "created_at) "
+            "VALUES (1, 'm', 'local', '/m', 'abc', 'llama', 1, 1, 1, 8, 8, 16, 10, 100, false, 'none', "
+            "CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO runs (id, model_id, code_version, config, device, dtype, started_at, status) "
+            "VALUES (1, 1, 'old', '{}', 'cpu', 'float32', CURRENT_TIMESTAMP, 'done')"
+        ))  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO units (model_id, run_id, kind, name, version, config, dataset_hash, dataset, "
+            "created_at) "
+            "VALUES (1, 1, 'head_classifier', 'induction', 1, '{}', 'd', '{}', CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+    engine.dispose()
+    engine = open_database(backend_url)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT name, definition_hash FROM units")).all() == [
+            ("induction", "")
+        ]
+        assert connection.execute(text("SELECT count(*) FROM run_provenance")).scalar() == 1
+        assert "induction_score" in list(connection.execute(text("SELECT * FROM head_wide")).keys())
+
+
+def test_views_are_rebuilt_when_the_classifier_registry_changes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from db import views
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    open_database(url).dispose()
+    names = [*views.classifier_names(), "planted_class"]
+    monkeypatch.setattr(views, "classifier_names", lambda: names)
+    engine = open_database(url)
+    with engine.connect() as connection:
+        columns = list(connection.execute(text("SELECT * FROM head_wide")).keys())
+        assert "planted_class_score" in columns and "successor_label" in columns
+        assert connection.execute(text("SELECT views_hash FROM view_state")).scalar() == views.views_hash()

@@ -1,5 +1,8 @@
 """views: latest_units, head_wide, induction_mosaic, top_neurons, run_provenance
 
+Their SQL follows the classifier registry and later columns, so it is not frozen here:
+``db.migrate.upgrade`` (re)creates every view from ``db.views`` after the migrations have run.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-25
@@ -7,19 +10,18 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from db.views import view_sql
-
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+VIEWS = ("latest_units", "head_wide", "induction_mosaic", "top_neurons", "run_provenance")
+
 
 def upgrade() -> None:
-    for sql in view_sql().values():
-        op.execute(sql)
+    """Nothing: ``db.migrate`` creates the views once the schema is at head."""
 
 
 def downgrade() -> None:
-    for name in reversed(list(view_sql())):
-        op.execute(f"DROP VIEW {name}")
+    for name in reversed(VIEWS):
+        op.execute(f"DROP VIEW IF EXISTS {name}")

@@ -15,7 +15,7 @@ from survey.catalog import load_catalog
 from survey.run.nightly.config import NightlyConfig
 from survey.run.nightly.execute import EventLog, TaskOutcome, run_local, run_ray
 from survey.run.nightly.plan import ModelPlan, in_shard, plan_models
-from survey.run.report import terminal_width, text_table
+from survey.run.report import text_table
 
 
 def pinned(config: NightlyConfig) -> NightlyConfig:
@@ -80,9 +80,7 @@ def summary_table(outcomes: list[TaskOutcome]) -> list[str]:
         (o.model, o.status, str(o.attempts), str(o.units_written), f"{o.seconds:.1f}", (o.error or "")[:100])
         for o in sorted(outcomes, key=lambda o: (o.status != "failed", o.model))
     ]
-    return text_table(
-        ("model", "status", "attempts", "units written", "seconds", "error"), rows, terminal_width()
-    )
+    return text_table(("model", "status", "attempts", "units written", "seconds", "error"), rows)
 
 
 def status_lines(config: NightlyConfig, per_unit: bool) -> list[str]:
@@ -112,9 +110,9 @@ def status_lines(config: NightlyConfig, per_unit: bool) -> list[str]:
         )
         unit_rows += [(p.spec.key, f"{u.name} v{u.version}", "done" if stored else
                        ("failed" if state == "failed" else "pending")) for u, stored in p.units]  # fmt: skip
-    lines = text_table(("model", "state", "units done", "pending", "last error"), rows, terminal_width())
+    lines = text_table(("model", "state", "units done", "pending", "last error"), rows)
     totals = {s: sum(r[1].split()[0] == s for r in rows) for s in ("done", "pending", "failed", "running")}
     lines.append(", ".join(f"{n} {s}" for s, n in totals.items()) + f" of {len(rows)} models")
     if per_unit:
-        lines += ["", *text_table(("model", "unit", "state"), unit_rows, terminal_width())]
+        lines += ["", *text_table(("model", "unit", "state"), unit_rows)]
     return lines
