@@ -89,7 +89,8 @@ def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_ha
         command.upgrade(config, "0006")
         connection.execute(text(
             "INSERT INTO models (id, name, source, location, resolved_sha, architecture, n_layers, "
-            "n_heads, n_kv_heads, d_model, d_head, d_mlp, d_vocab, n_params, parallel_attn_mlp, quantization, "
+            "n_heads, n_kv_heads, d_model, d_head, d_mlp, d_vocab, n_params, parallel_attn_mlp, "
+            "quantization, "
             "created_at) "
             "VALUES (1, 'm', 'local', '/m', 'abc', 'llama', 1, 1, 1, 8, 8, 16, 10, 100, false, 'none', "
             "CURRENT_TIMESTAMP)"
