@@ -39,7 +39,7 @@ FROM head_wide WHERE induction_label = 1 AND attention_sink_label = 1 ORDER BY m
     round(CAST(v.effect_random_mean AS NUMERIC), 3) AS random_rise,
     round(CAST(v.ratio AS NUMERIC), 1) AS ratio, v.supported
 FROM validations v JOIN latest_units u ON u.id = v.unit_id JOIN models m ON m.id = u.model_id
-ORDER BY m.name""",
+WHERE u.name = 'induction' ORDER BY m.name""",
     ),
     (
         "Logit lens: the first layer whose top-1 agrees with the output on half the tokens",
