@@ -33,7 +33,6 @@ def results(planted: LoadedModel) -> dict[str, UnitResult]:
     return {r.unit.classifier.name: r for r in score_units(planted, units, AblationConfig(draws=8))}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PLANTED))
 def test_the_planted_head_scores_high_and_every_other_head_low(
     name: str, results: dict[str, UnitResult]
@@ -48,7 +47,6 @@ def test_the_planted_head_scores_high_and_every_other_head_low(
     assert labels.sum() == 1 and labels[layer, head]
 
 
-@pytest.mark.slow
 def test_induction_validation_finds_the_planted_head_causal(results: dict[str, UnitResult]) -> None:
     v = results["induction"].validation
     assert v is not None and v.heads == [PLANTED["induction"]] and v.k == 1
@@ -64,7 +62,6 @@ def test_induction_validation_finds_the_planted_head_causal(results: dict[str, U
     assert v.forward_passes == 1 + 2 + 1 + 8
 
 
-@pytest.mark.slow
 def test_other_classes_have_no_validator(results: dict[str, UnitResult]) -> None:
     assert all(results[name].validation is None for name in PLANTED if name != "induction")
 

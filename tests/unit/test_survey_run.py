@@ -47,7 +47,6 @@ def top_evidence(db: Path, classifier: str) -> str:
     return rows(db, LABELLED.format(classifier) + " ORDER BY h.rank LIMIT 1")[0][5]
 
 
-@pytest.mark.slow
 def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     planted_folder: Path,
     tmp_path: Path,
@@ -153,7 +152,6 @@ def test_classifiers_command_lists_every_definition(monkeypatch, capsys) -> None
     assert "A[i, i-(L-1)]" in out
 
 
-@pytest.mark.slow
 def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
     planted_folder: Path,
     tmp_path: Path,
