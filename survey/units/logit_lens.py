@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +90,6 @@ def lens_logits(loaded: LoadedModel, resid: Tensor) -> Tensor:
 
 def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -> list[LensLayer]:
     """Every layer's lens statistics over the plan's windows (BOS positions left out)."""
-    started = time.perf_counter()
     tokens = plan.windows.tokens
     bos = loaded.bos.token_id
     if bos is not None:
@@ -115,13 +113,7 @@ def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -
                 for layer in range(n_layers):
                     totals.update(layer, lens_logits(loaded, resid[layer, chunk:end]), final[chunk:end])
         echo(f"logit lens: {min(start + size, tokens.shape[0])}/{tokens.shape[0]} windows")
-    layers = totals.result()
-    last = layers[-1]
-    echo(
-        f"logit lens v{VERSION}: {int(totals.tokens[0])} tokens, last layer agreement "
-        f"{last.top1_agreement:.3f}, KL {last.kl_to_final:.2g} [{time.perf_counter() - started:.1f} s]"
-    )
-    return layers
+    return totals.result()
 
 
 class LensUnit(UnitKind):
@@ -159,4 +151,8 @@ class LensUnit(UnitKind):
         write_lens_unit(engine, ids, row, result, replace)
 
     def describe(self, done: UnitResult) -> str:
-        return f"{NAME} v{VERSION}: {len(done.result)} layers stored [{done.seconds:.1f} s]"
+        last = done.result[-1]
+        return (
+            f"{NAME} v{VERSION}: {len(done.result)} layers, last layer agreement {last.top1_agreement:.3f}, "
+            f"KL {last.kl_to_final:.2g} [{done.seconds:.1f} s]"
+        )
