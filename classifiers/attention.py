@@ -19,6 +19,7 @@ from classifiers.patterns import (
     example_pattern,
     first_token_targets,
     induction_targets,
+    mass_per_sequence,
     pattern_scores,
     previous_targets,
 )
@@ -39,21 +40,36 @@ def _check(patterns: Tensor, probe: ProbeSet) -> None:
 
 class TargetMassClassifier(PatternClassifier):
     """A classifier whose score is the attention mass on target keys (``targets_of`` the probe
-    tokens), averaged over the queries that have at least one target."""
+    tokens), averaged over the queries that have at least one target. Its items are the probe's
+    sequences; :meth:`null_samples` gives the same mass where the targets carry no signal."""
 
     @staticmethod
     @abstractmethod
     def targets_of(tokens: Tensor, first_content: int) -> Tensor:
         """``[batch, query, key]`` bool: the keys each query should attend to."""
 
-    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
+    @abstractmethod
+    def null_samples(self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None) -> Tensor:
+        """``[batch, layer, head]``: the per-sequence score on the class's null."""
+
+    def score(self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None = None) -> HeadScores:
         _check(patterns, probe)
         targets = self.targets_of(probe.tokens, probe.first_content)
-        scored = pattern_scores(patterns, targets, targets.any(-1), probe.first_content)
+        queries = targets.any(-1)
+        scored = pattern_scores(patterns, targets, queries, probe.first_content)
         for evidence_row, pattern_row in zip(scored.evidence, example_pattern(patterns, probe), strict=True):
             for evidence, pattern in zip(evidence_row, pattern_row, strict=True):
                 evidence.update(pattern)
-        return scored
+        samples = mass_per_sequence(patterns, targets, queries)
+        return HeadScores(
+            scored.scores,
+            scored.evidence,
+            samples=samples,
+            null=self.null_samples(patterns, probe, null_patterns),
+        )
+
+
+CONTROL_OFFSETS = (2, 3)
 
 
 @register
@@ -61,19 +77,44 @@ class PreviousToken(TargetMassClassifier):
     """Previous-token heads: mean over positions i of A[i, i-1] on natural text.
 
     Threshold 0.4: the head puts more attention on the previous token than anywhere else
-    combined except BOS, on average.
+    combined except BOS, on average. Null: the larger of A[i, i-2] and A[i, i-3] on the same
+    sequences, so a head that attends every recent token alike is not a previous-token head.
     """
 
     name = "previous_token"
-    version = 1
+    version = 2  # 2: the label also needs q < 0.01 against the control offsets
     summary = "attends from each token to the token before it"
     formula = "mean over queries i (i-1 not BOS) of A[i, i-1], on natural text"
+    null = "the larger of the same mass on keys i-2 and i-3 (control offsets), per sequence"
     default_config = ClassifierConfig(threshold=0.4, probe=NATURAL)
     targets_of = staticmethod(previous_targets)
 
+    def null_samples(self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None) -> Tensor:
+        first = probe.first_content + max(CONTROL_OFFSETS)  # the same queries for every offset
+        controls = []
+        for offset in CONTROL_OFFSETS:
+            targets = previous_targets(probe.tokens, probe.first_content, offset)
+            queries = torch.zeros_like(probe.tokens, dtype=torch.bool)
+            queries[:, first:] = True
+            controls.append(mass_per_sequence(patterns, targets, queries))
+        return torch.stack(controls).amax(0)
+
+
+class RepeatMassClassifier(TargetMassClassifier):
+    """A repeat class: its null is the same target positions read on [BOS] + r + r', where r'
+    shares no token with r, so attending there is position, not content."""
+
+    null_probe = True
+
+    def null_samples(self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None) -> Tensor:
+        if null_patterns is None or null_patterns.shape != patterns.shape:
+            raise ValueError(f"{self.name} needs the patterns of its null probe, shaped like the probe's")
+        targets = self.targets_of(probe.tokens, probe.first_content)
+        return mass_per_sequence(null_patterns, targets, targets.any(-1))
+
 
 @register
-class DuplicateToken(TargetMassClassifier):
+class DuplicateToken(RepeatMassClassifier):
     """Duplicate-token heads: attention mass on earlier occurrences of the current token, on
     [BOS] + r + r (r: 50 random tokens, batch 10), over the queries that have one.
 
@@ -81,15 +122,16 @@ class DuplicateToken(TargetMassClassifier):
     """
 
     name = "duplicate_token"
-    version = 1
+    version = 2  # 2: the label also needs q < 0.01 against [BOS] + r + r'
     summary = "attends from a token to its earlier occurrences"
     formula = "mean over second-repeat queries i of sum_j A[i, j] for earlier j with t_j = t_i, on [BOS]+r+r"
+    null = "the same positions (i - L) on [BOS] + r + r', r' sharing no token with r, per sequence"
     default_config = ClassifierConfig(threshold=0.3, probe=REPEATED)
     targets_of = staticmethod(duplicate_targets)
 
 
 @register
-class Induction(TargetMassClassifier):
+class Induction(RepeatMassClassifier):
     """Induction heads: attention mass on the token after each earlier occurrence of the
     current token. On [BOS] + r + r this is Neel Nanda's score, the mean of A[i, i-(L-1)] over
     the second repeat (here exactly its L queries), as in the induction mosaic.
@@ -98,11 +140,12 @@ class Induction(TargetMassClassifier):
     """
 
     name = "induction"
-    version = 1
+    version = 2  # 2: q < 0.01 against [BOS] + r + r'; validation by rank among 20 draws
     unit = "induction"
     validated = True
     summary = "attends to the token after an earlier occurrence of the current token"
     formula = "mean over second-repeat queries i of A[i, i-(L-1)], on [BOS]+r+r with L=50"
+    null = "the same positions (i - L + 1) on [BOS] + r + r', r' sharing no token with r, per sequence"
     default_config = ClassifierConfig(threshold=0.4, probe=REPEATED)
     targets_of = staticmethod(induction_targets)
 
@@ -112,18 +155,28 @@ class AttentionSink(PatternClassifier):
     """Attention-sink heads (Gu et al.): alpha_1 = mean over queries t of A[t, first token],
     on natural text. Query 0 is left out, since it can only attend to itself.
 
-    Threshold 0.3, as in the design.
+    Threshold 0.3, as in the design. Null: the attention on the second token (key 1) from
+    queries t >= 2, so a head that spreads attention evenly over the first tokens is no sink.
     """
 
     name = "attention_sink"
-    version = 1
+    version = 2  # 2: the label also needs q < 0.01 against the attention on key 1
     summary = "parks attention on the first token"
     formula = "alpha_1 = mean over queries t >= 1 of A[t, 0], on natural text"
+    null = "the same mass on key 1 from queries t >= 2, per sequence"
     default_config = ClassifierConfig(threshold=0.3, probe=NATURAL)
 
-    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
+    def score(self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None = None) -> HeadScores:
         _check(patterns, probe)
         targets = first_token_targets(probe.tokens)
         queries = torch.ones_like(probe.tokens, dtype=torch.bool)
         queries[:, 0] = False
-        return pattern_scores(patterns, targets, queries, first_content=0)
+        scored = pattern_scores(patterns, targets, queries, first_content=0)
+        control = torch.zeros_like(targets)
+        control[:, :, 1] = True
+        control_queries = queries.clone()
+        control_queries[:, 1] = False
+        null = mass_per_sequence(patterns, control, control_queries)
+        return HeadScores(
+            scored.scores, scored.evidence, samples=mass_per_sequence(patterns, targets, queries), null=null
+        )

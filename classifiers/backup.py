@@ -24,6 +24,7 @@ from classifiers.registry import register
 
 Head = tuple[int, int]
 LOSS_FLOOR = 1e-3  # logits: a lost direct effect below this is treated as this
+NULL_DRAWS = 5  # random head sets, as many as the ablated heads, whose ablation makes the null
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,12 @@ class BackupConfig(JsonFields):
 
 @dataclass(frozen=True)
 class BackupMeasures:
-    """``[layer, head]`` means over second-repeat positions, clean and with ``ablated`` (the top
+    """``[layer, head]`` means over second-repeat positions, clean and with ``ablated`` (the
     labelled induction heads) mean-ablated: the direct effect on the right next token's logit and
-    the induction score. ``lost`` is the ablated heads' summed clean direct effect."""
+    the induction score. ``lost`` is the ablated heads' summed clean direct effect.
+    ``compensation [sequence, layer, head]`` is each head's DLA rise per probe sequence;
+    ``null_compensation [draw * sequence, layer, head]`` the same rise when as many random heads
+    (``null_draws``, none of them induction heads) are ablated instead."""
 
     ablated: list[Head]
     dla: Tensor
@@ -53,6 +57,9 @@ class BackupMeasures:
     induction: Tensor
     induction_ablated: Tensor
     lost: float
+    compensation: Tensor
+    null_compensation: Tensor
+    null_draws: list[list[Head]]
 
 
 @register
@@ -64,11 +71,14 @@ class BackupInduction(MeasuredClassifier):
     """
 
     name = "backup_induction"
-    version = 2  # 2: ablates every labelled induction head, not the top 10
+    version = 3  # 3: q < 0.01 against random-head ablations; validation by rank among 20 draws
     unit = "backup_induction"
     validated = True
     depends_on = ("induction",)
-    gates = {"loss_floor": LOSS_FLOOR}
+    gates = {"loss_floor": LOSS_FLOOR, "null_draws": NULL_DRAWS}
+    null = (
+        "the same DLA rise when as many random non-induction heads are mean-ablated (5 draws), per sequence"
+    )
     ablated_evidence = "induction_heads_ablated"
     summary = "its direct effect on the repeat rises when the induction heads are mean-ablated"
     formula = (
@@ -80,7 +90,8 @@ class BackupInduction(MeasuredClassifier):
 
     def score(self, measures: BackupMeasures) -> HeadScores:
         compensation = measures.dla_ablated - measures.dla
-        scores = compensation / max(measures.lost, LOSS_FLOOR)
+        lost = max(measures.lost, LOSS_FLOOR)
+        scores = compensation / lost
         gate = torch.ones_like(scores, dtype=torch.bool)
         for head in measures.ablated:
             gate[head] = False
@@ -91,7 +102,8 @@ class BackupInduction(MeasuredClassifier):
             [self._evidence(measures, compensation, layer, head) for head in range(n_heads)]
             for layer in range(n_layers)
         ]
-        return HeadScores(scores, evidence, gate)
+        samples, null = measures.compensation / lost, measures.null_compensation / lost
+        return HeadScores(scores, evidence, gate, samples, null)
 
     @staticmethod
     def _evidence(m: BackupMeasures, compensation: Tensor, layer: int, head: int) -> Evidence:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -18,6 +19,15 @@ from torch import Tensor
 
 from classifiers.jsonable import JsonFields
 from classifiers.probes import ProbeSet, ProbeSpec
+from classifiers.statistics import (
+    BELOW_THRESHOLD,
+    GATED,
+    LABELLED,
+    SETTINGS,
+    WITHIN_NULL,
+    HeadStatistics,
+    head_statistics,
+)
 
 Evidence = dict[str, Any]
 
@@ -52,17 +62,58 @@ class Config(Protocol):
 
 @dataclass(frozen=True)
 class HeadScores:
-    """``scores [layer, head]`` and, per layer then head, a JSON-able evidence dict. ``gate``
-    (bool ``[layer, head]``), when set, holds the conditions a label needs beside the score."""
+    """``scores [layer, head]`` and, per layer then head, a JSON-able evidence dict.
+
+    ``gate`` (bool ``[layer, head]``), when set, holds the conditions a label needs beside the
+    score. ``samples`` and ``null`` (``[item, layer, head]``) are the per-item values the score
+    averages and the same values on the class's null; from them come the interval, p and q
+    (``classifiers.statistics``), and a label then also needs q < alpha.
+    """
 
     scores: Tensor
     evidence: list[list[Evidence]]
     gate: Tensor | None = None
+    samples: Tensor | None = None
+    null: Tensor | None = None
+
+    @cached_property
+    def statistics(self) -> HeadStatistics | None:
+        """The interval, null and significance of every head (None: the class gave no samples)."""
+        if self.samples is None or self.null is None:
+            return None
+        return head_statistics(self.scores, self.samples, self.null)
 
     def labels(self, threshold: float) -> Tensor:
-        """``[layer, head]`` bool: the score is above the threshold (and the gate holds)."""
-        above = self.scores > threshold
-        return above if self.gate is None else above & self.gate
+        """``[layer, head]`` bool: above the threshold, beyond the null, and the gate holds."""
+        labelled = self.scores > threshold
+        if self.gate is not None:
+            labelled &= self.gate
+        if self.statistics is not None:
+            labelled &= self.statistics.beyond_null
+        return labelled
+
+    def reasons(self, threshold: float) -> list[list[str]]:
+        """Per head, why it is or is not labelled: the first condition it fails, else labelled."""
+        everywhere = torch.ones_like(self.scores, dtype=torch.bool)
+        gate = self.gate if self.gate is not None else everywhere
+        beyond = self.statistics.beyond_null if self.statistics is not None else everywhere
+        n_layers, n_heads = self.scores.shape
+
+        def reason(layer: int, head: int) -> str:
+            if not gate[layer, head]:
+                return GATED
+            if not self.scores[layer, head] > threshold:
+                return BELOW_THRESHOLD
+            return LABELLED if beyond[layer, head] else WITHIN_NULL
+
+        return [[reason(layer, head) for head in range(n_heads)] for layer in range(n_layers)]
+
+    def null_false_positive_rate(self, threshold: float) -> float | None:
+        """The share of heads whose null score passes the threshold: an upper bound on the share
+        the class would label if every head's input were its null."""
+        if self.statistics is None:
+            return None
+        return float((self.statistics.null_score > threshold).double().mean())
 
 
 class HeadClassifier(ABC):  # noqa: B024  (abstract by kind: subclasses add their score method)
@@ -81,6 +132,7 @@ class HeadClassifier(ABC):  # noqa: B024  (abstract by kind: subclasses add thei
     gates: ClassVar[dict[str, float]] = {}  # constants beside the threshold that decide a label
     validated: ClassVar[bool] = False  # whether the ablation settings change its result
     ablated_evidence: ClassVar[str | None] = None  # backups: the evidence field naming the heads ablated
+    null: ClassVar[str]  # what the class's null is: the same measure where the mechanism cannot act
 
     @classmethod
     def definition(cls) -> dict[str, Any]:
@@ -91,7 +143,7 @@ class HeadClassifier(ABC):  # noqa: B024  (abstract by kind: subclasses add thei
 
         return {
             "config": cls.default_config.to_dict(), "threshold": cls.default_config.threshold,
-            "gates": dict(cls.gates), "validated": cls.validated,
+            "gates": dict(cls.gates), "validated": cls.validated, "null": cls.null, "statistics": SETTINGS,
             "depends_on": {name: classifier_class(name).definition() for name in cls.depends_on},
         }  # fmt: skip
 
@@ -110,13 +162,15 @@ class PatternClassifier(HeadClassifier):
     config: ClassifierConfig
     default_config: ClassVar[ClassifierConfig]
     unit = "pattern"
+    null_probe: ClassVar[bool] = False  # whether its null reads patterns captured on the probe's null
 
     def __init__(self, config: ClassifierConfig | None = None) -> None:
         super().__init__(config)
 
     @abstractmethod
-    def score(self, patterns: Tensor, probe: ProbeSet) -> HeadScores:
-        """Score every head from ``patterns [layer, batch, head, query, key]`` on ``probe``."""
+    def score(self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None = None) -> HeadScores:
+        """Score every head from ``patterns [layer, batch, head, query, key]`` on ``probe``
+        (and, for a class with ``null_probe``, the patterns on the probe's null)."""
 
 
 class MeasuredClassifier(HeadClassifier):

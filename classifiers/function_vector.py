@@ -39,13 +39,20 @@ class FunctionVectorConfig(JsonFields):
 
 @dataclass(frozen=True)
 class FunctionVectorMeasures:
-    """``cie [task, layer, head]``: the mean rise in P(answer) over the task's shuffled prompts;
-    per task, the clean few-shot accuracy and the mean P(answer) on the shuffled prompts."""
+    """``cie [prompt, layer, head]``: the rise in P(answer) on each shuffled prompt, the tasks'
+    prompts in order, the same number per task; ``null``: the rise when the patched mean comes
+    from the task's shuffled prompts instead. Per task, the clean few-shot accuracy and the mean
+    P(answer) on the shuffled prompts."""
 
     tasks: list[str]
     cie: Tensor
+    null: Tensor
     clean_accuracy: list[float]
     shuffled_probability: list[float]
+
+    def per_task(self) -> Tensor:
+        """``[task, layer, head]``: the mean CIE over each task's prompts."""
+        return self.cie.view(len(self.tasks), -1, *self.cie.shape[1:]).mean(1)
 
 
 @register
@@ -57,7 +64,7 @@ class FunctionVectorHead(MeasuredClassifier):
     """
 
     name = "function_vector"
-    version = 2  # 2: the zero-shot validation tries four layers and keeps the best
+    version = 3  # 3: q < 0.01 against the shuffled-prompt mean; validation by rank among 20 draws
     unit = "function_vector"
     validated = True
     summary = "its mean output at the last token carries an in-context task (Todd et al.)"
@@ -65,21 +72,23 @@ class FunctionVectorHead(MeasuredClassifier):
         "mean over tasks and shuffled-label prompts of P(answer | head's last-token output := its mean "
         "over clean 10-shot prompts) − P(answer | shuffled)"
     )
+    null = "the same patch with the head's mean over the task's shuffled-label prompts (task not shown)"
     default_config: ClassVar[FunctionVectorConfig] = FunctionVectorConfig(threshold=0.01)
     config: FunctionVectorConfig
 
     def score(self, measures: FunctionVectorMeasures) -> HeadScores:
-        scores = measures.cie.mean(0)
+        per_task = measures.per_task()
+        scores = per_task.mean(0)
         n_layers, n_heads = scores.shape
         evidence = [
             [
                 {
                     "per_task_cie": {
-                        t: round(float(measures.cie[i, layer, head]), 6) for i, t in enumerate(measures.tasks)
+                        t: round(float(per_task[i, layer, head]), 6) for i, t in enumerate(measures.tasks)
                     }
                 }
                 for head in range(n_heads)
             ]
             for layer in range(n_layers)
         ]
-        return HeadScores(scores, evidence)
+        return HeadScores(scores, evidence, samples=measures.cie, null=measures.null)

@@ -21,6 +21,7 @@ from classifiers.jsonable import JsonFields
 from classifiers.registry import register
 
 LD_FLOOR = 0.1  # logits: below this mean clean LD the model does not do IOI
+NULL_DRAWS = 5  # random head sets, as many as the name movers, whose ablation makes the backups' null
 Head = tuple[int, int]
 
 
@@ -61,8 +62,13 @@ class IOIMeasures:
     copy: Tensor
     negative_copy: Tensor
     name_movers: list[Head]  # the heads ablated for backups and patched into for S-inhibition
+    dla_prompts: Tensor  # [prompt, layer, head]: the DLA on each clean prompt
+    null_dla_prompts: Tensor  # [prompt, layer, head]: DLA(name at IO - name at S1) on the ABC prompts
     dla_ablated: Tensor | None = None  # DLA with the name movers mean-ablated (clean-run scale)
+    compensation_prompts: Tensor | None = None  # [prompt, layer, head]: DLA rise, name movers ablated
+    null_compensation_prompts: Tensor | None = None  # [draw * prompt, layer, head]: random heads ablated
     receiver_attention_drop: Tensor | None = None  # drop of name-mover attention END→IO under path patching
+    drop_prompts: Tensor | None = None  # [prompt, layer, head]: that drop on each patched prompt
     receiver_attention_io: float | None = None  # the name movers' clean attention END→IO
     ov_inputs: list[int] = field(default_factory=list)  # name token ids of the OV examples
     ov_top_ids: Tensor | None = None  # [layer, head, name, top]: their top OV output tokens
@@ -106,19 +112,36 @@ class IOIClassifier(HeadClassifier):
 
     def score(self, measures: IOIMeasures) -> HeadScores:
         """Score every head; nothing is labelled when the model does not do IOI."""
-        scores, gate, extra = self.measure(measures)
-        if not measures.does_ioi:
-            gate = torch.zeros_like(scores, dtype=torch.bool)
-        n_layers, n_heads = scores.shape
+        scored = self.measure(measures)
+        gate = scored.gate if measures.does_ioi else torch.zeros_like(scored.gate)
+        n_layers, n_heads = scored.scores.shape
         evidence = [
-            [{**measures.head_evidence(layer, head), **extra(layer, head)} for head in range(n_heads)]
+            [{**measures.head_evidence(layer, head), **scored.extra(layer, head)} for head in range(n_heads)]
             for layer in range(n_layers)
         ]
-        return HeadScores(scores, evidence, gate)
+        return HeadScores(scored.scores, evidence, gate, scored.samples, scored.null)
 
     @abstractmethod
-    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
-        """``(scores, gate, extra)``: ``extra(layer, head)`` is the class's own evidence."""
+    def measure(self, m: IOIMeasures) -> Measured:
+        """The class's scores, gate, own evidence, per-prompt values and null."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One IOI class's reading of the measures: ``scores`` and ``gate`` ``[layer, head]``,
+    ``extra(layer, head)`` (its own evidence), and its ``samples`` and ``null``
+    (``[item, layer, head]``, None when there is nothing to measure)."""
+
+    scores: Tensor
+    gate: Tensor
+    extra: Any
+    samples: Tensor | None = None
+    null: Tensor | None = None
+
+
+def _unmeasured(m: IOIMeasures, note: str) -> Measured:
+    zeros = torch.zeros_like(m.dla)
+    return Measured(zeros, zeros.bool(), lambda _l, _h: {"note": note})
 
 
 def _nothing(_layer: int, _head: int) -> Evidence:
@@ -135,10 +158,11 @@ class _AttendsIO(IOIClassifier):
         """The copy score the gate reads."""
         return m.copy if self.sign > 0 else m.negative_copy
 
-    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
+    def measure(self, m: IOIMeasures) -> Measured:
         attends_io = m.attention[..., 0] > m.attention[..., 1] + m.attention[..., 2]
         gate = attends_io & (self.copy_of(m) >= self.config.min_copy)
-        return self.sign * m.dla / max(m.ld, LD_FLOOR), gate, _nothing
+        scale = self.sign / max(m.ld, LD_FLOOR)
+        return Measured(m.dla * scale, gate, _nothing, m.dla_prompts * scale, m.null_dla_prompts * scale)
 
 
 @register
@@ -149,7 +173,10 @@ class NameMover(_AttendsIO):
     """
 
     name = "name_mover"
-    version = 1
+    version = 2  # 2: q < 0.01 against the ABC prompts; validation by rank among 20 draws
+    null = (
+        "DLA(name at IO - name at S1) / LD on the ABC prompts (three other names: no IO to find), per prompt"
+    )
     validated = True
     summary = "copies the attended indirect object into the logits at END"
     formula = (
@@ -168,7 +195,8 @@ class NegativeNameMover(_AttendsIO):
     """
 
     name = "negative_name_mover"
-    version = 1
+    version = 2  # 2: the label also needs q < 0.01 against the ABC prompts
+    null = "-DLA(name at IO - name at S1) / LD on the ABC prompts, per prompt"
     summary = "attends the indirect object at END and writes against it (copy suppression)"
     formula = (
         "-DLA(IO-S at END) / LD; labelled when attention END→IO exceeds END→S1 + END→S2 and the "
@@ -193,7 +221,11 @@ class BackupNameMover(IOIClassifier):
     """
 
     name = "backup_name_mover"
-    version = 1
+    version = 2  # 2: q < 0.01 against random-head ablations; validation by rank among 20 draws
+    gates = {**IOIClassifier.gates, "null_draws": NULL_DRAWS}
+    null = (
+        "the same DLA rise when as many random heads (not name movers) are mean-ablated (5 draws), per prompt"
+    )
     validated = True
     depends_on = ("name_mover",)
     ablated_evidence = "name_movers"
@@ -204,10 +236,9 @@ class BackupNameMover(IOIClassifier):
     )
     default_config = IOIConfig(threshold=0.05)
 
-    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
-        if m.dla_ablated is None:
-            zeros = torch.zeros_like(m.dla)
-            return zeros, zeros.bool(), lambda _l, _h: {"note": "no name mover to ablate"}
+    def measure(self, m: IOIMeasures) -> Measured:
+        if m.dla_ablated is None or m.compensation_prompts is None or m.null_compensation_prompts is None:
+            return _unmeasured(m, "no name mover to ablate")
         compensation = m.dla_ablated - m.dla
         ablated = m.dla_ablated
 
@@ -218,7 +249,11 @@ class BackupNameMover(IOIClassifier):
                 "name_movers": [list(h) for h in m.name_movers],
             }
 
-        return compensation / max(m.ld, LD_FLOOR), _not_name_movers(m, m.dla.shape), extra
+        scale = 1 / max(m.ld, LD_FLOOR)
+        return Measured(
+            compensation * scale, _not_name_movers(m, m.dla.shape), extra, m.compensation_prompts * scale,
+            m.null_compensation_prompts * scale,
+        )  # fmt: skip
 
 
 @register
@@ -229,7 +264,8 @@ class SInhibition(IOIClassifier):
     """
 
     name = "s_inhibition"
-    version = 1
+    version = 2  # 2: the label also needs q < 0.01 against no effect
+    null = "no effect: the per-prompt drop is tested against zero (a one-sample test)"
     validated = True
     depends_on = ("name_mover",)
     summary = "keeps the name movers off S: its END output from ABC prompts lowers their attention to IO"
@@ -239,10 +275,9 @@ class SInhibition(IOIClassifier):
     )
     default_config = IOIConfig(threshold=0.05)
 
-    def measure(self, m: IOIMeasures) -> tuple[Tensor, Tensor, Any]:
-        if m.receiver_attention_drop is None or not m.receiver_attention_io:
-            zeros = torch.zeros_like(m.dla)
-            return zeros, zeros.bool(), lambda _l, _h: {"note": "no name mover to patch into"}
+    def measure(self, m: IOIMeasures) -> Measured:
+        if m.receiver_attention_drop is None or m.drop_prompts is None or not m.receiver_attention_io:
+            return _unmeasured(m, "no name mover to patch into")
         drop = m.receiver_attention_drop
         clean = m.receiver_attention_io
 
@@ -253,4 +288,7 @@ class SInhibition(IOIClassifier):
                 "name_movers": [list(h) for h in m.name_movers],
             }
 
-        return drop / clean, _not_name_movers(m, drop.shape), extra
+        samples = m.drop_prompts / clean
+        return Measured(
+            drop / clean, _not_name_movers(m, drop.shape), extra, samples, torch.zeros_like(samples)
+        )

@@ -25,12 +25,13 @@ def _causal_before(n: int, first_content: int) -> Tensor:
     return (k < q) & (k >= first_content)
 
 
-def previous_targets(tokens: Tensor, first_content: int) -> Tensor:
-    """Key i-1 for every query i whose previous position is not BOS."""
+def previous_targets(tokens: Tensor, first_content: int, offset: int = 1) -> Tensor:
+    """Key i-offset for every query i whose key at that offset is not BOS (offset 1: the
+    previous token; 2 and 3 are its control offsets)."""
     batch, n = tokens.shape
     q = torch.arange(n)[:, None]
     k = torch.arange(n)[None, :]
-    mask = (k == q - 1) & (k >= first_content)
+    mask = (k == q - offset) & (k >= first_content)
     return mask.expand(batch, n, n)
 
 
@@ -64,6 +65,17 @@ def mass_on_targets(patterns: Tensor, targets: Tensor, queries: Tensor) -> Tenso
     per_query = torch.einsum("lbhqk,bqk->lbhq", patterns, targets.to(patterns.dtype))
     weights = queries.to(patterns.dtype)
     return torch.einsum("lbhq,bq->lh", per_query, weights) / weights.sum()
+
+
+def mass_per_sequence(patterns: Tensor, targets: Tensor, queries: Tensor) -> Tensor:
+    """``[batch, layer, head]``: :func:`mass_on_targets` for each sequence alone (the items the
+    label statistics resample)."""
+    per_query = torch.einsum("lbhqk,bqk->blhq", patterns, targets.to(patterns.dtype))
+    weights = queries.to(patterns.dtype)
+    counts = weights.sum(1)
+    if not bool((counts > 0).all()):
+        raise ValueError("a probe sequence has no query with a target position")
+    return torch.einsum("blhq,bq->blh", per_query, weights) / counts[:, None, None]
 
 
 def mean_on_key(patterns: Tensor, key: int, queries: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from classifiers.jsonable import JsonFields
 
-PROBE_KINDS = ("repeated_random", "natural_text")
+PROBE_KINDS = ("repeated_random", "unrepeated_random", "natural_text")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class ProbeSpec(JsonFields):
     length: int
     batch: int
     seed: int = 0
+
+    def null(self) -> ProbeSpec | None:
+        """The spec of this probe's null, where it has one: [BOS] + r + r' for [BOS] + r + r."""
+        return replace(self, kind="unrepeated_random") if self.kind == "repeated_random" else None
 
     def __post_init__(self) -> None:
         if self.kind not in PROBE_KINDS:
@@ -79,23 +83,30 @@ def _with_bos(body: Tensor, bos_id: int | None) -> tuple[Tensor, int]:
     return torch.cat([torch.full_like(body[:, :1], bos_id), body], dim=1), 1
 
 
+def _distinct_draw(candidates: Tensor, length: int, generator: torch.Generator) -> Tensor:
+    """``length`` tokens from ``candidates``, without replacement when there are enough."""
+    if candidates.numel() >= length:
+        return candidates[torch.randperm(candidates.numel(), generator=generator)[:length]]
+    return candidates[torch.randint(candidates.numel(), (length,), generator=generator)]
+
+
 def repeated_random(spec: ProbeSpec, tokenizer: Any, bos_id: int | None, d_vocab: int) -> ProbeSet:
-    """[BOS] + r + r, r being ``length`` distinct uniform random ordinary tokens per row.
+    """[BOS] + r + r, r being ``length`` distinct uniform random ordinary tokens per row; with
+    kind ``unrepeated_random``, [BOS] + r + r' (the same r, and r' drawn from the tokens not in r).
 
     Tokens are drawn without replacement within a row (when the vocabulary allows), so every
-    token of the second repeat has exactly one earlier occurrence.
+    token of the second repeat has exactly one earlier occurrence, and none in r + r'.
     """
     candidates = regular_token_ids(tokenizer, d_vocab)
     generator = torch.Generator().manual_seed(spec.seed)
-    rows = []
-    for _ in range(spec.batch):
-        if candidates.numel() >= spec.length:
-            picks = torch.randperm(candidates.numel(), generator=generator)[: spec.length]
-        else:
-            picks = torch.randint(candidates.numel(), (spec.length,), generator=generator)
-        rows.append(candidates[picks])
-    r = torch.stack(rows)  # [batch, length]
-    tokens, first = _with_bos(torch.cat([r, r], dim=1), bos_id)
+    r = torch.stack([_distinct_draw(candidates, spec.length, generator) for _ in range(spec.batch)])
+    second = r
+    if spec.kind == "unrepeated_random":
+        other = torch.Generator().manual_seed(spec.seed + 2**31)  # a stream no probe seed uses
+        second = torch.stack([
+            _distinct_draw(candidates[~torch.isin(candidates, row)], spec.length, other) for row in r
+        ])  # fmt: skip
+    tokens, first = _with_bos(torch.cat([r, second], dim=1), bos_id)
     return ProbeSet(spec, tokens, first)
 
 
@@ -125,6 +136,6 @@ def natural_text(spec: ProbeSpec, tokenizer: Any, bos_id: int | None) -> ProbeSe
 
 def generate(spec: ProbeSpec, tokenizer: Any, bos_id: int | None, d_vocab: int) -> ProbeSet:
     """Build the probe ``spec`` names for this tokenizer."""
-    if spec.kind == "repeated_random":
+    if spec.kind in ("repeated_random", "unrepeated_random"):
         return repeated_random(spec, tokenizer, bos_id, d_vocab)
     return natural_text(spec, tokenizer, bos_id)

@@ -46,6 +46,18 @@ class SuccessorMeasures:
 
 
 EXAMPLES = 3  # pairs per sequence shown as evidence
+NULL_SEED = 0
+
+
+def deranged_targets(n_members: int, pairs: list[tuple[int, int]], seed: int = NULL_SEED) -> Tensor:
+    """Per pair (i, i+1), a seeded random member that is neither i nor its successor: the target
+    of the deranged null (a head that writes some member, not the next one, hits it as often)."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = []
+    for i, j in pairs:
+        others = [m for m in range(n_members) if m not in (i, j)]
+        targets.append(others[int(torch.randint(len(others), (1,), generator=generator))])
+    return torch.tensor(targets)
 
 
 @register
@@ -57,8 +69,9 @@ class SuccessorHead(MeasuredClassifier):
     """
 
     name = "successor"
-    version = 1
+    version = 2  # 2: the label also needs q < 0.01 against deranged successors
     unit = "successor"
+    null = "the same share for a seeded random member that is neither the input nor its successor"
     summary = "its OV circuit maps a number, day, month or letter to the next one"
     formula = (
         "share of pairs (t_i, t_i+1) over numbers, number words, days, months and letters whose "
@@ -70,6 +83,15 @@ class SuccessorHead(MeasuredClassifier):
 
     def score(self, measures: SuccessorMeasures) -> HeadScores:
         hits = torch.cat([h.float() for h in measures.hits], dim=-1)  # [layer, head, all pairs]
+        null = torch.cat(
+            [
+                (predicted == deranged_targets(len(words), pairs)).float()
+                for predicted, words, pairs in zip(
+                    measures.predicted, measures.words, measures.pairs, strict=True
+                )
+            ],
+            dim=-1,
+        )
         scores = hits.mean(-1)
         per_task = torch.stack([h.float().mean(-1) for h in measures.hits], dim=-1)  # [layer, head, task]
         n_layers, n_heads = scores.shape
@@ -77,7 +99,7 @@ class SuccessorHead(MeasuredClassifier):
             [self._evidence(measures, per_task, layer, head) for head in range(n_heads)]
             for layer in range(n_layers)
         ]
-        return HeadScores(scores, evidence)
+        return HeadScores(scores, evidence, samples=hits.permute(2, 0, 1), null=null.permute(2, 0, 1))
 
     @staticmethod
     def _evidence(m: SuccessorMeasures, per_task: Tensor, layer: int, head: int) -> Evidence:

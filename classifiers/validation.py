@@ -10,18 +10,19 @@ from classifiers.jsonable import JsonFields
 
 Head = tuple[int, int]
 
-RATIO_FLOOR = 1e-3  # nats: random effects at or below this count as this, so the ratio stays finite
+LOSS_FLOOR = 1e-3  # nats or logits: a denominator below this is treated as this (shares in details)
 
 
 @dataclass(frozen=True)
 class AblationConfig(JsonFields):
     """How the validation is run: at most ``max_k`` top labelled heads, ``draws`` random sets of
-    the same size (never including a top head), and the ratio a label needs to count as supported."""
+    the same size (never including a head labelled in the class), and the smallest top effect,
+    in the metric's own units (nats, logits or accuracy), that can count as supported."""
 
     max_k: int = 10
-    draws: int = 5
+    draws: int = 20
     seed: int = 0
-    min_ratio: float = 5.0
+    min_effect: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,26 @@ class AblationResult:
     random_heads: list[list[Head]]
     effect_random: list[float]
     per_head_effect: dict[Head, float]
-    ratio: float | None
+    rank: int | None  # 1 + the draws whose effect is >= effect_top: 1 beats every draw
+    z_score: float | None
+    min_effect: float
     supported: bool
     forward_passes: int
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The validation in one line: the effects, the rank and z, and the verdict."""
+        if not self.k:
+            return f"validation: {self.details.get('note', 'nothing ablated')}"
+        z = "n/a" if self.z_score is None else f"{self.z_score:.1f}"
+        draws = len(self.effect_random)
+        return (
+            f"validation: {self.metric} {self.effect_top:+.3f} for the top {self.k} vs "
+            f"{self.effect_random_mean:+.3f} for random heads, rank {self.rank}/{draws + 1}, "
+            f"z {z} ({'supported' if self.supported else 'NOT supported'}, {self.forward_passes} passes, "
+            f"{self.seconds:.1f} s)"
+        )
 
     @property
     def effect_random_mean(self) -> float | None:

@@ -139,6 +139,12 @@ class Unit(Base):
         String(64), doc="sha256 of the full definition: config, gates, validation settings, dtype"
     )
     definition: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="the definition the hash covers")
+    statistics: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON,
+        doc="head classes: the null (what it is, null_fp_rate: share of heads whose null score passes the "
+        "threshold), alpha, and for pattern classes the labels per probe seed and their mean pairwise "
+        "Jaccard (seed_jaccard)",
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="when stored (UTC)")
 
     head_scores: Mapped[list[HeadScore]] = relationship(back_populates="unit", cascade="all, delete-orphan")
@@ -158,9 +164,28 @@ class HeadScore(Base):
     layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0")
     head: Mapped[int] = mapped_column(Integer, doc="head within the layer, from 0")
     score: Mapped[float] = mapped_column(Float, doc="the classifier's score")
-    label: Mapped[bool] = mapped_column(Boolean, doc="score > the unit's threshold")
+    label: Mapped[bool] = mapped_column(
+        Boolean, doc="score > the unit's threshold, q_value < alpha, and the class's gate holds (see reason)"
+    )
+    reason: Mapped[str | None] = mapped_column(
+        String(20), doc="why it is or is not labelled: labelled | below_threshold | within_null | gated"
+    )
     rank: Mapped[int] = mapped_column(Integer, doc="1 = highest score in the model")
     percentile: Mapped[float] = mapped_column(Float, doc="share of the model's heads scoring <= this, x100")
+    ci_low: Mapped[float | None] = mapped_column(
+        Float, doc="95% bootstrap interval of the score over probe sequences or prompts: low end"
+    )
+    ci_high: Mapped[float | None] = mapped_column(Float, doc="95% bootstrap interval: high end")
+    null_score: Mapped[float | None] = mapped_column(Float, doc="the head's score on its class's null")
+    null_percentile: Mapped[float | None] = mapped_column(
+        Float, doc="share of this model's heads whose null score is <= this head's score, x100"
+    )
+    p_value: Mapped[float | None] = mapped_column(
+        Float, doc="one-sided Welch t-test: per-item score above the head's per-item null"
+    )
+    q_value: Mapped[float | None] = mapped_column(
+        Float, doc="p_value after Benjamini-Hochberg over the model's heads; a label needs q < alpha"
+    )
     evidence: Mapped[dict[str, Any]] = mapped_column(
         JSON, doc="JSON: target_mass, bos_mass, self_mass, n_queries, example rows, ablation_metric_rise"
     )
@@ -189,8 +214,21 @@ class Validation(Base):
     effect_random_mean: Mapped[float | None] = mapped_column(
         Float, doc="mean metric rise over the random draws"
     )
-    ratio: Mapped[float | None] = mapped_column(Float, doc="effect_top / mean random effect")
-    supported: Mapped[bool] = mapped_column(Boolean, doc="ratio >= the configured minimum")
+    ratio: Mapped[float | None] = mapped_column(
+        Float, doc="units stored before migration 0008 only: effect_top / mean random effect"
+    )
+    rank: Mapped[int | None] = mapped_column(
+        Integer, doc="1 + the random draws whose effect is >= effect_top (1: it beats every draw)"
+    )
+    z_score: Mapped[float | None] = mapped_column(
+        Float, doc="(effect_top - mean random effect) / standard deviation of the random effects"
+    )
+    min_effect: Mapped[float | None] = mapped_column(
+        Float, doc="the smallest effect_top that can be supported"
+    )
+    supported: Mapped[bool] = mapped_column(
+        Boolean, doc="effect_top beats every random draw and is at least min_effect (before 0008: ratio)"
+    )
     details: Mapped[dict[str, Any]] = mapped_column(JSON, doc="random head sets, per-head effects, cost")
 
     unit: Mapped[Unit] = relationship(back_populates="validations")

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
+from torch import Tensor
 
 from classifiers.base import HeadScores, rank_and_percentile
 from classifiers.keys import HEAD_CLASSIFIER, DefinitionKey, UnitKey
@@ -42,6 +43,7 @@ class UnitRow:
     config: dict[str, Any]
     dataset: dict[str, Any]
     threshold: float | None = None
+    statistics: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def new_unit(session: Session, ids: RunIds, unit: UnitRow, replace: bool) -> Uni
     row = Unit(
         model_id=ids.model_id, run_id=ids.run_id, kind=key.kind, name=key.name, version=key.version,
         config=unit.config, threshold=unit.threshold, dataset_hash=key.dataset_hash, dataset=unit.dataset,
-        definition_hash=key.definition_hash, definition=unit.definition, created_at=datetime.now(UTC),
+        definition_hash=key.definition_hash, definition=unit.definition, statistics=unit.statistics,
+        created_at=datetime.now(UTC),
     )  # fmt: skip
     session.add(row)
     session.flush()
@@ -121,7 +124,9 @@ def write_head_unit(
     if unit.threshold is None:
         raise ValueError(f"head unit {unit.key.name!r} needs a threshold")
     labels = scores.labels(unit.threshold)
+    reasons = scores.reasons(unit.threshold)
     rank, percentile = rank_and_percentile(scores.scores)
+    stats = _statistics_columns(scores)
     with session_factory(engine).begin() as session:
         row = new_unit(session, ids, unit, replace)
         per_head = validation.per_head_effect if validation else {}
@@ -133,38 +138,46 @@ def write_head_unit(
                 head=head,
                 score=float(scores.scores[layer, head]),
                 label=bool(labels[layer, head]),
+                reason=reasons[layer][head],
                 rank=int(rank[layer, head]),
                 percentile=float(percentile[layer, head]),
+                **{name: float(values[layer, head]) for name, values in stats.items()},
                 evidence=_with_ablation(scores.evidence[layer][head], per_head.get((layer, head))),
             )  # fmt: skip
             for layer in range(n_layers)
             for head in range(n_heads)
         )
         if validation is not None:
-            v = validation
-            session.add(
-                Validation(
-                    unit_id=row.id,
-                    method=v.method,
-                    metric=v.metric,
-                    k=v.k,
-                    heads=[list(h) for h in v.heads],
-                    baseline=v.baseline,
-                    effect_top=v.effect_top,
-                    effect_random=v.effect_random,
-                    effect_random_mean=v.effect_random_mean,
-                    ratio=v.ratio,
-                    supported=v.supported,
-                    details={
-                        **v.details,
-                        "random_heads": [[list(h) for h in draw] for draw in v.random_heads],
-                        "per_head_effect": [[*h, e] for h, e in v.per_head_effect.items()],
-                        "forward_passes": v.forward_passes,
-                        "seconds": round(v.seconds, 3),
-                    },
-                )  # fmt: skip
-            )
+            session.add(_validation_row(row.id, validation))
         return row.id
+
+
+def _statistics_columns(scores: HeadScores) -> dict[str, Tensor]:
+    """The ``head_scores`` statistics columns and their ``[layer, head]`` values (none when the
+    class gave no per-item samples)."""
+    s = scores.statistics
+    if s is None:
+        return {}
+    return {
+        "ci_low": s.ci_low, "ci_high": s.ci_high, "null_score": s.null_score,
+        "null_percentile": s.null_percentile, "p_value": s.p_value, "q_value": s.q_value,
+    }  # fmt: skip
+
+
+def _validation_row(unit_id: int, v: AblationResult) -> Validation:
+    return Validation(
+        unit_id=unit_id, method=v.method, metric=v.metric, k=v.k, heads=[list(h) for h in v.heads],
+        baseline=v.baseline, effect_top=v.effect_top, effect_random=v.effect_random,
+        effect_random_mean=v.effect_random_mean, rank=v.rank, z_score=v.z_score, min_effect=v.min_effect,
+        supported=v.supported,
+        details={
+            **v.details,
+            "random_heads": [[list(h) for h in draw] for draw in v.random_heads],
+            "per_head_effect": [[*h, e] for h, e in v.per_head_effect.items()],
+            "forward_passes": v.forward_passes,
+            "seconds": round(v.seconds, 3),
+        },
+    )  # fmt: skip
 
 
 def _with_ablation(evidence: dict[str, object], effect: float | None) -> dict[str, object]:

@@ -3,7 +3,9 @@ than ablating as many random heads?
 
 Induction's metric is the loss on the second repeat of [BOS] + r + r (predicting tokens 2..L of
 the repeat, the ones an induction head can predict). The effect of an ablation is the rise in
-that loss; the ratio is the top-k effect over the mean effect of the random draws.
+that loss. The top-k effect is compared with every random draw: its rank among them (1: it beats
+them all) and its z-score against their spread. It is supported when it beats every draw and
+reaches the configured minimum effect.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from torch import Tensor
 
 from classifiers.probes import ProbeSet
-from classifiers.validation import RATIO_FLOOR, AblationConfig, AblationResult
+from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, mean_ablated, next_token_loss
 
@@ -23,7 +25,7 @@ from survey.engine.ablation import Head, head_means, mean_ablated, next_token_lo
 @dataclass(frozen=True)
 class Check:
     """One validation's method, metric and baseline, and the config it compares by: its result
-    is the top heads' effect against the mean of the random draws'."""
+    ranks the top heads' effect among the random draws'."""
 
     method: str
     metric: str
@@ -37,17 +39,28 @@ class Check:
         """``effects``: the top heads' effect, then one per random draw."""
         if not top:
             return AblationResult(
-                self.method, self.metric, 0, [], self.baseline, 0.0, [], [], {}, None, False, passes,
-                time.perf_counter() - started, {**details, "note": "no head is labelled"},
+                self.method, self.metric, 0, [], self.baseline, 0.0, [], [], {}, None, None,
+                self.config.min_effect, False, passes, time.perf_counter() - started,
+                {**details, "note": "no head is labelled"},
             )  # fmt: skip
         effect_top, random_effects = effects[0], effects[1:]
-        mean_random = sum(random_effects) / len(random_effects)
-        ratio = effect_top / max(mean_random, RATIO_FLOOR)
-        supported = effect_top > RATIO_FLOOR and ratio >= self.config.min_ratio
+        rank, z = rank_and_z(effect_top, random_effects)
+        supported = rank == 1 and effect_top >= self.config.min_effect
         return AblationResult(
             self.method, self.metric, len(top), top, self.baseline, effect_top, draws, random_effects,
-            per_head, ratio, supported, passes, time.perf_counter() - started, details,
+            per_head, rank, z, self.config.min_effect, supported, passes, time.perf_counter() - started,
+            details,
         )  # fmt: skip
+
+
+def rank_and_z(effect: float, draws: list[float]) -> tuple[int, float | None]:
+    """The effect's rank among the draws (1 + how many are at least as large) and its z-score
+    against them (None when the draws do not vary)."""
+    rank = 1 + sum(1 for d in draws if d >= effect)
+    if len(draws) < 2:
+        return rank, None
+    spread = float(torch.tensor(draws, dtype=torch.float64).std(correction=1))
+    return rank, (effect - sum(draws) / len(draws)) / spread if spread > 0 else None
 
 
 def top_labelled(scores: Tensor, labels: Tensor, max_k: int) -> list[Head]:
@@ -56,6 +69,11 @@ def top_labelled(scores: Tensor, labels: Tensor, max_k: int) -> list[Head]:
     order = torch.argsort(-scores.flatten(), stable=True).tolist()
     labelled = [(i // n_heads, i % n_heads) for i in order if bool(labels.flatten()[i])]
     return labelled[:max_k]
+
+
+def labelled_heads(labels: Tensor) -> list[Head]:
+    """Every labelled head, in layer then head order (a random pool excludes them all)."""
+    return [(int(layer), int(head)) for layer, head in torch.nonzero(labels).tolist()]
 
 
 def random_head_sets(
@@ -89,6 +107,7 @@ def validate_induction(
             return next_token_loss(adapter, tokens, start, stop)
 
     top = top_labelled(scores, labels, config.max_k)
+    labelled = labelled_heads(labels)
     baseline = next_token_loss(adapter, tokens, start, stop)
     check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
     if not top:
@@ -97,7 +116,7 @@ def validate_induction(
     effect_top = loss_with(top) - baseline
     per_head = {head: loss_with([head]) - baseline for head in top}
     draws = random_head_sets(
-        adapter.dims.n_layers, adapter.dims.n_heads, top, len(top), config.draws, config.seed
+        adapter.dims.n_layers, adapter.dims.n_heads, labelled, len(top), config.draws, config.seed
     )
     effect_random = [loss_with(heads) - baseline for heads in draws]
     passes = 3 + len(per_head) + len(draws)

@@ -151,14 +151,18 @@ def summary_lines(summaries: list[UnitSummary]) -> list[str]:
         v = s.validation
         if v is None:
             continue
-        if v.ratio is None:
+        if not v.k:
             note = v.details.get("note", "no labelled heads")
             lines.append(f"validation {s.model} {s.name}: not run ({note})")
             continue
+        z = "n/a" if v.z_score is None else f"{v.z_score:.1f}"
+        standing = (
+            f"ratio {v.ratio:.1f}" if v.rank is None else f"rank {v.rank}/{len(v.effect_random) + 1}, z {z}"
+        )
         lines.append(
             f"validation {s.model} {s.name}: {v.metric} {v.effect_top:+.3f} for the top {v.k}, "
             f"{v.effect_random_mean or 0:+.3f} for {v.k} random heads "
-            f"(mean of {len(v.effect_random)} draws): ratio {v.ratio:.1f}, "
+            f"(mean of {len(v.effect_random)} draws): {standing}, "
             + ("supported" if v.supported else "NOT supported")
         )
     return lines

@@ -3,9 +3,10 @@
 On the induction probe: score the induction heads, mean-ablate the labelled ones, and measure
 every head clean and ablated: its direct effect on the right next token over the second repeat
 (DLA through the clean run's final-norm scale, exact for the linear part) and its induction
-score. Validation: with the induction heads ablated, holding the backups at their clean-run
-outputs (so they cannot respond) raises the loss by what they recovered; compared with holding as
-many random heads.
+score. The null: the same rise when as many random non-induction heads are ablated, so generic
+self-repair after any ablation is not taken for a backup. Validation: with the induction heads
+ablated, holding the backups at their clean-run outputs (so they cannot respond) raises the loss
+by what they recovered; ranked among holding as many random heads.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import torch
 from torch import Tensor
 
 from classifiers.attention import Induction
-from classifiers.backup import BackupConfig, BackupInduction, BackupMeasures
+from classifiers.backup import NULL_DRAWS, BackupConfig, BackupInduction, BackupMeasures
 from classifiers.probes import ProbeSet, ProbeSpec
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated, next_token_loss
 from survey.engine.capture import Capture, CaptureSpec, capture
 from survey.engine.readouts import FinalNormView
-from survey.engine.validation import Check, random_head_sets, repeat_span, top_labelled
+from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.units.base import Progress
 from survey.units.heads import MeasuredUnit, ProbeReader
@@ -33,8 +34,8 @@ from survey.units.heads import MeasuredUnit, ProbeReader
 def direct_effects(
     adapter: ArchitectureAdapter, got: Capture, tokens: Tensor, span: tuple[int, int], sigma: Tensor
 ) -> Tensor:
-    """``[layer, head]``: each head's mean contribution to the right next token's logit over
-    ``span``, through the final norm with its scale ``sigma [batch, pos]`` frozen."""
+    """``[sequence, layer, head]``: each head's mean contribution to the right next token's logit
+    over ``span`` of each sequence, through the final norm with its scale ``sigma [batch, pos]`` frozen."""
     start, stop = span
     norm = FinalNormView.of(adapter)
     gain = norm.gain.cpu()  # captures are on the CPU; weights may be on an accelerator
@@ -50,15 +51,16 @@ def direct_effects(
             factor = adapter.post_norm_factor(layer, out.sum(2) + b_o)
             if factor is not None:
                 out = out * factor.cpu()[:, :, None, :]
-            rows.append(torch.einsum("bphm,bpm->h", out, direction) / (z.shape[0] * z.shape[1]))
-    return torch.stack(rows)
+            rows.append(torch.einsum("bphm,bpm->bh", out, direction) / z.shape[1])
+    return torch.stack(rows, 1)
 
 
 def measure_backups(
-    adapter: ArchitectureAdapter, probe: ProbeSet, config: BackupConfig, ablation: AblationConfig,
-    progress: Callable[[str], None],
+    adapter: ArchitectureAdapter, probe: ProbeSet, null_probe: ProbeSet, config: BackupConfig,
+    ablation: AblationConfig, progress: Callable[[str], None],
 ) -> tuple[BackupMeasures, AblationResult]:  # fmt: skip
-    """Ablate the top labelled induction heads and measure every head again; then validate."""
+    """Ablate the labelled induction heads (``null_probe`` is the induction null's probe) and
+    measure every head again, then with random heads ablated for the null; then validate."""
     started = time.perf_counter()
     tokens, span = probe.tokens, repeat_span(probe)
     induction = Induction()
@@ -66,28 +68,51 @@ def measure_backups(
     clean = capture(adapter, tokens, spec)
     resid = clean[("resid_post", adapter.dims.n_layers - 1)][:, span[0] : span[1]].float()
     sigma = FinalNormView.of(adapter).sigma(resid)
-    clean_scores = induction.score(clean.stacked("pattern"), probe).scores
-    limit = clean_scores.numel() if config.max_k is None else config.max_k
-    ablated = top_labelled(clean_scores, clean_scores > induction.threshold, limit)
+    null_patterns = capture(adapter, null_probe.tokens, CaptureSpec.of("pattern")).stacked("pattern")
+    clean_induction = induction.score(clean.stacked("pattern"), probe, null_patterns)
+    induction_labels = clean_induction.labels(induction.threshold)
+    limit = induction_labels.numel() if config.max_k is None else config.max_k
+    ablated = top_labelled(clean_induction.scores, induction_labels, limit)
     progress(f"backup induction: mean-ablating {len(ablated)} induction heads")
     means = head_means(adapter, tokens)
-    with mean_ablated(adapter, ablated, means):
-        after = capture(adapter, tokens, spec)
+
+    def dla_with(heads: list[Head], spec: CaptureSpec) -> tuple[Tensor, Capture]:
+        with mean_ablated(adapter, heads, means):
+            after = capture(adapter, tokens, spec)
+        return direct_effects(adapter, after, tokens, span, sigma), after
+
     dla = direct_effects(adapter, clean, tokens, span, sigma)
+    dla_ablated, after = dla_with(ablated, spec)
+    d = adapter.dims
+    draws = random_head_sets(
+        d.n_layers, d.n_heads, labelled_heads(induction_labels), len(ablated), NULL_DRAWS, ablation.seed + 1
+    ) if ablated else []  # fmt: skip
+    null = [dla_with(heads, CaptureSpec.of("z"))[0] - dla for heads in draws]
     measures = BackupMeasures(
-        ablated, dla, direct_effects(adapter, after, tokens, span, sigma), clean_scores,
-        induction.score(after.stacked("pattern"), probe).scores, float(sum(dla[h] for h in ablated)),
+        ablated, dla.mean(0), dla_ablated.mean(0), clean_induction.scores,
+        induction.score(after.stacked("pattern"), probe, null_patterns).scores,
+        float(sum(dla.mean(0)[h] for h in ablated)), dla_ablated - dla,
+        torch.cat(null) if null else torch.zeros_like(dla), draws,
     )  # fmt: skip
-    labels = BackupInduction(config).score(measures).labels(config.threshold)
-    backups = top_labelled(measures.dla_ablated - measures.dla, labels, ablation.max_k)
+    scored = BackupInduction(config).score(measures)
+    labels = scored.labels(config.threshold)
+    backups = top_labelled(scored.scores, labels, ablation.max_k)
     return measures, _validate(
-        adapter, probe, clean.stacked("z"), means, measures, backups, ablation, started
+        adapter,
+        probe,
+        clean.stacked("z"),
+        means,
+        measures,
+        backups,
+        labelled_heads(labels),
+        ablation,
+        started,
     )
 
 
 def _validate(
     adapter: ArchitectureAdapter, probe: ProbeSet, clean_z: Tensor, means: Tensor, m: BackupMeasures,
-    backups: list[Head], config: AblationConfig, started: float,
+    backups: list[Head], labelled: list[Head], config: AblationConfig, started: float,
 ) -> AblationResult:  # fmt: skip
     """The loss the backups hold down: with the induction heads ablated, holding the backups (or
     as many random heads) at their clean-run z raises the second-repeat loss by that much."""
@@ -108,7 +133,7 @@ def _validate(
         return check.result([], [], [], {}, 2, started, details)
     d = adapter.dims
     draws = random_head_sets(
-        d.n_layers, d.n_heads, m.ablated + backups, len(backups), config.draws, config.seed
+        d.n_layers, d.n_heads, m.ablated + labelled, len(backups), config.draws, config.seed
     )
     held = []
     for hold in [backups, *draws]:
@@ -130,6 +155,9 @@ class BackupInductionUnit(ProbeReader, MeasuredUnit):
     def measure(
         self, loaded: LoadedModel, dataset: ProbeSet, progress: Progress
     ) -> tuple[BackupMeasures, AblationResult]:
+        null_spec = dataset.spec.null()
+        assert null_spec is not None, "backup induction reads a repeated probe"
         return measure_backups(
-            loaded.adapter, dataset, self.classifier.config, self.run_config.ablation, progress
-        )
+            loaded.adapter, dataset, self.make_dataset(loaded, null_spec), self.classifier.config,
+            self.run_config.ablation, progress,
+        )  # fmt: skip

@@ -4,7 +4,8 @@
    prompts, as z (the output projection's input) and as its residual contribution.
 2. CIE: on each shuffled-label prompt the positions before the last run once into a KV cache;
    then one last-token pass per head (batched) replaces that head's z at the last token with its
-   task mean. The CIE is the rise in P(answer) over the unpatched pass.
+   task mean. The CIE is the rise in P(answer) over the unpatched pass. The null patches, in the
+   same batch, the head's mean over the task's shuffled prompts, where the task is not shown.
 3. Validation: the function vector of a task is the sum of the top-k heads' mean residual
    contributions; added to the residual at the last token of zero-shot prompts (after the one of
    layers L/4, L/3, L/2, 2L/3 where it helps most), it should raise top-1 accuracy, and more
@@ -24,17 +25,16 @@ from torch import Tensor, nn
 
 from classifiers.function_vector import FunctionVectorConfig, FunctionVectorHead, FunctionVectorMeasures
 from classifiers.icl_prompts import ICLPrompt, ICLPrompts, ICLSpec, generate_icl
-from classifiers.validation import RATIO_FLOOR, AblationConfig, AblationResult
+from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.validation import random_head_sets, top_labelled
+from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.units.base import Progress, Skip
 from survey.units.heads import MeasuredUnit
 
 ROWS_PER_PASS = 128  # patched copies of one prompt per last-token pass
-MIN_GAIN = 0.05  # zero-shot accuracy the function vector must add for its heads to count as supported
 
 
 def _device(adapter: ArchitectureAdapter) -> torch.device:
@@ -72,43 +72,52 @@ def head_contributions(adapter: ArchitectureAdapter, z: Tensor) -> Tensor:
     return torch.stack(rows)
 
 
-def _replace_last(heads_of_rows: list[Head], layer: int, values: Tensor, d_head: int) -> Any:
-    """A pre-hook on the output projection: row r's head, if in ``layer``, outputs ``values`` at
-    the last token."""
-    rows = [(r, head) for r, (at, head) in enumerate(heads_of_rows) if at == layer]
+Patch = tuple[int, int, Tensor]  # (layer, head, the z its last token gets)
+
+
+def _replace_last(rows: list[Patch], layer: int, d_head: int) -> Any:
+    """A pre-hook on the output projection: batch row r, when ``rows[r]`` is in ``layer``,
+    gets that head's z at the last token replaced by the row's values."""
+    here = [(r, head, values) for r, (at, head, values) in enumerate(rows) if at == layer]
 
     def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         z = first_input(args, kwargs).clone()
-        for r, h in rows:
-            z[r, -1, h * d_head : (h + 1) * d_head] = values[layer, h].to(z)
+        for r, h, values in here:
+            z[r, -1, h * d_head : (h + 1) * d_head] = values.to(z)
         return ((z, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
 
     return hook
 
 
 def patched_probabilities(
-    adapter: ArchitectureAdapter, prompt: ICLPrompt, z_means: Tensor
+    adapter: ArchitectureAdapter, prompt: ICLPrompt, z_means: list[Tensor]
 ) -> tuple[float, Tensor]:
-    """P(answer) on the prompt unpatched, and ``[layer, head]`` with each head's last-token z
-    replaced by ``z_means``; the prefix runs once into a KV cache."""
+    """P(answer) on the prompt unpatched, and ``[variant, layer, head]`` with each head's
+    last-token z replaced by its value in each of ``z_means`` (``[layer, head, d_head]`` each);
+    the prefix runs once into a KV cache and the variants share the batched passes."""
     model, device = adapter.model, _device(adapter)
     d = adapter.dims
     ids = torch.tensor([prompt.ids], device=device)
-    heads: list[Head] = [(layer, head) for layer in range(d.n_layers) for head in range(d.n_heads)]
+    rows: list[Patch] = [
+        (layer, head, values[layer, head])
+        for values in z_means
+        for layer in range(d.n_layers)
+        for head in range(d.n_heads)
+    ]
     with torch.inference_mode():
         prefix = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).cache
         base = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True).logits[0, -1]
         baseline = float(base.float().softmax(-1)[prompt.target])
         probabilities = []
-        for first in range(0, len(heads), ROWS_PER_PASS):
-            chunk = heads[first : first + ROWS_PER_PASS]
+        for first in range(0, len(rows), ROWS_PER_PASS):
+            chunk = rows[first : first + ROWS_PER_PASS]
             cache = copy.deepcopy(prefix)
             cache.batch_repeat_interleave(len(chunk))
             handles = [
                 adapter.attn_out_proj(layer).register_forward_pre_hook(
-                    _replace_last(chunk, layer, z_means, d.d_head), with_kwargs=True
+                    _replace_last(chunk, layer, d.d_head), with_kwargs=True
                 )
-                for layer in sorted({layer for layer, _ in chunk})
+                for layer in sorted({layer for layer, _, _ in chunk})
             ]
             try:
                 out = model(input_ids=ids[:, -1:].expand(len(chunk), 1), cache=cache, use_cache=True)
@@ -116,7 +125,7 @@ def patched_probabilities(
                 for handle in handles:
                     handle.remove()
             probabilities.append(out.logits[:, -1].float().softmax(-1)[:, prompt.target].cpu())
-    return baseline, torch.cat(probabilities).view(d.n_layers, d.n_heads)
+    return baseline, torch.cat(probabilities).view(len(z_means), d.n_layers, d.n_heads)
 
 
 @contextmanager
@@ -160,30 +169,32 @@ def measure_function_vectors(
     adapter: ArchitectureAdapter, prompts: ICLPrompts, config: FunctionVectorConfig, ablation: AblationConfig,
     progress: Callable[[str], None],
 ) -> tuple[FunctionVectorMeasures, AblationResult]:  # fmt: skip
-    """The CIE of every head on every task, then the zero-shot validation of the top heads."""
+    """The CIE of every head on every task (and on its null), then the zero-shot validation."""
     started = time.perf_counter()
-    cie, clean_accuracy, shuffled, contributions = [], [], [], []
+    cie, null, clean_accuracy, shuffled, contributions = [], [], [], [], []
     passes = 0
     for i, task in enumerate(prompts.tasks):
         z_means, out_means, accuracy = task_means(adapter, task.clean)
-        rises, bases = [], []
+        z_null, _, _ = task_means(adapter, task.shuffled)
+        bases = []
         for prompt in task.shuffled:
-            base, patched = patched_probabilities(adapter, prompt, z_means)
-            rises.append(patched - base)
+            base, patched = patched_probabilities(adapter, prompt, [z_means, z_null])
+            cie.append(patched[0] - base)
+            null.append(patched[1] - base)
             bases.append(base)
         passes += len(task.clean) + len(task.shuffled) * (
-            2 + -(-adapter.dims.n_layers * adapter.dims.n_heads // ROWS_PER_PASS)
+            3 + -(-2 * adapter.dims.n_layers * adapter.dims.n_heads // ROWS_PER_PASS)
         )
-        cie.append(torch.stack(rises).mean(0))
         clean_accuracy.append(accuracy)
         shuffled.append(sum(bases) / len(bases))
         contributions.append(out_means)
+        best = float(torch.stack(cie[-len(task.shuffled) :]).mean(0).max())
         progress(
             f"function vectors: {task.name} ({i + 1}/{len(prompts.tasks)}): clean accuracy {accuracy:.2f}, "
-            f"P(answer) shuffled {shuffled[-1]:.3f}, best CIE {float(cie[-1].max()):.3f}"
+            f"P(answer) shuffled {shuffled[-1]:.3f}, best CIE {best:.3f}"
         )
     measures = FunctionVectorMeasures(
-        [t.name for t in prompts.tasks], torch.stack(cie), clean_accuracy, shuffled
+        [t.name for t in prompts.tasks], torch.stack(cie), torch.stack(null), clean_accuracy, shuffled
     )
     validation = _validate(adapter, prompts, measures, contributions, config, ablation, started, passes)
     return measures, validation
@@ -201,13 +212,19 @@ def _validate(
 ) -> AblationResult:  # fmt: skip
     """Zero-shot accuracy before and after adding the top heads' vector, at the candidate layer
     where it helps most; each random draw gets its own best layer too, so the comparison is fair."""
-    scores = measures.cie.mean(0)
-    top = top_labelled(scores, torch.ones_like(scores, dtype=torch.bool), config.top_k)
+    scored = FunctionVectorHead(config).score(measures)
+    top = top_labelled(scored.scores, scored.labels(config.threshold), config.top_k)
     d = adapter.dims
-    draws = random_head_sets(d.n_layers, d.n_heads, top, len(top), ablation.draws, ablation.seed)
+    pool_excludes = labelled_heads(scored.labels(config.threshold))
+    draws = random_head_sets(d.n_layers, d.n_heads, pool_excludes, len(top), ablation.draws, ablation.seed)
     layers = candidate_layers(d.n_layers)
     tasks = prompts.tasks
     before = [zero_shot_accuracy(adapter, task.zero_shot, 0, None) for task in tasks]
+    n = len(tasks)
+    baseline = sum(before) / n
+    check = Check("function_vector_zero_shot", "zero_shot_accuracy", baseline, ablation)
+    if not top:
+        return check.result([], [], [], {}, passes + n, started, {})
 
     def best(heads: list[Head]) -> tuple[int, list[float]]:
         """The candidate layer with the highest mean accuracy, and the per-task accuracy there."""
@@ -225,7 +242,7 @@ def _validate(
 
     top_layer, after = best(top)
     random_best = [best(heads) for heads in draws]
-    passes += len(tasks) * (1 + len(layers) * (1 + len(draws)))
+    passes += n * (1 + len(layers) * (1 + len(draws)))
     per_task = {
         task.name: {
             "before": before[i], "after": after[i], "random_after": [acc[i] for _, acc in random_best],
@@ -234,31 +251,20 @@ def _validate(
         }
         for i, task in enumerate(tasks)
     }  # fmt: skip
-    n = len(tasks)
-    baseline = sum(before) / n
-    effect_top = sum(after) / n - baseline
-    effect_random = [sum(acc) / n - baseline for _, acc in random_best]
-    ratio = effect_top / max(sum(effect_random) / len(effect_random), RATIO_FLOOR)
+    effects = [sum(after) / n - baseline] + [sum(acc) / n - baseline for _, acc in random_best]
     details = {
         "layer_added": top_layer,
         "layers_tried": layers,
         "random_layers": [at for at, _ in random_best],
         "per_task": per_task,
     }
-    return AblationResult(
-        "function_vector_zero_shot", "zero_shot_accuracy", len(top), top, baseline, effect_top, draws,
-        effect_random, {}, ratio, effect_top >= MIN_GAIN and ratio >= ablation.min_ratio, passes,
-        time.perf_counter() - started, details,
-    )  # fmt: skip
+    return check.result(top, effects, draws, {}, passes, started, details)
 
 
 class FunctionVectorUnit(MeasuredUnit):
     """Function-vector heads: causal indirect effects on this tokenizer's in-context tasks."""
 
     classifier: FunctionVectorHead
-
-    def validation_gates(self) -> dict[str, float]:
-        return {"min_gain": MIN_GAIN}
 
     def dataset_spec(self) -> ICLSpec:
         return self.classifier.config.dataset

@@ -10,9 +10,10 @@ Induction is then validated by mean-ablation.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from sqlalchemy import Engine
 from torch import Tensor
 
@@ -20,7 +21,8 @@ from classifiers import HeadClassifier, HeadScores, PatternClassifier
 from classifiers.base import MeasuredClassifier
 from classifiers.keys import HEAD_CLASSIFIER
 from classifiers.probes import ProbeSet, ProbeSpec, generate
-from classifiers.validation import RATIO_FLOOR, AblationResult
+from classifiers.statistics import ALPHA, mean_pairwise_jaccard
+from classifiers.validation import AblationResult
 from db.store import RunIds, UnitRow, write_head_unit
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.validation import validate_induction
@@ -31,12 +33,24 @@ from survey.units.base import Dataset, PlannedUnit, Progress, RunConfig, Shared,
 PATTERN_SUM_TOLERANCE = 1e-3
 
 
+STABILITY_SEEDS = 3  # probe seeds a pattern class is scored on: the probe's own and the next ones
+
+
 @dataclass(frozen=True)
 class HeadResult:
-    """One classifier's scores for every head, and its validation where the class has one."""
+    """One classifier's scores for every head, its validation where the class has one, and
+    unit-wide statistics beyond the null's (e.g. the labels on other probe seeds)."""
 
     scores: HeadScores
     validation: AblationResult | None
+    statistics: dict[str, Any] = field(default_factory=dict)
+
+    def unit_statistics(self, classifier: HeadClassifier) -> dict[str, Any]:
+        """What ``units.statistics`` stores: the null, its false-positive rate, and the rest."""
+        return {
+            "null": classifier.null, "alpha": ALPHA,
+            "null_fp_rate": self.scores.null_false_positive_rate(classifier.threshold), **self.statistics,
+        }  # fmt: skip
 
 
 class HeadUnit(UnitKind):
@@ -61,13 +75,8 @@ class HeadUnit(UnitKind):
         settings with the validation's own gates."""
         definition: dict[str, Any] = {"classifier": type(self.classifier).definition()}
         if self.classifier.validated:
-            validation = {**self.run_config.ablation.to_dict(), "ratio_floor": RATIO_FLOOR}
-            definition["validation"] = validation | self.validation_gates()
+            definition["validation"] = self.run_config.ablation.to_dict()
         return definition
-
-    def validation_gates(self) -> dict[str, float]:
-        """Constants of this class's validation beyond the shared ones."""
-        return {}
 
     def dataset(self, loaded: LoadedModel, shared: Shared) -> Dataset | Skip:
         spec = self.dataset_spec()
@@ -87,7 +96,7 @@ class HeadUnit(UnitKind):
     ) -> None:
         row = UnitRow(
             planned.key, self.full_definition(), self.classifier.config.to_dict(), planned.dataset.describe(),
-            self.classifier.threshold,
+            self.classifier.threshold, result.unit_statistics(self.classifier),
         )  # fmt: skip
         write_head_unit(engine, ids, row, result.scores, result.validation, replace)
 
@@ -96,14 +105,13 @@ class HeadUnit(UnitKind):
         labelled = int(result.scores.labels(c.threshold).sum())
         n_heads = result.scores.scores.numel()
         line = f"{c.name} v{c.version}: {labelled}/{n_heads} heads labelled [{done.seconds:.1f} s]"
-        v = result.validation
-        if v is not None and v.ratio is not None:
-            line += (
-                f"; validation: {v.metric} {v.effect_top:+.3f} for the top {v.k} "
-                f"vs {v.effect_random_mean:+.3f} "
-                f"for random heads, ratio {v.ratio:.1f} ({'supported' if v.supported else 'NOT supported'}, "
-                f"{v.forward_passes} passes, {v.seconds:.1f} s)"
-            )
+        fp_rate = result.scores.null_false_positive_rate(c.threshold)
+        if fp_rate is not None:
+            line += f"; null {100 * fp_rate:.1f}% over threshold"
+        if "seed_jaccard" in result.statistics:
+            line += f"; seed Jaccard {result.statistics['seed_jaccard']:.2f}"
+        if result.validation is not None:
+            line += f"; {result.validation.line()}"
         return line
 
 
@@ -155,25 +163,63 @@ class MeasuredUnit(HeadUnit):
 
 
 class PatternUnit(ProbeReader):
-    """A pattern classifier: scored from the attention patterns captured on its probe."""
+    """A pattern classifier: scored from the attention patterns captured on its probe (and, for
+    a class whose null needs one, on the probe's null), then again on the next probe seeds for
+    the stability of its labels."""
 
     classifier: PatternClassifier
 
     def dataset_spec(self) -> ProbeSpec:
         return self.classifier.config.probe
 
+    def definition(self) -> dict[str, Any]:
+        return {**super().definition(), "stability_seeds": STABILITY_SEEDS}
+
     def compute(
         self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
     ) -> HeadResult:
         probe = planned.dataset
         assert isinstance(probe, ProbeSet)
-        patterns = shared.get(("patterns", probe.hash), lambda: captured_patterns(loaded, probe))
-        scores = self.classifier.score(patterns, probe)
-        return HeadResult(scores, self.validate(loaded, probe, scores))
+        scores = self.scored(loaded, probe, shared)
+        label_sets = [_heads_of(scores.labels(self.classifier.threshold))]
+        for offset in range(1, STABILITY_SEEDS):
+            other = self.shared_probe(loaded, replace(probe.spec, seed=probe.spec.seed + offset), shared)
+            label_sets.append(_heads_of(self.scored(loaded, other, shared).labels(self.classifier.threshold)))
+        stability = {
+            "seeds": [probe.spec.seed + offset for offset in range(STABILITY_SEEDS)],
+            "labels_by_seed": [sorted(list(h) for h in heads) for heads in label_sets],
+            "seed_jaccard": round(mean_pairwise_jaccard(label_sets), 6),
+        }
+        return HeadResult(scores, self.validate(loaded, probe, scores), stability)
+
+    def scored(self, loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> HeadScores:
+        """The class's scores on ``probe``; captures are shared with every class on that probe."""
+        patterns = shared_patterns(loaded, probe, shared)
+        null_spec = probe.spec.null()
+        null_patterns = None
+        if self.classifier.null_probe and null_spec is not None:
+            null_probe = self.shared_probe(loaded, null_spec, shared)
+            null_patterns = shared_patterns(loaded, null_probe, shared)
+        return self.classifier.score(patterns, probe, null_patterns)
+
+    def shared_probe(self, loaded: LoadedModel, spec: ProbeSpec, shared: Shared) -> ProbeSet:
+        """The probe ``spec`` names, generated once per model."""
+        probe: ProbeSet = shared.get(("dataset", spec), lambda: self.make_dataset(loaded, spec))
+        return probe
 
     def validate(self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores) -> AblationResult | None:
         """The class's validation (None: it has none)."""
         return None
+
+
+def _heads_of(labels: Tensor) -> set[tuple[int, int]]:
+    return {(int(layer), int(head)) for layer, head in torch.nonzero(labels).tolist()}
+
+
+def shared_patterns(loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> Tensor:
+    """The probe's captured patterns, captured once per model and probe."""
+    patterns: Tensor = shared.get(("patterns", probe.hash), lambda: captured_patterns(loaded, probe))
+    return patterns
 
 
 class InductionUnit(PatternUnit):

@@ -20,9 +20,17 @@ import torch
 from torch import Tensor
 
 from classifiers.base import HeadScores
-from classifiers.ioi import BackupNameMover, IOIClassifier, IOIMeasures, IOISpec, NameMover, SInhibition
+from classifiers.ioi import (
+    NULL_DRAWS,
+    BackupNameMover,
+    IOIClassifier,
+    IOIMeasures,
+    IOISpec,
+    NameMover,
+    SInhibition,
+)
 from classifiers.ioi_prompts import IOIGroup, IOIPrompts, generate_ioi
-from classifiers.validation import RATIO_FLOOR, AblationConfig, AblationResult
+from classifiers.validation import LOSS_FLOOR, AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated
 from survey.engine.capture import CaptureSpec, capture
@@ -36,7 +44,7 @@ from survey.engine.readouts import (
     logit_diff,
     ov_copy_scores,
 )
-from survey.engine.validation import Check, random_head_sets, top_labelled
+from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, HeadUnit
@@ -46,7 +54,8 @@ LD_DROP = "logit_diff_drop"
 
 @dataclass(frozen=True)
 class _Group:
-    """One prompt group's clean run: its components, DLA, final-norm scale, LD and ABC means."""
+    """One prompt group's clean run: its components, DLA, final-norm scale, LD and ABC means;
+    and the null DLA: on the ABC prompts, toward the name at IO over the name at S1."""
 
     group: IOIGroup
     components: EndComponents
@@ -54,6 +63,7 @@ class _Group:
     sigma: Tensor  # [prompt]
     ld: Tensor  # [prompt]
     means: Tensor  # [layer, pos, head, d_head], over the ABC prompts
+    null_dla: Tensor  # [prompt, layer, head]
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,19 @@ def _clean_groups(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> list[_Gr
         components = end_components(adapter, g.clean, g.positions)
         dla = direct_logit_attribution(adapter, components, g.io_ids, g.s_ids)["heads"]
         ld = logit_diff(components.logits, g.io_ids, g.s_ids)
+        abc = end_components(adapter, g.corrupted, g.positions)
+        abc_io, abc_s = g.corrupted[:, g.positions["io"]], g.corrupted[:, g.positions["s1"]]
+        null_dla = direct_logit_attribution(adapter, abc, abc_io, abc_s)["heads"]
         groups.append(
-            _Group(g, components, dla, norm.sigma(components.resid), ld, head_means(adapter, g.corrupted))
+            _Group(
+                g,
+                components,
+                dla,
+                norm.sigma(components.resid),
+                ld,
+                head_means(adapter, g.corrupted),
+                null_dla,
+            )
         )
     return groups
 
@@ -83,7 +104,7 @@ def _clean_groups(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> list[_Gr
 def _ablated_dla(
     adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]
 ) -> tuple[Tensor, Tensor]:
-    """Mean DLA ``[layer, head]`` (clean-run scale) and LD ``[prompt]`` with ``heads`` mean-ablated."""
+    """DLA ``[prompt, layer, head]`` (clean-run scale) and LD ``[prompt]`` with ``heads`` mean-ablated."""
     dla, ld = [], []
     for g in groups:
         with mean_ablated(adapter, heads, g.means):
@@ -91,7 +112,7 @@ def _ablated_dla(
         io, s = g.group.io_ids, g.group.s_ids
         dla.append(direct_logit_attribution(adapter, components, io, s, sigma=g.sigma)["heads"])
         ld.append(logit_diff(components.logits, io, s))
-    return torch.cat(dla).mean(0), torch.cat(ld)
+    return torch.cat(dla), torch.cat(ld)
 
 
 def _ld_with(adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]) -> float:
@@ -106,7 +127,8 @@ def _ld_with(adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Hea
 def _s_inhibition(
     adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head], per_group: int
 ) -> tuple[Tensor, float]:
-    """``[layer, head]`` mean drop of the receivers' attention END→IO, and their clean attention."""
+    """``[prompt, layer, head]``: the drop of the receivers' mean attention END→IO on each patched
+    prompt, and their clean attention."""
     d = adapter.dims
     last = max(layer for layer, _ in receivers)
     senders = [(layer, h) for layer in range(last) for h in range(d.n_heads)]
@@ -119,10 +141,10 @@ def _s_inhibition(
         )
         drops.append(clean_attention[None] - patched)  # [sender, prompt, receiver]
         clean_io.append(clean_attention)
-    drop = torch.zeros(d.n_layers, d.n_heads)
-    mean_drop = torch.cat(drops, 1).mean((1, 2))
-    for (layer, head), value in zip(senders, mean_drop.tolist(), strict=True):
-        drop[layer, head] = value
+    per_prompt = torch.cat(drops, 1).mean(2)  # [sender, prompt]
+    drop = torch.zeros(per_prompt.shape[1], d.n_layers, d.n_heads)
+    for index, (layer, head) in enumerate(senders):
+        drop[:, layer, head] = per_prompt[index]
     return drop, float(torch.cat(clean_io).mean())
 
 
@@ -143,44 +165,54 @@ def run_ioi(
     attention = torch.cat([g.components.attention for g in groups]).mean(0)
     names = torch.tensor(prompts.name_ids)
     ov = ov_copy_scores(adapter, names, bos_id)
-    dla = torch.cat([g.dla for g in groups]).mean(0)
+    dla_prompts = torch.cat([g.dla for g in groups])
     base = IOIMeasures(
-        float(lds.mean()), float((lds > 0).float().mean()), dla, attention, ov.copy, ov.negative, [],
+        float(lds.mean()), float((lds > 0).float().mean()), dla_prompts.mean(0), attention, ov.copy,
+        ov.negative, [], dla_prompts, torch.cat([g.null_dla for g in groups]),
         ov_inputs=names[: ov.top_ids.shape[2]].tolist(), ov_top_ids=ov.top_ids,
     )  # fmt: skip
     nm_scores = name_mover.score(base)
-    movers = top_labelled(nm_scores.scores, nm_scores.labels(name_mover.threshold), ablation.max_k)
+    nm_labels = nm_scores.labels(name_mover.threshold)
+    movers = top_labelled(nm_scores.scores, nm_labels, ablation.max_k)
     measures = replace(base, name_movers=movers)
     ld_movers_ablated = None
     progress(f"IOI: LD {base.ld:.2f}; name movers {_heads(movers)}")
     if movers:
         dla_ablated, ld_ablated = _ablated_dla(adapter, groups, movers)
         ld_movers_ablated = float(ld_ablated.mean())
-        passes += 1
+        d = adapter.dims
+        null_sets = random_head_sets(
+            d.n_layers, d.n_heads, labelled_heads(nm_labels), len(movers), NULL_DRAWS, ablation.seed + 1
+        )
+        null = [_ablated_dla(adapter, groups, heads)[0] - dla_prompts for heads in null_sets]
+        passes += 1 + len(null_sets)
         drop, receiver_io = (None, None)
         if SInhibition.name in by_name:
             progress("IOI: path patching into the name movers' queries")
             drop, receiver_io = _s_inhibition(adapter, groups, movers, spec.patch_per_group)
         measures = replace(
-            measures, dla_ablated=dla_ablated, receiver_attention_drop=drop, receiver_attention_io=receiver_io
-        )
+            measures, dla_ablated=dla_ablated.mean(0), compensation_prompts=dla_ablated - dla_prompts,
+            null_compensation_prompts=torch.cat(null), drop_prompts=drop, receiver_attention_io=receiver_io,
+            receiver_attention_drop=None if drop is None else drop.mean(0),
+        )  # fmt: skip
     results: dict[str, tuple[HeadScores, AblationResult | None]] = {}
     for classifier in classifiers:
         scores = nm_scores if classifier.name == NameMover.name else classifier.score(measures)
         results[classifier.name] = (scores, None)
     progress("IOI: validating by mean-ablation")
     if NameMover.name in results:
-        validation, count = _validate_name_movers(adapter, groups, measures, ld_movers_ablated, ablation)
+        validation, count = _validate_name_movers(
+            adapter, groups, measures, labelled_heads(nm_labels), ld_movers_ablated, ablation
+        )
         results[NameMover.name] = (nm_scores, validation)
         passes += count
     if BackupNameMover.name in results and movers and ld_movers_ablated is not None:
         backup_scores = results[BackupNameMover.name][0]
-        backups = top_labelled(
-            backup_scores.scores,
-            backup_scores.labels(by_name[BackupNameMover.name].threshold),
-            ablation.max_k,
+        backup_labels = backup_scores.labels(by_name[BackupNameMover.name].threshold)
+        backups = top_labelled(backup_scores.scores, backup_labels, ablation.max_k)
+        validation, count = _validate_backups(
+            adapter, groups, measures, backups, labelled_heads(backup_labels), ld_movers_ablated, ablation
         )
-        validation, count = _validate_backups(adapter, groups, measures, backups, ld_movers_ablated, ablation)
         results[BackupNameMover.name] = (backup_scores, validation)
         passes += count
     return IOIOutcome(measures, results, passes, time.perf_counter() - started)
@@ -191,8 +223,8 @@ def _heads(heads: list[Head]) -> str:
 
 
 def _validate_name_movers(
-    adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, ld_ablated: float | None,
-    config: AblationConfig,
+    adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, labelled: list[Head],
+    ld_ablated: float | None, config: AblationConfig,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """Ablating the name movers lowers LD more than ablating as many random heads."""
     started = time.perf_counter()
@@ -203,7 +235,7 @@ def _validate_name_movers(
         return check.result([], [], [], {}, 0, started, details), 0
     per_head = {head: m.ld - _ld_with(adapter, groups, [head]) for head in movers}
     d = adapter.dims
-    draws = random_head_sets(d.n_layers, d.n_heads, movers, len(movers), config.draws, config.seed)
+    draws = random_head_sets(d.n_layers, d.n_heads, labelled, len(movers), config.draws, config.seed)
     effects = [m.ld - ld_ablated] + [m.ld - _ld_with(adapter, groups, heads) for heads in draws]
     passes = len(per_head) + len(draws)
     return check.result(movers, effects, draws, per_head, passes + 1, started, details), passes
@@ -230,7 +262,7 @@ def _held_lds(
 
 def _validate_backups(
     adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, backups: list[Head],
-    ld_movers_ablated: float, config: AblationConfig,
+    labelled: list[Head], ld_movers_ablated: float, config: AblationConfig,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """How much of the LD drop the backups recover: with the name movers mean-ablated, holding
     the backups at their clean-run outputs (so they cannot respond) lowers LD by the amount they
@@ -244,17 +276,19 @@ def _validate_backups(
     details: dict[str, object] = {
         "name_movers": [list(h) for h in movers], "ld_clean": m.ld, "name_mover_direct_loss": lost,
         "backup_compensation": compensation,
-        "compensation_share": compensation / lost if lost > RATIO_FLOOR else None,
+        "compensation_share": compensation / lost if lost > LOSS_FLOOR else None,
     }  # fmt: skip
     check = Check("hold_backups_at_clean_with_name_movers_ablated", "ld_recovered", ld_movers_ablated, config)
     if not backups:
         return check.result([], [], [], {}, 0, started, details), 0
     d = adapter.dims
-    draws = random_head_sets(d.n_layers, d.n_heads, movers + backups, len(backups), config.draws, config.seed)
+    draws = random_head_sets(
+        d.n_layers, d.n_heads, movers + labelled, len(backups), config.draws, config.seed
+    )
     held = _held_lds(adapter, groups, movers, [backups, *draws])
     recovered = [ld_movers_ablated - ld for ld in held]
     drop_without = m.ld - held[0]
-    details["recovered_share"] = recovered[0] / drop_without if drop_without > RATIO_FLOOR else None
+    details["recovered_share"] = recovered[0] / drop_without if drop_without > LOSS_FLOOR else None
     details["ld_backups_held"] = held[0]
     passes = 2 + len(draws)
     return check.result(backups, recovered, draws, {}, passes, started, details), passes

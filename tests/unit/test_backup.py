@@ -8,7 +8,7 @@ import pytest
 
 from classifiers.attention import REPEATED
 from classifiers.backup import BackupInduction, BackupMeasures
-from classifiers.probes import generate
+from classifiers.probes import ProbeSet, generate
 from classifiers.validation import AblationConfig
 from survey.adapters import adapt
 from survey.units.backup import measure_backups
@@ -20,10 +20,20 @@ BACKUP, INDUCTION = PLANTED["backup_induction"], PLANTED["induction"]
 
 @pytest.fixture(scope="module")
 def measured() -> tuple[BackupMeasures, object]:
-    probe = generate(REPEATED, tiny_tokenizer(), 1, VOCAB)
     return measure_backups(
-        adapt(planted_backup_gpt2()), probe, BackupInduction.default_config, AblationConfig(), lambda _: None
+        adapt(planted_backup_gpt2()),
+        *probes(),
+        BackupInduction.default_config,
+        AblationConfig(),
+        lambda _: None,
     )
+
+
+def probes() -> tuple[ProbeSet, ProbeSet]:
+    """The induction probe and its null, for the tiny tokenizer."""
+    null = REPEATED.null()
+    assert null is not None
+    return generate(REPEATED, tiny_tokenizer(), 1, VOCAB), generate(null, tiny_tokenizer(), 1, VOCAB)
 
 
 def test_the_planted_backup_is_the_only_head_labelled(measured) -> None:  # type: ignore[no-untyped-def]
@@ -32,6 +42,7 @@ def test_the_planted_backup_is_the_only_head_labelled(measured) -> None:  # type
     result = BackupInduction().score(measures)
     labels = result.labels(BackupInduction().threshold)
     assert labels.sum() == 1 and labels[BACKUP]
+    assert result.statistics is not None and result.statistics.p_value[BACKUP] < 1e-3
     assert result.scores[BACKUP] > 0.5
     others = [
         float(result.scores[layer, h])
@@ -67,9 +78,8 @@ def test_without_induction_heads_nothing_is_ablated_or_labelled() -> None:
 
     with torch.no_grad():
         model.transformer.h[0].attn.c_proj.weight.zero_()  # no previous-token head: no induction
-    probe = generate(REPEATED, tiny_tokenizer(), 1, VOCAB)
     measures, validation = measure_backups(
-        adapt(model), probe, BackupInduction.default_config, AblationConfig(), lambda _: None
+        adapt(model), *probes(), BackupInduction.default_config, AblationConfig(), lambda _: None
     )
     assert measures.ablated == [] and BackupInduction().score(measures).labels(0.05).sum() == 0
     assert (

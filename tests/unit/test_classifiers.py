@@ -115,8 +115,9 @@ def test_induction_and_duplicate_stripes_score_one_and_swap_low() -> None:
     dup = one_hot_rows(3, n, [i - L if i > L else 0 for i in range(n)])
     ind = one_hot_rows(3, n, [i - L + 1 if i > L else 0 for i in range(n)])
     patterns = stacked(dup, ind, uniform(3, n))
-    d = DuplicateToken().score(patterns, probe).scores[0]
-    i = Induction().score(patterns, probe).scores[0]
+    null = stacked(uniform(3, n), uniform(3, n), uniform(3, n))
+    d = DuplicateToken().score(patterns, probe, null).scores[0]
+    i = Induction().score(patterns, probe, null).scores[0]
     assert d[0] == pytest.approx(1.0) and i[1] == pytest.approx(1.0)
     assert d[1] == 0 and i[0] == 0
     assert 0 < d[2] < 0.2 and 0 < i[2] < 0.2
@@ -129,7 +130,7 @@ def test_induction_equals_neels_stripe_mean_on_repeated_random_tokens() -> None:
     patterns = raw / raw.sum(-1, keepdim=True)
     stripe = patterns.diagonal(offset=-(L - 1), dim1=-2, dim2=-1)[..., 2:]  # queries L+1..2L
     expected = stripe.mean(dim=(1, 3))  # over batch and queries
-    got = Induction().score(patterns, probe).scores
+    got = Induction().score(patterns, probe, patterns).scores
     torch.testing.assert_close(got, expected)
 
 
@@ -148,7 +149,7 @@ def test_scoring_never_changes_its_input_and_checks_shapes() -> None:
     patterns = stacked(uniform(3, n), uniform(3, n))
     before = patterns.clone()
     for cls in (Induction, DuplicateToken):
-        cls().score(patterns, probe)
+        cls().score(patterns, probe, patterns)
     assert torch.equal(patterns, before)
     with pytest.raises(ValueError, match=r"\[layer, batch, head, query, key\]"):
         Induction().score(patterns[0], probe)
@@ -158,7 +159,7 @@ def test_evidence_holds_target_bos_and_self_mass_and_example_rows() -> None:
     probe = repeated_probe()
     n = probe.tokens.shape[1]
     ind = one_hot_rows(3, n, [i - L + 1 if i > L else 0 for i in range(n)])
-    evidence = Induction().score(stacked(ind), probe).evidence[0][0]
+    evidence = Induction().score(stacked(ind), probe, stacked(uniform(3, n))).evidence[0][0]
     assert evidence["target_mass"] == pytest.approx(1.0) and evidence["bos_mass"] == 0.0
     assert evidence["n_queries"] == 3 * L
     row = evidence["example"][0]
@@ -244,3 +245,41 @@ def test_example_pattern_shows_both_repeats_of_a_repeated_probe_and_the_start_of
     assert [len(row) for row in pattern["weights"]] == list(range(1, len(positions) + 1))  # causal rows
     q, k = len(positions) - 1, PATTERN_SPAN + 1  # the second repeat's last query, its induction key
     assert pattern["weights"][q][k] == round(float(patterns[0, 0, 0, positions[q], positions[k]]), 3)
+
+
+def test_a_positional_head_scores_like_induction_but_is_within_its_null() -> None:
+    """A head attending i-(L-1) by position alone scores 1 on [BOS]+r+r, and 1 on [BOS]+r+r' too:
+    it passes the threshold but not the null, and says why."""
+    probe = repeated_probe()
+    n = probe.tokens.shape[1]
+    positional = one_hot_rows(3, n, [i - L + 1 if i > L else 0 for i in range(n)])
+    null = stacked(positional, uniform(3, n))
+    result = Induction().score(stacked(positional, positional), probe, null)
+    assert result.scores[0, 1] == pytest.approx(1.0)  # head 1: a real induction head
+    labels = result.labels(Induction().threshold)
+    assert labels.tolist() == [[False, True]]
+    assert result.reasons(Induction().threshold) == [["within_null", "labelled"]]
+    assert result.null_false_positive_rate(Induction().threshold) == pytest.approx(0.5)
+
+
+def test_previous_token_null_is_the_stronger_control_offset() -> None:
+    probe = natural_text(ProbeSpec("natural_text", 31, 3), tiny_tokenizer(), 1)
+    n = probe.tokens.shape[1]
+    previous = one_hot_rows(3, n, [0, 0, *range(1, n - 1)])  # query i attends i-1 (i >= 2)
+    two_back = one_hot_rows(3, n, [0, 0, 0, *range(1, n - 2)])  # query i attends i-2 (i >= 3)
+    result = PreviousToken().score(stacked(previous, two_back), probe)
+    assert result.statistics is not None
+    assert result.statistics.null_score[0].tolist() == pytest.approx([0.0, 1.0])
+    assert result.labels(0.4).tolist() == [[True, False]]
+    assert result.statistics.p_value[0, 0] < 1e-3
+
+
+def test_the_null_probe_keeps_r_and_shares_no_token_between_r_and_r_prime() -> None:
+    spec = ProbeSpec("repeated_random", 8, 3)
+    null_spec = spec.null()
+    assert null_spec is not None and null_spec.kind == "unrepeated_random" and null_spec.null() is None
+    real, null = (generate(s, tiny_tokenizer(), 1, VOCAB) for s in (spec, null_spec))
+    assert torch.equal(real.tokens[:, : 1 + 8], null.tokens[:, : 1 + 8])
+    for row in null.tokens:
+        assert not set(row[1:9].tolist()) & set(row[9:].tolist())
+    assert real.hash != null.hash

@@ -40,6 +40,7 @@ def test_the_planted_head_carries_the_task_and_its_vector_teaches_zero_shot_prom
     ]
     assert max(abs(x) for x in others) < 0.01
     assert result.labels(config.threshold).sum() == 1
+    assert result.statistics is not None and result.statistics.p_value[FV_HEAD] < 1e-3
     assert result.evidence[1][0]["per_task_cie"]["toy"] == pytest.approx(
         float(result.scores[FV_HEAD]), abs=1e-6
     )
@@ -58,18 +59,18 @@ def test_cached_last_token_patching_equals_a_full_sequence_run(model_type: str) 
 
     prompt = ICLPrompt(torch.randint(3, 90, (12,)).tolist(), target=7)
     values = torch.randn(d.n_layers, d.n_heads, d.d_head)
-    base, patched = patched_probabilities(adapter, prompt, values)
+    base, patched = patched_probabilities(adapter, prompt, [values, values.flip(0)])
     ids = torch.tensor([prompt.ids])
     with torch.inference_mode():
         assert base == pytest.approx(float(model(input_ids=ids).logits[0, -1].softmax(-1)[7]), rel=1e-4)
         for layer, head in [(0, 1), (1, 3)]:
-            hook = _replace_last([(layer, head)], layer, values, d.d_head)
+            hook = _replace_last([(layer, head, values[layer, head])], layer, d.d_head)
             handle = adapter.attn_out_proj(layer).register_forward_pre_hook(hook, with_kwargs=True)
             try:
                 expected = float(model(input_ids=ids).logits[0, -1].softmax(-1)[7])
             finally:
                 handle.remove()
-            assert float(patched[layer, head]) == pytest.approx(expected, rel=1e-4)
+            assert float(patched[0, layer, head]) == pytest.approx(expected, rel=1e-4)
             assert expected != pytest.approx(base, rel=1e-3)  # the patch changes something
 
 

@@ -46,6 +46,8 @@ def test_the_planted_model_does_ioi(planted: IOIOutcome) -> None:
 def test_each_planted_ioi_head_is_the_only_one_labelled(planted: IOIOutcome, name: str) -> None:
     assert labelled(planted, name) == [PLANTED[name]]
     assert planted.scores[name][0].scores[PLANTED[name]] > 0.4
+    statistics = planted.scores[name][0].statistics
+    assert statistics is not None and statistics.p_value[PLANTED[name]] < 1e-3
     assert others(planted, name).max() < 0.02
 
 
@@ -60,9 +62,24 @@ def test_name_mover_evidence_and_validation(planted: IOIOutcome) -> None:
     evidence = planted.scores["name_mover"][0].evidence[2][0]
     assert evidence["dla"] > 5.0 and evidence["copy_score"] == 1.0 and evidence["attention_end_io"] > 0.9
     validation = planted.scores["name_mover"][1]
-    assert validation is not None and validation.heads == [(2, 0)] and validation.supported
-    assert validation.effect_top > 0.5 and validation.ratio is not None and validation.ratio >= 5
+    assert validation is not None and validation.heads == [(2, 0)] and validation.effect_top > 0.5
     assert validation.per_head_effect[(2, 0)] == pytest.approx(validation.effect_top)
+    assert len(validation.effect_random) == 20 and all((2, 0) not in draw for draw in validation.random_heads)
+
+
+def test_the_name_mover_validation_fails_honestly_when_its_backup_compensates(planted: IOIOutcome) -> None:
+    """The backup recovers most of the LD the name mover carried, so ablating the mover drops LD
+    less than ablating the S-inhibition head (1, 0) that every name-moving path needs: each draw
+    that holds it beats the movers, the rank says so, and the label stays unconfirmed."""
+    validation = planted.scores["name_mover"][1]
+    assert validation is not None
+    beaten_by = [
+        d
+        for d, e in zip(validation.random_heads, validation.effect_random, strict=True)
+        if e >= validation.effect_top
+    ]
+    assert beaten_by and all(draw == [PLANTED["s_inhibition"]] for draw in beaten_by)
+    assert validation.rank == 1 + len(beaten_by) and not validation.supported
 
 
 def test_the_backup_compensates_when_the_name_mover_is_ablated(planted: IOIOutcome) -> None:
@@ -73,9 +90,7 @@ def test_the_backup_compensates_when_the_name_mover_is_ablated(planted: IOIOutco
         scores.evidence[2][0]["compensation"] < 0 and not scores.labels(0.05)[2, 0]
     )  # ablated, not a backup
     assert validation is not None and validation.heads == [(3, 0)] and validation.effect_top > 1.0
-    assert (
-        validation.details["recovered_share"] > 0.5 and validation.ratio is not None and validation.ratio >= 5
-    )
+    assert validation.details["recovered_share"] > 0.5 and validation.rank == 1 and validation.supported
 
 
 def test_s_inhibition_moves_the_name_movers_attention(planted: IOIOutcome) -> None:
@@ -205,7 +220,7 @@ def test_ioi_units_are_stored_with_evidence_and_validations(planted: IOIOutcome,
             "JOIN units u ON u.id = h.unit_id WHERE h.label ORDER BY u.name"
         )).all()  # fmt: skip
         validations = dict(connection.execute(text(
-            "SELECT u.name, v.ratio FROM validations v JOIN units u ON u.id = v.unit_id"
+            "SELECT u.name, v.rank FROM validations v JOIN units u ON u.id = v.unit_id"
         )).all())  # fmt: skip
     engine.dispose()
     assert {(name, layer, head) for name, layer, head, *_ in labelled} == {
@@ -217,4 +232,4 @@ def test_ioi_units_are_stored_with_evidence_and_validations(planted: IOIOutcome,
         and "receiver_attention_drop" in by_name["s_inhibition"]
     )
     assert all(row[4] == prompts.hash and json.loads(row[5])["kind"] == "ioi" for row in labelled)
-    assert set(validations) == {"name_mover", "backup_name_mover"} and validations["name_mover"] >= 5
+    assert set(validations) == {"name_mover", "backup_name_mover"} and validations["backup_name_mover"] == 1

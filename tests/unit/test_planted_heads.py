@@ -45,6 +45,9 @@ def test_the_planted_head_scores_high_and_every_other_head_low(
     assert others.nan_to_num(0.0).max() < 0.1
     labels = results[name].scores.labels(results[name].unit.classifier.threshold)
     assert labels.sum() == 1 and labels[layer, head]
+    statistics = results[name].scores.statistics
+    assert statistics is not None and statistics.p_value[layer, head] < 1e-3
+    assert statistics.ci_low[layer, head] <= scores[layer, head] <= statistics.ci_high[layer, head]
 
 
 def test_induction_validation_finds_the_planted_head_causal(results: dict[str, UnitResult]) -> None:
@@ -58,7 +61,7 @@ def test_induction_validation_finds_the_planted_head_causal(results: dict[str, U
             assert effect > 1.0
         else:
             assert abs(effect) < 0.01
-    assert v.ratio is not None and v.ratio > 1.0
+    assert v.rank == 1 + sum(1 for draw in v.random_heads if PLANTED["previous_token"] in draw)
     assert v.forward_passes == 1 + 2 + 1 + 8
 
 

@@ -29,6 +29,8 @@ def test_the_planted_successor_head_scores_one_and_every_other_head_zero() -> No
     assert max(others) == 0.0  # the copy head included: it ranks the token itself first
     labels = result.labels(SuccessorHead().threshold)
     assert labels.sum() == 1 and labels[SUCCESSOR]
+    assert result.statistics is not None and result.statistics.p_value[SUCCESSOR] < 1e-3
+    assert result.statistics.null_score[SUCCESSOR] == 0.0  # it never writes a deranged member
     evidence = result.evidence[1][0]
     assert evidence["per_task"] == {name: 1.0 for name in SEQUENCES}
     assert evidence["pairs"] == sum(len(words) - 1 for words in SEQUENCES.values())
