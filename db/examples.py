@@ -36,10 +36,16 @@ FROM head_wide WHERE induction_label = 1 AND attention_sink_label = 1 ORDER BY m
     (
         "Does ablating the labelled induction heads hurt more than random heads?",
         """SELECT m.name AS model, v.k, round(CAST(v.effect_top AS NUMERIC), 3) AS top_k_rise,
-    round(CAST(v.effect_random_mean AS NUMERIC), 3) AS random_rise,
-    round(CAST(v.ratio AS NUMERIC), 1) AS ratio, v.supported
+    round(CAST(v.effect_random_mean AS NUMERIC), 3) AS random_rise, v.rank,
+    round(CAST(v.z_score AS NUMERIC), 1) AS z, v.supported
 FROM validations v JOIN latest_units u ON u.id = v.unit_id JOIN models m ON m.id = u.model_id
 WHERE u.name = 'induction' ORDER BY m.name""",
+    ),
+    (
+        "Which induction labels are unconfirmed, their validation having failed?",
+        """SELECT model, layer, head, round(CAST(score AS NUMERIC), 2) AS score, validation_rank,
+    round(CAST(validation_z AS NUMERIC), 1) AS z
+FROM label_evidence WHERE classifier = 'induction' AND status = 'unconfirmed' ORDER BY model, layer, head""",
     ),
     (
         "Logit lens: the first layer whose top-1 agrees with the output on half the tokens",

@@ -2,11 +2,13 @@
 fixtures.py); nothing here loads a model.
 
 ``build_fixture`` writes the small hand-made database the tests assert on: two models, the four v1
-classifiers with planted scores, an induction validation, a logit lens and a neuron unit with every
-family, examples and the document they point at; ``add_beyond_units`` adds the later classifiers
-to one model. ``build_synthetic`` writes one of any size, deterministic in its seed: random scores
-for every registered classifier with evidence shaped like the real ones', a validation each, a logit
-lens and a neuron unit with examples.
+classifiers with planted scores and label statistics, an induction validation per model (fixture-a's
+supported, fixture-b's failed, so its induction labels are unconfirmed), a logit lens and a neuron
+unit with every family, examples and the document they point at; ``add_beyond_units`` adds the later
+classifiers to one model (the function-vector unit as stored before label statistics, all NULL).
+``build_synthetic`` writes one of any size, deterministic in its seed: random scores for every
+registered classifier with evidence shaped like the real ones', a validation each (some failing), a
+logit lens and a neuron unit with examples.
 
     python -m db.fixtures OUT.db [--models N] [--layers N] [--heads N] [--neurons N] [--examples N]
 """
@@ -23,7 +25,14 @@ import torch
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from classifiers import ClassifierConfig, classifier_class, classifier_names, rank_and_percentile
+from classifiers import (
+    ClassifierConfig,
+    PatternClassifier,
+    classifier_class,
+    classifier_names,
+    rank_and_percentile,
+)
+from classifiers.statistics import ALPHA, benjamini_hochberg, mean_pairwise_jaccard, null_percentiles
 from db.engine import open_database, session_factory
 from db.schema import (
     Corpus,
@@ -67,6 +76,10 @@ MODELS = {
         },
     ),
 }
+# induction validations: model -> (effect_top, min_effect); the random draws are DRAWS
+INDUCTION_CHECKS = {"fixture-a": (0.9, 0.1), "fixture-b": (0.265, 0.1)}
+DRAWS = [round(0.1 + 0.01 * i, 2) for i in range(20)]
+STABILITY_SEEDS = [0, 1, 2]
 FAMILIES = ["dead", "token", "prediction", "suppression", "partition", None]
 TEXT = "The cat sat on the mat. The dog sat on the log."
 WORDS = [
@@ -133,41 +146,109 @@ def add_unit(
 
 
 def add_head_scores(
-    session: Session, unit: Unit, scores: np.ndarray, evidence: list[list[dict[str, Any]]]
-) -> None:
-    """One row per head of ``scores [layer, head]``, labelled, ranked and with percentiles as the
-    survey stores them; ``evidence[layer][head]`` is the head's evidence."""
-    rank, percentile = rank_and_percentile(torch.from_numpy(np.asarray(scores, dtype=np.float64)))
+    session: Session, unit: Unit, scores: np.ndarray, evidence: list[list[dict[str, Any]]],
+    statistics: bool = True,
+) -> None:  # fmt: skip
+    """One row per head of ``scores [layer, head]``, ranked and with percentiles as the survey stores
+    them; ``evidence[layer][head]`` is the head's evidence. With ``statistics``, each head gets a
+    made-up interval, null, p and q (see :func:`planted_statistics`), a label needs q < ALPHA beside the
+    threshold, and the unit gets its ``statistics``; without, the rows are as stored before migration
+    0008 (label: score > threshold, the statistics NULL)."""
+    grid = np.asarray(scores, dtype=np.float64)
+    rank, percentile = rank_and_percentile(torch.from_numpy(grid))
     threshold = unit.threshold if unit.threshold is not None else float("inf")
-    insert_rows(session, HeadScore, [
-        {"unit_id": unit.id, "layer": layer, "head": head, "score": float(score),
-         "label": bool(score > threshold), "rank": int(rank[layer, head]),
-         "percentile": float(percentile[layer, head]),
-         "evidence": evidence[layer][head]}
-        for (layer, head), score in np.ndenumerate(scores)
-    ])  # fmt: skip
+    labels = grid > threshold
+    per_head: dict[str, np.ndarray] = {}
+    if statistics:
+        per_head = planted_statistics(grid)
+        labels &= per_head["q_value"] < ALPHA
+        unit.statistics = _unit_statistics(unit.name, grid, labels, per_head["null_score"], threshold)
+    rows = []
+    for (layer, head), score in np.ndenumerate(grid):
+        row = {
+            "unit_id": unit.id, "layer": layer, "head": head, "score": float(score),
+            "label": bool(labels[layer, head]), "rank": int(rank[layer, head]),
+            "percentile": float(percentile[layer, head]), "evidence": evidence[layer][head],
+        } | {name: float(values[layer, head]) for name, values in per_head.items()}  # fmt: skip
+        if statistics:
+            row["reason"] = _reason(bool(score > threshold), bool(labels[layer, head]))
+        rows.append(row)
+    insert_rows(session, HeadScore, rows)
 
 
-def add_validation(session: Session, unit_id: int, heads: list[list[int]], **fields: Any) -> None:
-    """A supported top-k-versus-random ablation check of ``heads``; ``fields`` overrides its columns."""
+def planted_statistics(scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Plausible ``head_scores`` statistics for ``scores [layer, head]``: an interval that widens with
+    the score, a null at a tenth of it, p falling with the gap to the null, q by Benjamini-Hochberg."""
+    width = 0.02 + 0.05 * np.abs(scores)
+    null = 0.1 * scores
+    p = np.minimum(1.0, np.exp(-40.0 * (scores - null)))
+    as_tensor = torch.from_numpy
+    return {
+        "ci_low": scores - width, "ci_high": scores + width, "null_score": null,
+        "null_percentile": null_percentiles(as_tensor(scores), as_tensor(null)).double().numpy(),
+        "p_value": p, "q_value": benjamini_hochberg(as_tensor(p)).double().numpy(),
+    }  # fmt: skip
+
+
+def _reason(above_threshold: bool, labelled: bool) -> str:
+    if labelled:
+        return "labelled"
+    return "within_null" if above_threshold else "below_threshold"
+
+
+def _unit_statistics(
+    name: str, scores: np.ndarray, labels: np.ndarray, null: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    """A unit's ``statistics``; for a pattern class, its labels on three probe seeds: the third
+    seed loses the weakest label (when there are two or more)."""
+    cls = classifier_class(name) if name in classifier_names() else None
+    found: dict[str, Any] = {
+        "null": cls.null if cls else "fixture null", "alpha": ALPHA,
+        "null_fp_rate": float((null > threshold).mean()),
+    }  # fmt: skip
+    if cls is None or not issubclass(cls, PatternClassifier):
+        return found
+    heads = sorted(((int(layer), int(head)) for layer, head in np.argwhere(labels)), key=lambda h: -scores[h])
+    by_seed = [set(heads), set(heads), set(heads[:-1] if len(heads) > 1 else heads)]
+    return found | {
+        "seeds": STABILITY_SEEDS, "labels_by_seed": [sorted([*h] for h in seed) for seed in by_seed],
+        "seed_jaccard": round(mean_pairwise_jaccard(by_seed), 6),
+    }  # fmt: skip
+
+
+def add_validation(
+    session: Session, unit_id: int, heads: list[list[int]], effect_top: float = 2.0,
+    effect_random: list[float] | None = None, min_effect: float | None = 0.1, **fields: Any,
+) -> None:  # fmt: skip
+    """A top-k-versus-random ablation check of ``heads``: its rank, z-score and support follow from
+    ``effect_top`` against the random draws (default ``DRAWS``); ``fields`` overrides any column."""
+    draws = DRAWS if effect_random is None else effect_random
+    mean, std = float(np.mean(draws)), float(np.std(draws, ddof=1))
+    rank = 1 + sum(draw >= effect_top for draw in draws)
     session.add(Validation(**{
         "unit_id": unit_id, "method": "mean_ablation_top_k_vs_random", "metric": "second_repeat_loss", "k": 2,
-        "heads": heads, "baseline": 1.0, "effect_top": 2.0, "effect_random": [0.1, 0.2],
-        "effect_random_mean": 0.15, "ratio": 13.3, "supported": True, "details": {},
+        "heads": heads, "baseline": 1.0, "effect_top": effect_top, "effect_random": draws,
+        "effect_random_mean": mean, "ratio": None, "rank": rank,
+        "z_score": round((effect_top - mean) / std, 3) if std > 0 else None, "min_effect": min_effect,
+        "supported": rank == 1 and effect_top >= (min_effect or 0.0), "details": {},
     } | fields))  # fmt: skip
 
 
-def _zero_shot_validation(session: Session, unit_id: int, head: list[int], layer_added: int) -> None:
-    """A function-vector unit's zero-shot check, its vector made from ``head``."""
+def _zero_shot_validation(
+    session: Session, unit_id: int, head: list[int], layer_added: int, **fields: Any
+) -> None:
+    """A function-vector unit's zero-shot check, its vector made from ``head``; ``fields`` overrides
+    its columns."""
     per_task = {
         task: {"before": 0.0, "after": after, "random_after": [0.0, 0.1], "clean_accuracy": 0.9}
         for task, after in (("antonym", 0.5), ("country_capital", 0.25))
     }
-    add_validation(
-        session, unit_id, [head], method="function_vector_zero_shot", metric="zero_shot_accuracy", k=1,
-        baseline=0.0, effect_top=0.375, effect_random=[0.0, 0.1], effect_random_mean=0.05, ratio=7.5,
-        details={"layer_added": layer_added, "per_task": per_task},
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        "effect_top": 0.375, "effect_random": [0.0, 0.1] * 10, "min_effect": 0.05,
+        "method": "function_vector_zero_shot", "metric": "zero_shot_accuracy", "k": 1, "baseline": 0.0,
+        "details": {"layer_added": layer_added, "per_task": per_task},
+    } | fields  # fmt: skip
+    add_validation(session, unit_id, [head], **settings)
 
 
 def add_document(session: Session, corpus: str, corpus_hash: str, title: str, text: str) -> Document:
@@ -238,7 +319,8 @@ def build_fixture(engine: Engine) -> None:
                     session, unit, scores, [[{"target_mass": s} for s in row] for row in scores.tolist()]
                 )
                 if classifier == "induction":
-                    add_validation(session, unit.id, [list(h) for h in scored])
+                    effect_top, min_effect = INDUCTION_CHECKS[name]
+                    add_validation(session, unit.id, [list(h) for h in scored], effect_top, None, min_effect)
             _add_lens(session, model, run)
             session.add_all(Token(model_id=model.id, token_id=i, text=f"t{i}") for i in range(8))
             unit = _neuron_unit(session, model, run, document, [0, 1, 2, 3, 4], context=1)
@@ -264,7 +346,7 @@ def build_fixture(engine: Engine) -> None:
 
 def _scored_unit(
     session: Session, model: Model, run: Run, name: str, threshold: float,
-    evidence: dict[tuple[int, int], dict[str, Any]],
+    evidence: dict[tuple[int, int], dict[str, Any]], statistics: bool = True,
 ) -> Unit:  # fmt: skip
     """A head-classifier unit whose listed heads score 0.6 (labelled) with their evidence; the rest
     score 0.0 with ``evidence[(-1, -1)]``."""
@@ -276,13 +358,14 @@ def _scored_unit(
     add_head_scores(session, unit, scores, [
         [evidence.get((layer, head), evidence[(-1, -1)]) for head in range(model.n_heads)]
         for layer in range(model.n_layers)
-    ])  # fmt: skip
+    ], statistics)  # fmt: skip
     return unit
 
 
 def add_beyond_units(engine: Engine) -> None:
     """fixture-b gets a backup-induction, a function-vector (with its zero-shot validation) and a
-    successor unit, as the survey stores them."""
+    successor unit, as the survey stores them; the function-vector unit and its validation are as
+    stored before migration 0008 (no statistics, a ratio instead of a rank)."""
     with session_factory(engine).begin() as session:
         model = session.scalars(select(Model).where(Model.name == "fixture-b")).one()
         run = session.scalars(select(Run).where(Run.model_id == model.id)).first()
@@ -291,9 +374,16 @@ def add_beyond_units(engine: Engine) -> None:
         compensated = {(5, 1): {**ablated, "compensation": 0.3}, (-1, -1): ablated}
         _scored_unit(session, model, run, "backup_induction", 0.05, compensated)
         fv = _scored_unit(
-            session, model, run, "function_vector", 0.01, {(3, 0): CIE, (-1, -1): {"per_task_cie": {}}}
+            session, model, run, "function_vector", 0.01, {(3, 0): CIE, (-1, -1): {"per_task_cie": {}}}, False
         )
-        _zero_shot_validation(session, fv.id, [3, 0], 2)
+        legacy = {
+            "effect_random": [0.0, 0.1],
+            "ratio": 7.5,
+            "rank": None,
+            "z_score": None,
+            "min_effect": None,
+        }
+        _zero_shot_validation(session, fv.id, [3, 0], 2, **legacy, supported=True)
         _scored_unit(session, model, run, "successor", 0.5, {(1, 1): SUCCESSOR, (-1, -1): {"per_task": {}}})
 
 
@@ -333,10 +423,14 @@ def build_synthetic(
                 add_head_scores(
                     session, unit, scores, [[{"score": s, **shared} for s in row] for row in scores.tolist()]
                 )
+                draws = [round(float(d), 4) for d in rng.gamma(2.0, 0.05, len(DRAWS))]
+                effect_top = round(float(max(draws) * rng.uniform(0.7, 3.0)), 4)
                 if name == "function_vector":
-                    _zero_shot_validation(session, unit.id, [0, 0], layers // 2)
+                    _zero_shot_validation(
+                        session, unit.id, [0, 0], layers // 2, effect_top=effect_top, effect_random=draws
+                    )
                 else:
-                    add_validation(session, unit.id, [[0, 0], [layers - 1, heads - 1]])
+                    add_validation(session, unit.id, [[0, 0], [layers - 1, heads - 1]], effect_top, draws)
             _add_lens(session, model, run)
             _synthetic_neurons(session, rng, model, run, document, [WORDS.index(w) for w in words], examples)
 

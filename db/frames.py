@@ -4,6 +4,7 @@
 >>> db = survey.open("sqlite:///survey.db")
 >>> db.heads("induction").query("label").sort_values("score", ascending=False).head()
 >>> db.head_wide()                      # one row per head, every classifier's score and label
+>>> db.label_evidence("induction")      # every label: interval, null, q, seed stability, validation
 >>> db.neurons(family="prediction")
 >>> db.examples("smollm2-135m-instruct", layer=29, neuron=1260)   # tokens in context
 >>> db.query("SELECT * FROM induction_mosaic")
@@ -31,11 +32,16 @@ class SurveyDatabase:
         columns, rows = run_query(self.url, sql)
         return pd.DataFrame(rows, columns=columns)
 
-    def _read(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def _read(self, sql: str, filters: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run ``sql``; its ``{where}`` becomes ``column = value`` for each filter that is set
+        (unset filters are left out, not bound as NULL: PostgreSQL cannot type ``:x IS NULL``)."""
         from sqlalchemy import text
 
+        wanted = {column: value for column, value in (filters or {}).items() if value is not None}
+        params = {f"p{i}": value for i, value in enumerate(wanted.values())}
+        where = " AND ".join(f"{column} = :p{i}" for i, column in enumerate(wanted)) or "1 = 1"
         with self.engine.connect() as connection:
-            return pd.read_sql(text(sql), connection, params=params or {})
+            return pd.read_sql(text(sql.replace("{where}", where)), connection, params=params)
 
     def heads(self, classifier: str | None = None, model: str | None = None) -> pd.DataFrame:
         """Every head score (newest unit of each classifier): model, classifier, version, layer,
@@ -44,23 +50,34 @@ class SurveyDatabase:
             """SELECT m.name AS model, u.name AS classifier, u.version, h.layer, h.head, h.score, h.label,
                 h.rank, h.percentile, (h.layer + 0.5) / m.n_layers AS relative_depth, u.threshold
             FROM head_scores h JOIN latest_units u ON u.id = h.unit_id JOIN models m ON m.id = u.model_id
-            WHERE (:classifier IS NULL OR u.name = :classifier) AND (:model IS NULL OR m.name = :model)
-            ORDER BY m.name, u.name, h.layer, h.head""",
-            {"classifier": classifier, "model": model},
+            WHERE {where} ORDER BY m.name, u.name, h.layer, h.head""",
+            {"u.name": classifier, "m.name": model},
         )
 
     def head_wide(self) -> pd.DataFrame:
         """The ``head_wide`` view: one row per head with every v1 classifier's score and label."""
         return self._read("SELECT * FROM head_wide ORDER BY model, layer, head")
 
+    def label_evidence(self, classifier: str | None = None, model: str | None = None) -> pd.DataFrame:
+        """The ``label_evidence`` view (every labelled head of the newest units) plus ``seed_jaccard``,
+        its class's label stability over probe seeds in that model (from ``units.statistics``, which
+        no view reads: JSON is read differently on SQLite and PostgreSQL)."""
+        found = self._read(
+            """SELECT e.*, u.statistics FROM label_evidence e JOIN units u ON u.id = e.unit_id
+            WHERE {where} ORDER BY e.model, e.classifier, e.layer, e.head""",
+            {"e.classifier": classifier, "e.model": model},
+        )
+        jaccard = found.pop("statistics").map(_seed_jaccard).astype("float64")
+        found.insert(int(found.columns.get_loc("q_value")) + 1, "seed_jaccard", jaccard)
+        return found
+
     def neurons(self, model: str | None = None, family: str | None = None) -> pd.DataFrame:
         """Every neuron summary (newest unit), with the model name."""
         return self._read(
             """SELECT m.name AS model, n.* FROM neurons n JOIN latest_units u ON u.id = n.unit_id
             JOIN models m ON m.id = u.model_id
-            WHERE (:model IS NULL OR m.name = :model) AND (:family IS NULL OR n.family = :family)
-            ORDER BY m.name, n.layer, n.neuron""",
-            {"model": model, "family": family},
+            WHERE {where} ORDER BY m.name, n.layer, n.neuron""",
+            {"m.name": model, "n.family": family},
         )
 
     def logit_lens(self, model: str | None = None) -> pd.DataFrame:
@@ -70,8 +87,8 @@ class SurveyDatabase:
             """SELECT m.name AS model, l.layer, (l.layer + 1.0) / m.n_layers AS relative_depth, l.kl_to_final,
                 l.top1_agreement, l.entropy
             FROM logit_lens l JOIN latest_units u ON u.id = l.unit_id JOIN models m ON m.id = u.model_id
-            WHERE :model IS NULL OR m.name = :model ORDER BY m.name, l.layer""",
-            {"model": model},
+            WHERE {where} ORDER BY m.name, l.layer""",
+            {"m.name": model},
         )
 
     def examples(self, model: str, layer: int, neuron: int) -> pd.DataFrame:
@@ -80,8 +97,8 @@ class SurveyDatabase:
         found = self._read(
             """SELECT e.unit_id, e.examples, e.context_acts, u.config FROM neuron_examples e
             JOIN latest_units u ON u.id = e.unit_id JOIN models m ON m.id = u.model_id
-            WHERE m.name = :model AND e.layer = :layer AND e.neuron = :neuron""",
-            {"model": model, "layer": layer, "neuron": neuron},
+            WHERE {where}""",
+            {"m.name": model, "e.layer": layer, "e.neuron": neuron},
         )
         if found.empty:
             return pd.DataFrame(columns=["rank", "token", "activation", "document", "context"])
@@ -116,6 +133,13 @@ def _json(value: Any) -> Any:
     import json
 
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _seed_jaccard(statistics: Any) -> float | None:
+    """``seed_jaccard`` of a ``units.statistics`` value (JSON text, a dict, or missing)."""
+    decoded = _json(statistics) if isinstance(statistics, str | dict) else None
+    value = decoded.get("seed_jaccard") if isinstance(decoded, dict) else None
+    return float(value) if value is not None else None
 
 
 def open_survey(url: str | None = None) -> SurveyDatabase:

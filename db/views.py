@@ -3,10 +3,17 @@ follow the classifier registry, so ``db.migrate`` rebuilds them whenever their S
 (:func:`views_hash`); they exist in every database the survey opens.
 
 - ``latest_units``: the newest version of each unit (model, kind, name), with provenance;
-- ``head_wide``: one row per head of each model with every registered classifier's score and label;
+- ``head_wide``: one row per head of each model, every registered class's score, label and confirmation;
+- ``<class>_confirmed`` (head_wide): a label: 1, or 0 when its unit's validation failed; no label: NULL;
+- ``label_evidence``: each labelled head: interval, null, p, q, its unit's validation (worst of several);
+- ``label_evidence.status``: confirmed (every validation supported), unconfirmed (one failed), not validated;
+- ``seed_jaccard`` (in ``units.statistics`` JSON): ``survey.open(url).label_evidence()`` adds it to the view;
 - ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
 - ``top_neurons``: the 10 strongest neurons (by max activation) of each family in each model;
 - ``run_provenance``: every unit with its model, definition hash, run, code (version, dirty), libraries.
+
+A label is unconfirmed on the wiki when its unit's validation failed. ``units.statistics`` is JSON,
+which no one SQL expression reads alike on SQLite (before 3.38) and PostgreSQL, so no view reads it.
 """
 
 from __future__ import annotations
@@ -32,10 +39,18 @@ AND u.id = (
 """
 
 
+# Per unit with a validation: supported = 1 when every validation of it is, the worst rank and z.
+UNIT_VALIDATION = """
+    SELECT unit_id, min(CASE WHEN supported THEN 1 ELSE 0 END) AS supported, max(rank) AS rank,
+        min(z_score) AS z_score
+    FROM validations GROUP BY unit_id"""
+
+
 def _head_wide() -> str:
     columns = ",\n    ".join(
         f"max(CASE WHEN u.name = '{name}' THEN h.score END) AS {name}_score,\n    "
-        f"max(CASE WHEN u.name = '{name}' THEN CAST(h.label AS INTEGER) END) AS {name}_label"
+        f"max(CASE WHEN u.name = '{name}' THEN CAST(h.label AS INTEGER) END) AS {name}_label,\n    "
+        f"max(CASE WHEN u.name = '{name}' AND h.label THEN coalesce(v.supported, 1) END) AS {name}_confirmed"
         for name in classifier_names()
     )
     return f"""
@@ -46,7 +61,23 @@ SELECT m.id AS model_id, m.name AS model, h.layer, h.head,
 FROM head_scores h
 JOIN latest_units u ON u.id = h.unit_id AND u.kind = 'head_classifier'
 JOIN models m ON m.id = u.model_id
+LEFT JOIN ({UNIT_VALIDATION}) v ON v.unit_id = u.id
 GROUP BY m.id, m.name, m.n_layers, h.layer, h.head
+"""
+
+
+LABEL_EVIDENCE = f"""
+CREATE VIEW label_evidence AS
+SELECT m.name AS model, u.name AS classifier, u.version, u.id AS unit_id, h.layer, h.head, h.score,
+    h.ci_low, h.ci_high, h.null_score, h.null_percentile, h.p_value, h.q_value,
+    v.supported AS validation_supported, v.rank AS validation_rank, v.z_score AS validation_z,
+    CASE WHEN v.unit_id IS NULL THEN 'not validated' WHEN v.supported = 1 THEN 'confirmed'
+        ELSE 'unconfirmed' END AS status
+FROM head_scores h
+JOIN latest_units u ON u.id = h.unit_id AND u.kind = 'head_classifier'
+JOIN models m ON m.id = u.model_id
+LEFT JOIN ({UNIT_VALIDATION}) v ON v.unit_id = u.id
+WHERE h.label
 """
 
 
@@ -91,6 +122,7 @@ def view_sql() -> dict[str, str]:
     return {
         "latest_units": LATEST_UNITS,
         "head_wide": _head_wide(),
+        "label_evidence": LABEL_EVIDENCE,
         "induction_mosaic": INDUCTION_MOSAIC,
         "top_neurons": TOP_NEURONS,
         "run_provenance": RUN_PROVENANCE,

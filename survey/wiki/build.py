@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 from markupsafe import Markup
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from classifiers.registry import classifier_names
 from db.engine import database_url, parse_database_url
@@ -32,9 +32,17 @@ from db.schema_doc import schema_markdown
 from survey.errors import SurveyError
 from survey.provenance import code_version
 from survey.wiki import hook, svg
-from survey.wiki.data import load_models, load_score_grids, unit_versions
+from survey.wiki.data import (
+    UnitSummary,
+    load_labels,
+    load_models,
+    load_score_grids,
+    load_unit_summaries,
+    unit_versions,
+)
 from survey.wiki.escape import markdown_safe
-from survey.wiki.pages import SiteModel, classifier_info, head_name, site_models, write_model
+from survey.wiki.evidence import ClassEvidence, class_evidence, validation_failed
+from survey.wiki.pages import SiteModel, classifier_info, head_name, label_mark, site_models, write_model
 from survey.wiki.render import PageWriter, html_link
 from survey.wiki.resources import SKELETON
 from survey.wiki.similar import HeadRef, nearest_heads, profiles
@@ -107,7 +115,7 @@ def _plan(
         raise SurveyError("the database has no surveyed model yet; run `survey run` first")
     grids = load_score_grids(conn)
     heads, matrix, _ = profiles(grids)
-    _write_front(conn, writer, models, grids, _labelled_counts(conn), download)
+    _write_front(conn, writer, models, grids, download)
     return RenderJob(models, nearest_heads(heads, matrix, k_similar), neurons_per_family)
 
 
@@ -157,11 +165,13 @@ def _progress(
 
 def _write_front(
     conn: Connection, writer: PageWriter, models: list[SiteModel], grids: dict[str, dict[int, np.ndarray]],
-    labelled: dict[int, int], download: Path | None,
+    download: Path | None,
 ) -> None:  # fmt: skip
-    """Home, schema and one page per classifier (with its mosaic)."""
+    """Home, schema and one page per classifier (with its mosaic and each model's label evidence)."""
     n_neurons = sum(int(m.record.row["n_layers"]) * int(m.record.row["d_mlp"]) for m in models)
     names = sorted(set(grids) | set(classifier_names()))
+    summaries = load_unit_summaries(conn)
+    labels = load_labels(conn)
     built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     writer.write(
         "index.md",
@@ -171,7 +181,8 @@ def _write_front(
         n_neurons=n_neurons,
         built=built,
         code_version=code_version(),
-        labelled=labelled,
+        labelled=_labelled_counts(summaries, unconfirmed=False),
+        unconfirmed=_labelled_counts(summaries, unconfirmed=True),
         classifiers=[classifier_info(n) for n in names],
     )
     size = f"{download.stat().st_size / 1e6:,.1f} MB" if download else ""
@@ -184,39 +195,63 @@ def _write_front(
     for name in names:
         by_model = grids.get(name, {})
         scale = svg.color_scale(*by_model.values())
-        counts = {m.record.id: 0 for m in models}
+        page = f"classifiers/{name}.md"
+        shown = [m for m in models if m.record.id in by_model]
         writer.write(
-            f"classifiers/{name}.md",
+            page,
             "classifier.md.j2",
             info=classifier_info(name),
             history=history.get(name, []),
             mosaic=[
-                (m, _mosaic_cell(m, name, by_model[m.record.id], f"classifiers/{name}.md", scale))
-                for m in models
-                if m.record.id in by_model
+                (m, _mosaic_cell(m, name, by_model[m.record.id], labels.get(name, {}).get(m.record.id, {}),
+                                 page, scale))
+                for m in shown
             ],
-            labelled=counts | _labelled_counts(conn, name),
-        )
+            evidence=_class_evidence(summaries.get(name, {}), shown),
+        )  # fmt: skip
 
 
-def _mosaic_cell(model: SiteModel, name: str, grid: np.ndarray, page: str, scale: float) -> Markup:
+def _class_evidence(by_model: dict[int, UnitSummary], models: list[SiteModel]) -> dict[int, ClassEvidence]:
+    """Each model's summary of one class (models without a unit of it have none)."""
+    return {
+        m.record.id: class_evidence(s.labelled, s.statistics, s.validations)
+        for m in models
+        if (s := by_model.get(m.record.id)) is not None
+    }
+
+
+def _mosaic_cell(
+    model: SiteModel,
+    name: str,
+    grid: np.ndarray,
+    labels: dict[tuple[int, int], bool],
+    page: str,
+    scale: float,
+) -> Markup:
+    """One model's grid in a classifier's mosaic; ``labels`` maps each labelled head to whether it
+    is unconfirmed."""
     here = str(Path(page).parent)
+
+    def title(layer: int, head: int) -> str:
+        at = (layer, head)
+        return f"{head_name(layer, head)} {grid[at]:.3f}{label_mark(at in labels, labels.get(at, False))}"
+
     return svg.layer_head_heatmap(
-        grid.tolist(), lambda layer, head: f"{head_name(layer, head)} {grid[layer, head]:.3f}",
-        lambda layer, head: html_link(here, model.head_page(layer, head)),
+        grid.tolist(), title, lambda layer, head: html_link(here, model.head_page(layer, head)),
         width=min(8.0 * grid.shape[1], 240.0), height=MOSAIC_HEIGHT, css_class="heatmap mosaic-grid",
         label=f"{name} scores of {model.name}, depth normalised", scale=scale,
+        unconfirmed=lambda layer, head: labels.get((layer, head), False),
     )  # fmt: skip
 
 
-def _labelled_counts(conn: Connection, classifier: str | None = None) -> dict[int, int]:
-    rows = conn.execute(
-        text("""SELECT u.model_id, count(*) AS n FROM head_scores h JOIN latest_units u ON u.id = h.unit_id
-        WHERE u.kind = 'head_classifier' AND h.label AND (:name IS NULL OR u.name = :name)
-        GROUP BY u.model_id"""),
-        {"name": classifier},
-    )
-    return {int(r.model_id): int(r.n) for r in rows}
+def _labelled_counts(summaries: dict[str, dict[int, UnitSummary]], *, unconfirmed: bool) -> dict[int, int]:
+    """Per model id: its labelled heads over every class (only the unconfirmed ones, if asked)."""
+    counts: dict[int, int] = {}
+    for by_model in summaries.values():
+        for model_id, s in by_model.items():
+            counted = s.labelled if validation_failed(s.validations) or not unconfirmed else 0
+            counts[model_id] = counts.get(model_id, 0) + counted
+    return counts
 
 
 def _check_output(out: Path) -> None:

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+from db.views import UNIT_VALIDATION
+from survey.wiki.evidence import validation_failed
+
 
 def decode_json(value: Any) -> Any:
     """A JSON column's value: SQLite hands back text, PostgreSQL the decoded object."""
@@ -44,10 +47,15 @@ class ModelRecord:
         return int(self.row["n_heads"])
 
 
+STATISTICS = ("ci_low", "ci_high", "null_score", "null_percentile", "p_value", "q_value")
+
+
 @dataclass
 class HeadUnit:
     """One head-classifier unit of a model: ``scores [layer, head]`` and, per head, label,
-    percentile, rank and evidence (evidence only when asked for)."""
+    percentile, rank, the reason for the label, the statistics (``stats[column] [layer, head]``,
+    NaN where not stored) and evidence (evidence only when asked for); the unit's ``statistics``
+    JSON and its validations."""
 
     id: int
     name: str
@@ -61,7 +69,19 @@ class HeadUnit:
     percentiles: np.ndarray
     ranks: np.ndarray
     evidence: list[list[dict[str, Any]]] | None
-    validations: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[dict[str, Any]]
+    reasons: list[list[str | None]]
+    stats: dict[str, np.ndarray]
+    statistics: dict[str, Any]
+
+    @property
+    def failed(self) -> bool:
+        """Whether a validation of the unit failed: its labels are unconfirmed."""
+        return validation_failed(self.validations)
+
+    def unconfirmed(self, layer: int, head: int) -> bool:
+        """Whether the head is labelled by a unit whose validation failed."""
+        return bool(self.labels[layer, head]) and self.failed
 
 
 def load_models(conn: Connection) -> list[ModelRecord]:
@@ -91,15 +111,18 @@ def load_head_units(conn: Connection, model: ModelRecord, *, evidence: bool) -> 
     units = []
     for row in _rows(
         conn,
-        """SELECT id, name, version, threshold, config, dataset, created_at FROM latest_units
+        """SELECT id, name, version, threshold, config, dataset, created_at, statistics FROM latest_units
         WHERE model_id = :model AND kind = 'head_classifier' ORDER BY name""",
         model=model.id,
     ):
         shape = (model.n_layers, model.n_heads)
         scores, percentiles = np.full(shape, np.nan), np.full(shape, np.nan)
         labels, ranks = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=int)
+        stats = {name: np.full(shape, np.nan) for name in STATISTICS}
+        reasons: list[list[str | None]] = [[None] * shape[1] for _ in range(shape[0])]
         found: list[list[dict[str, Any]]] = [[{} for _ in range(shape[1])] for _ in range(shape[0])]
-        columns = "layer, head, score, label, rank, percentile" + (", evidence" if evidence else "")
+        columns = ", ".join(["layer, head, score, label, rank, percentile, reason", *STATISTICS])
+        columns += ", evidence" if evidence else ""
         for h in _rows(conn, f"SELECT {columns} FROM head_scores WHERE unit_id = :unit", unit=row["id"]):
             at = (h["layer"], h["head"])
             scores[at], labels[at], ranks[at], percentiles[at] = (
@@ -108,27 +131,80 @@ def load_head_units(conn: Connection, model: ModelRecord, *, evidence: bool) -> 
                 h["rank"],
                 h["percentile"],
             )
+            reasons[at[0]][at[1]] = h["reason"]
+            for name in STATISTICS:
+                stats[name][at] = np.nan if h[name] is None else h[name]
             if evidence:
                 found[at[0]][at[1]] = decode_json(h["evidence"]) or {}
-        validations = [
-            {
-                **v,
-                "heads": decode_json(v["heads"]),
-                "effect_random": decode_json(v["effect_random"]),
-                "details": decode_json(v["details"]),
-            }
-            for v in _rows(
-                conn, "SELECT * FROM validations WHERE unit_id = :unit ORDER BY method", unit=row["id"]
-            )
-        ]
         units.append(
             HeadUnit(
                 row["id"], row["name"], row["version"], row["threshold"], decode_json(row["config"]) or {},
                 decode_json(row["dataset"]) or {}, row["created_at"], scores, labels, percentiles, ranks,
-                found if evidence else None, validations,
+                found if evidence else None, load_validations(conn, row["id"]), reasons, stats,
+                decode_json(row["statistics"]) or {},
             )
         )  # fmt: skip
     return units
+
+
+def load_validations(conn: Connection, unit_id: int) -> list[dict[str, Any]]:
+    """A unit's validations, by method, JSON decoded."""
+    sql = "SELECT * FROM validations WHERE unit_id = :unit ORDER BY method"
+    return [_decoded_validation(v) for v in _rows(conn, sql, unit=unit_id)]
+
+
+def _decoded_validation(row: dict[str, Any]) -> dict[str, Any]:
+    return row | {key: decode_json(row[key]) for key in ("heads", "effect_random", "details")}
+
+
+def load_labels(conn: Connection) -> dict[str, dict[int, dict[tuple[int, int], bool]]]:
+    """Every label of a newest head-classifier unit: classifier → model id → head → whether it is
+    unconfirmed (a validation of its unit failed)."""
+    found: dict[str, dict[int, dict[tuple[int, int], bool]]] = {}
+    for row in _rows(
+        conn,
+        f"""SELECT u.name, u.model_id, h.layer, h.head, coalesce(v.supported, 1) AS supported
+        FROM head_scores h JOIN latest_units u ON u.id = h.unit_id
+        LEFT JOIN ({UNIT_VALIDATION}) v ON v.unit_id = u.id
+        WHERE u.kind = 'head_classifier' AND h.label""",
+    ):
+        by_model = found.setdefault(row["name"], {}).setdefault(row["model_id"], {})
+        by_model[(row["layer"], row["head"])] = row["supported"] == 0
+    return found
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    """A newest head-classifier unit in brief: its model, labelled heads, statistics and validations."""
+
+    name: str
+    model_id: int
+    labelled: int
+    statistics: dict[str, Any]
+    validations: list[dict[str, Any]]
+
+
+def load_unit_summaries(conn: Connection) -> dict[str, dict[int, UnitSummary]]:
+    """Every newest head-classifier unit in brief: classifier → model id → summary."""
+    validations: dict[int, list[dict[str, Any]]] = {}
+    for v in _rows(
+        conn,
+        """SELECT v.* FROM validations v JOIN latest_units u ON u.id = v.unit_id
+        WHERE u.kind = 'head_classifier' ORDER BY v.method""",
+    ):
+        validations.setdefault(v["unit_id"], []).append(_decoded_validation(v))
+    found: dict[str, dict[int, UnitSummary]] = {}
+    for row in _rows(
+        conn,
+        """SELECT u.id, u.name, u.model_id, u.statistics,
+            (SELECT count(*) FROM head_scores h WHERE h.unit_id = u.id AND h.label) AS labelled
+        FROM latest_units u WHERE u.kind = 'head_classifier'""",
+    ):
+        found.setdefault(row["name"], {})[row["model_id"]] = UnitSummary(
+            row["name"], row["model_id"], int(row["labelled"]), decode_json(row["statistics"]) or {},
+            validations.get(row["id"], []),
+        )  # fmt: skip
+    return found
 
 
 def load_score_grids(conn: Connection) -> dict[str, dict[int, np.ndarray]]:

@@ -18,9 +18,11 @@ from markupsafe import Markup
 from sqlalchemy import Connection, text
 
 from classifiers.registry import classifier_class, classifier_names
+from classifiers.statistics import ALPHA
 from db.neuron_examples import Example, decode_examples, load_document
 from survey.wiki import svg
 from survey.wiki.data import (
+    STATISTICS,
     HeadUnit,
     ModelRecord,
     NeuronUnit,
@@ -31,6 +33,13 @@ from survey.wiki.data import (
     load_logit_lens,
     load_neuron_unit,
     token_texts,
+)
+from survey.wiki.evidence import (
+    ClassEvidence,
+    class_evidence,
+    reason_text,
+    validation_status,
+    validation_test,
 )
 from survey.wiki.render import PageWriter
 from survey.wiki.similar import HeadRef
@@ -103,7 +112,7 @@ def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], 
     """The model's layer×head grid for one classifier; each cell links to its head page."""
 
     def title(layer: int, head: int) -> str:
-        mark = " (labelled)" if unit.labels[layer, head] else ""
+        mark = label_mark(bool(unit.labels[layer, head]), unit.unconfirmed(layer, head))
         return f"{head_name(layer, head)} {unit.name} {unit.scores[layer, head]:.3f}{mark}"
 
     n_layers, n_heads = unit.scores.shape
@@ -111,8 +120,42 @@ def model_heatmap(model: SiteModel, unit: HeadUnit, href: Callable[[str], str], 
         unit.scores.tolist(), title, lambda layer, head: href(model.head_page(layer, head)),
         width=cell * n_heads, height=cell * n_layers,
         label=f"{unit.name} scores of {model.name}, layers down, heads across",
-        scale=svg.color_scale(unit.scores),
+        scale=svg.color_scale(unit.scores), unconfirmed=unit.unconfirmed,
     )  # fmt: skip
+
+
+def label_mark(labelled: bool, unconfirmed: bool) -> str:
+    """What a heatmap cell's title adds for a label: `` (labelled)``, or that it is unconfirmed."""
+    if unconfirmed:
+        return " (labelled, unconfirmed: validation failed)"
+    return " (labelled)" if labelled else ""
+
+
+def unit_evidence(unit: HeadUnit) -> ClassEvidence:
+    """The class's summary in the unit's model: labelled heads, null, seed stability, validation."""
+    return class_evidence(int(unit.labels.sum()), unit.statistics, unit.validations)
+
+
+def head_evidence(unit: HeadUnit, layer: int, head: int) -> dict[str, Any]:
+    """One head's label evidence for one class: interval (None: not stored), null score and
+    percentile, q, why it is (not) labelled, the class's seed stability and validation."""
+    at = (layer, head)
+    stat = {name: _finite(unit.stats[name][at]) for name in STATISTICS}
+    labelled = bool(unit.labels[at])
+    interval = (
+        None if stat["ci_low"] is None or stat["ci_high"] is None else (stat["ci_low"], stat["ci_high"])
+    )
+    return stat | {
+        "interval": interval,
+        "labelled": ("yes, UNCONFIRMED" if unit.failed else "yes") if labelled else "no",
+        "reason": reason_text(unit.reasons[layer][head], unit.statistics.get("alpha", ALPHA)),
+        "seed_jaccard": unit.statistics.get("seed_jaccard"),
+        "validation": validation_status(unit.validations, labelled),
+    }  # fmt: skip
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def top_heads(unit: HeadUnit, k: int = TOP_HEADS) -> list[dict[str, Any]]:
@@ -120,10 +163,11 @@ def top_heads(unit: HeadUnit, k: int = TOP_HEADS) -> list[dict[str, Any]]:
     flat = np.nan_to_num(unit.scores, nan=-np.inf).ravel()
     order = np.argsort(-flat, kind="stable")[:k]
     n_heads = unit.scores.shape[1]
+    heads = [(int(i // n_heads), int(i % n_heads), float(flat[i])) for i in order if np.isfinite(flat[i])]
     return [
-        {"layer": int(i // n_heads), "head": int(i % n_heads), "score": float(flat[i]),
-         "label": bool(unit.labels.ravel()[i])}
-        for i in order if np.isfinite(flat[i])
+        {"layer": layer, "head": head, "score": score, "label": bool(unit.labels[layer, head]),
+         "unconfirmed": unit.unconfirmed(layer, head)}
+        for layer, head, score in heads
     ]  # fmt: skip
 
 
@@ -210,7 +254,8 @@ def write_model(
         lens_curves=lambda href: lens_curves(model, lens, href),
         heatmap=lambda unit, href: model_heatmap(model, unit, href, 14.0), top_heads=top_heads,
         missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
-        family_totals=_totals(counts), head_name=head_name,
+        family_totals=_totals(counts), head_name=head_name, evidence=unit_evidence,
+        validation_test=validation_test,
     )  # fmt: skip
     head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
     neurons = interesting_neurons(conn, neuron_unit.id, neurons_per_family) if neuron_unit else {}
@@ -283,6 +328,8 @@ def write_head(
         head_name=head_name,
         scalar_evidence=_scalar_evidence,
         example_rows=_example_rows,
+        label_evidence=lambda unit: head_evidence(unit, layer, head),
+        validation_test=validation_test,
     )
 
 

@@ -29,6 +29,13 @@ def number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def percent(value: Any, digits: int = 2) -> str:
+    """A share as a percentage to ``digits`` significant digits; em dash for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * value:.{digits}g}%"
+
+
 def front_matter(title: str) -> Markup:
     """A page's YAML front matter with an HTML-safe title (the theme inserts titles unescaped)."""
     return Markup(f"---\ntitle: {json.dumps(str(markdown_safe(title)))}\n---\n")
@@ -47,7 +54,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(num=number, token=token_text, front_matter=front_matter)
+    env.filters.update(num=number, percent=percent, token=token_text, front_matter=front_matter)
     return env
 
 

@@ -1,5 +1,8 @@
 """Inline SVG (no JavaScript) for the wiki: layer×head heatmaps, histograms and attention patterns.
 
+In a heatmap, a label whose validation failed (unconfirmed) is struck through: an orange slash
+over its cell, which passes the pointer on to the cell beneath.
+
 Everything here returns ``Markup``; every text that goes into it (titles, labels) is escaped with
 :func:`markdown_safe`, so a token such as ``<script>`` stays text.
 """
@@ -26,13 +29,18 @@ def color(value: float | None) -> str:
     return f"rgb({shade},{shade},255)" if v >= 0 else f"rgb(255,{shade},{shade})"
 
 
+UNCONFIRMED_STROKE = "#e65100"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One heatmap cell: its value, hover title and link (None: no link)."""
+    """One heatmap cell: its value, hover title, link (None: no link) and whether it is an
+    unconfirmed label."""
 
     value: float | None
     title: str
     href: str | None = None
+    unconfirmed: bool = False
 
 
 def color_scale(*grids: np.ndarray) -> float:
@@ -52,8 +60,8 @@ def heatmap(
     scale: float = 1.0,
 ) -> Markup:
     """A grid of ``cells[row][column]`` filling ``width`` × ``height`` pixels; each cell a ``rect``
-    coloured by value / ``scale``, with a ``<title>`` and, when it has one, a link. Rows run top
-    to bottom (layer 0 at the top)."""
+    coloured by value / ``scale``, with a ``<title>`` and, when it has one, a link; an unconfirmed
+    label is struck through. Rows run top to bottom (layer 0 at the top)."""
     n_rows = len(cells)
     n_cols = max((len(row) for row in cells), default=0)
     if n_rows == 0 or n_cols == 0:
@@ -71,6 +79,12 @@ def heatmap(
                 f'fill="{fill}"><title>{markdown_safe(cell.title)}</title></rect>'
             )
             parts.append(f'<a href="{markdown_safe(cell.href)}">{rect}</a>' if cell.href else rect)
+            if cell.unconfirmed:
+                slash = f"M{c * w:.2f} {(r + 1) * h:.2f}L{(c + 1) * w:.2f} {r * h:.2f}"
+                parts.append(
+                    f'<path class="unconfirmed" d="{slash}" stroke="{UNCONFIRMED_STROKE}" stroke-width="1.5" '
+                    'pointer-events="none"/>'
+                )
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -85,11 +99,15 @@ def layer_head_heatmap(
     label: str,
     scale: float = 1.0,
     css_class: str = "heatmap",
+    unconfirmed: Callable[[int, int], bool] = lambda layer, head: False,
 ) -> Markup:
     """A model's layer×head grid (layers down, heads across) filling ``width`` × ``height``; each
-    cell titled and linked by the callbacks. Missing (NaN) scores are grey."""
+    cell titled, linked and marked unconfirmed by the callbacks. Missing (NaN) scores are grey."""
     grid = [
-        [Cell(value, title(layer, head), href(layer, head)) for head, value in enumerate(row)]
+        [
+            Cell(value, title(layer, head), href(layer, head), unconfirmed(layer, head))
+            for head, value in enumerate(row)
+        ]
         for layer, row in enumerate(scores)
     ]
     return heatmap(grid, width=width, height=height, css_class=css_class, label=label, scale=scale)

@@ -45,6 +45,42 @@ class PageParser(HTMLParser):
         (self.scripts if self._in_script else self.text).append(data)
 
 
+class TableParser(HTMLParser):
+    """Every table row of a page: its class and the whitespace-collapsed text of each cell."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[tuple[str, list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append((dict(attrs).get("class") or "", []))
+        elif tag in ("td", "th") and self.rows:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1][1].append(re.sub(r"\s+", " ", "".join(self._cell)).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(path: Path) -> list[tuple[str, list[str]]]:
+    """Every table row of the page: (its class, its cells' texts)."""
+    parser = TableParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.rows
+
+
+def table_row(path: Path, first_cell: str) -> tuple[str, list[str]]:
+    """The first table row of the page whose first cell is ``first_cell``: (class, cells)."""
+    return next((css, cells) for css, cells in table_rows(path) if cells and cells[0] == first_cell)
+
+
 def parse(path: Path) -> PageParser:
     """The parsed page."""
     parser = PageParser()

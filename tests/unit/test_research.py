@@ -13,6 +13,7 @@ import survey
 from db.engine import open_database
 from db.examples import EXAMPLES
 from db.fixtures import build_fixture
+from db.frames import SurveyDatabase
 from db.readonly import run_query, split_statements
 from db.schema import Base
 from db.schema_doc import schema_markdown
@@ -132,6 +133,36 @@ def test_views_answer_the_common_questions(fixture_db: Path) -> None:
     }
 
 
+def _label_states(db: SurveyDatabase) -> dict[tuple[str, str, int, int], tuple[str, object]]:
+    """Per label in ``label_evidence``: its status and its wide row's ``<class>_confirmed``."""
+    wide = db.head_wide().set_index(["model", "layer", "head"])
+    return {
+        (r.model, r.classifier, r.layer, r.head): (
+            r.status,
+            wide.loc[(r.model, r.layer, r.head), f"{r.classifier}_confirmed"],
+        )
+        for r in db.label_evidence().itertuples()
+    }
+
+
+def test_label_evidence_and_confirmation_follow_the_validations(fixture_db: Path) -> None:
+    db = survey.open(f"sqlite:///{fixture_db}")
+    states = _label_states(db)
+    assert len(states) == db.heads().label.sum()
+    assert states[("fixture-a", "induction", 2, 1)] == ("confirmed", 1)
+    assert states[("fixture-b", "induction", 2, 0)] == ("unconfirmed", 0)  # fixture-b's validation failed
+    assert states[("fixture-b", "induction", 4, 1)] == ("unconfirmed", 0)
+    assert states[("fixture-a", "previous_token", 0, 2)] == ("not validated", 1)
+    wide = db.head_wide()
+    assert wide.induction_confirmed.notna().sum() == wide.induction_label.sum() == 4  # NULL without a label
+    evidence = db.label_evidence("induction")
+    assert (evidence.ci_low < evidence.score).all() and (evidence.score < evidence.ci_high).all()
+    assert (evidence.q_value < 0.01).all() and (evidence.seed_jaccard.round(2) == 0.67).all()
+    failed = evidence[evidence.model == "fixture-b"].iloc[0]
+    assert failed.validation_supported == 0 and failed.validation_rank == 4 and failed.validation_z < 2
+    assert db.label_evidence("previous_token").validation_supported.isna().all()
+
+
 def test_pandas_api_reads_heads_neurons_and_examples(fixture_db: Path) -> None:
     db = survey.open(f"sqlite:///{fixture_db}")
     heads = db.heads("induction", model="fixture-b")
@@ -197,6 +228,13 @@ def test_examples_and_views_run_on_postgresql(postgres_fixture: str) -> None:
         assert columns and rows, question
     wide = survey.open(postgres_fixture).head_wide()
     assert len(wide) == 24 and wide["induction_label"].sum() == 4
+    states = _label_states(survey.open(postgres_fixture))
+    assert states[("fixture-a", "induction", 2, 1)] == ("confirmed", 1)
+    assert states[("fixture-b", "induction", 2, 0)] == ("unconfirmed", 0)
+    assert states[("fixture-a", "previous_token", 0, 2)] == ("not validated", 1)
+    assert survey.open(postgres_fixture).label_evidence("induction").seed_jaccard.notna().all()
+    db = survey.open(postgres_fixture)  # unset filters are left out, not bound as untyped NULLs
+    assert len(db.heads("induction", "fixture-a")) == 12 and len(db.heads()) > len(db.heads("induction"))
 
 
 @pytest.mark.parametrize(

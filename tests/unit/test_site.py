@@ -15,7 +15,7 @@ from survey.wiki.build import build_site
 from survey.wiki.escape import markdown_safe, token_text
 from tests.support.clitools import run_cli
 from tests.support.fixtures_hostile import HOSTILE, MODEL_NAME
-from tests.support.sitetools import build_fixture_site, parse, visible_text
+from tests.support.sitetools import build_fixture_site, parse, table_row, table_rows, visible_text
 
 HOSTILE_SLUG = "evil-script-alert-model-script-m"
 
@@ -207,3 +207,94 @@ def test_backups_function_vectors_and_successors_have_their_sections(site: Path)
     successor = visible_text(site / "models/fixture-b/layer-1/head-1.html")
     assert "days 1, months 0.5" in successor and "Monday → Tuesday (Tuesday)" in successor
     assert "Backup heads" not in visible_text(site / "models/fixture-b/layer-0/head-0.html")
+
+
+# fixture-b's induction validation fails (rank 4 of 21), fixture-a's passes; no other v1 class is validated
+UNCONFIRMED = {(2, 0), (4, 1)}
+
+
+def _top_heads(page: Path, classifier: str) -> str:
+    return next(cells[1] for _, cells in table_rows(page) if cells[0].startswith(f"{classifier}:"))
+
+
+def _slashes(page: Path) -> set[str]:
+    return {
+        a.get("d") or ""
+        for tag, a in parse(page).elements
+        if tag == "path" and a.get("class") == "unconfirmed"
+    }
+
+
+def test_head_page_shows_each_score_with_its_interval_null_percentile_and_validation(site: Path) -> None:
+    _, cells = table_row(site / "models/fixture-a/layer-2/head-1.html", "induction v1")
+    with sqlite3.connect(site / "download/survey.db") as db:
+        low, high, null_percentile, q = db.execute(
+            "SELECT ci_low, ci_high, null_percentile, q_value FROM label_evidence "
+            "WHERE model = 'fixture-a' AND classifier = 'induction' AND layer = 2 AND head = 1"
+        ).fetchone()
+    assert low < 0.9 < high and q < 0.01
+    assert cells[1] == "0.9" and cells[2] == f"[{low:.3g}, {high:.3g}]"
+    assert cells[3:5] == ["yes", "labelled"]
+    assert cells[8] == f"{null_percentile:.3g}" and cells[9] == f"{q:.2g}"
+    assert cells[10] == "0.67"  # the third probe seed loses fixture-a's weaker induction label
+    assert cells[11] == "validated: rank 1/21, z 11.9"
+    _, sink = table_row(site / "models/fixture-a/layer-2/head-1.html", "attention_sink v1")
+    assert sink[3] == "yes" and sink[11] == "not validated"
+    _, below = table_row(site / "models/fixture-a/layer-0/head-0.html", "induction v1")
+    assert below[3:5] == ["no", "below the threshold"]
+
+
+def test_a_label_whose_validation_failed_is_unconfirmed_on_its_head_page(site: Path) -> None:
+    css, cells = table_row(site / "models/fixture-b/layer-2/head-0.html", "induction v1")
+    assert css == "unconfirmed" and cells[3] == "yes, UNCONFIRMED"
+    assert cells[11] == "UNCONFIRMED: validation failed (rank 4/21, z 1.2)"
+    css, unlabelled = table_row(site / "models/fixture-b/layer-0/head-0.html", "induction v1")
+    assert css == "" and unlabelled[3] == "no"  # the class failed, but this head carries no label
+    assert unlabelled[11] == "validation failed (rank 4/21, z 1.2)"
+    css, confirmed = table_row(site / "models/fixture-a/layer-2/head-1.html", "induction v1")
+    assert css == "" and "unconfirmed" not in " ".join(confirmed).lower()
+
+
+def test_top_heads_and_layer_tables_mark_unconfirmed_labels(site: Path) -> None:
+    failed = _top_heads(site / "models/fixture-b/index.html", "induction")
+    assert failed.startswith("L2H0 0.7 unconfirmed · L4H1 0.45 unconfirmed · L0H0 0.05 ·")
+    passed = _top_heads(site / "models/fixture-a/index.html", "induction")
+    assert passed.startswith("L2H1 0.9 · L0H1 0.5 ·") and "unconfirmed" not in passed
+    _, layer = table_row(site / "models/fixture-b/layer-4/index.html", "L4H1")
+    assert "0.45 unconfirmed" in layer
+
+
+def test_heatmaps_and_mosaics_strike_through_exactly_the_unconfirmed_labels(site: Path) -> None:
+    cell = 14.0  # the model page's cell size
+    expected = {f"M{h * cell:.2f} {(layer + 1) * cell:.2f}L{(h + 1) * cell:.2f} {layer * cell:.2f}"
+                for layer, h in UNCONFIRMED}  # fmt: skip
+    assert _slashes(site / "models/fixture-b/index.html") == expected
+    assert _slashes(site / "models/fixture-a/index.html") == set()
+    model = visible_text(site / "models/fixture-b/index.html")
+    assert "L2H0 induction 0.700 (labelled, unconfirmed: validation failed)" in model
+    assert "L2H0 attention_sink 0.900 (labelled)" in model
+    assert len(_slashes(site / "classifiers/induction.html")) == len(UNCONFIRMED)
+    assert _slashes(site / "classifiers/attention_sink.html") == set()
+    mosaic = visible_text(site / "classifiers/induction.html")
+    assert "L4H1 0.450 (labelled, unconfirmed: validation failed)" in mosaic
+    assert "L2H1 0.900 (labelled)" in mosaic  # fixture-a's label passed
+
+
+def test_model_and_classifier_pages_summarise_each_class(site: Path) -> None:
+    _, induction = table_row(site / "models/fixture-b/index.html", "induction")
+    assert induction[1:] == ["2", "0%", "0.67", "UNCONFIRMED: validation failed (rank 4/21, z 1.2)"]
+    _, backup = table_row(site / "models/fixture-b/index.html", "backup_induction")
+    assert backup[1:] == ["1", "8.3%", "—", "not validated"]  # no probe seeds for a non-pattern class
+    _, passed = table_row(site / "classifiers/induction.html", "fixture-a")
+    assert passed[1:] == ["2", "0%", "0.67", "validated: rank 1/21, z 11.9"]
+    _, failed = table_row(site / "classifiers/induction.html", "fixture-b")
+    assert failed[4].startswith("UNCONFIRMED")
+    assert "8 (2 unconfirmed)" in visible_text(site / "index.html")
+
+
+def test_rows_stored_before_label_statistics_render_with_dashes(site: Path) -> None:
+    _, cells = table_row(site / "models/fixture-b/layer-3/head-0.html", "function_vector v1")
+    assert cells[1] == "0.6" and cells[2:5] == ["—", "yes", "—"]
+    assert cells[8:11] == ["—", "—", "—"] and cells[11] == "validated: ratio 7.5"
+    _, summary = table_row(site / "models/fixture-b/index.html", "function_vector")
+    assert summary[1:] == ["1", "—", "—", "validated: ratio 7.5"]

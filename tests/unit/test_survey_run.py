@@ -56,7 +56,7 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     db = tmp_path / "s.db"
     code, out, err = run_cli(["run", str(planted_folder), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
     assert code == 0, out + err
-    assert "top heads per class" in out and "ratio" in out
+    assert "top heads per class" in out and "rank" in out and "seed Jaccard" in out
     assert "skipping name_mover: too few single-token words" in out  # a word-level toy vocabulary
     units = rows(db, "SELECT name, version, threshold, dataset_hash, config, run_id FROM units ORDER BY name")
     ((status, run_config),) = rows(db, "SELECT status, config FROM runs")
@@ -81,6 +81,16 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     )  # fmt: skip
     assert validation[:2] == ("second_repeat_loss", 1) and validation[2] == "[[1, 0]]"
     assert '"random_heads"' in validation[4] and '"forward_passes"' in validation[4]
+    evidence = rows(
+        db, "SELECT u.name, h.reason, h.q_value, h.ci_low, h.score, h.ci_high, u.statistics "
+        "FROM head_scores h JOIN units u ON u.id = h.unit_id WHERE h.label",
+    )  # fmt: skip
+    assert {r[0] for r in evidence} >= set(PLANTED)
+    for name, reason, q, low, score, high, statistics in evidence:
+        assert reason == "labelled" and q < 0.01 and low <= score <= high, name
+        assert json.loads(statistics)["null_fp_rate"] is not None
+    seeds = dict(rows(db, "SELECT name, statistics FROM units WHERE name IN ('induction', 'previous_token')"))
+    assert all(json.loads(seeds[name])["seed_jaccard"] == 1.0 for name in seeds)  # planted: every seed agrees
 
     before = db_bytes(db)
     code, out, _ = run_cli(["run", str(planted_folder), "--db", f"sqlite:///{db}"], monkeypatch, capsys)
@@ -196,7 +206,7 @@ def test_a_unit_that_fails_marks_the_run_failed_and_the_next_model_goes_on(
     from classifiers.attention import Induction
     from tests.support.tiny import save_tiny
 
-    def broken(self, patterns, probe):  # type: ignore[no-untyped-def]
+    def broken(self, patterns, probe, null_patterns=None):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Induction, "score", broken)

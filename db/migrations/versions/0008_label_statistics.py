@@ -20,7 +20,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-VIEWS = ("run_provenance", "top_neurons", "induction_mosaic", "head_wide", "latest_units")
+VIEWS = ("run_provenance", "top_neurons", "induction_mosaic", "head_wide", "label_evidence", "latest_units")
 HEAD_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("reason", sa.String(20)), ("ci_low", sa.Float()), ("ci_high", sa.Float()), ("null_score", sa.Float()),
     ("null_percentile", sa.Float()), ("p_value", sa.Float()), ("q_value", sa.Float()),
