@@ -73,10 +73,13 @@ def measure(loaded: LoadedModel) -> list[tuple[str, float, float]]:
         seconds(forward_each(loaded, clean)),
     ))  # fmt: skip
     probe = generate(REPEATED, loaded.tokenizer, bos, loaded.adapter.dims.d_vocab)
+    null_spec = REPEATED.null()
+    assert null_spec is not None
+    null_probe = generate(null_spec, loaded.tokenizer, bos, loaded.adapter.dims.d_vocab)
     backup = BackupInduction.default_config
     rows.append((
         "backup_induction",
-        seconds(lambda: measure_backups(loaded.adapter, probe, backup, AblationConfig(), quiet)),
+        seconds(lambda: measure_backups(loaded.adapter, probe, null_probe, backup, AblationConfig(), quiet)),
         seconds(forward_each(loaded, probe.tokens.tolist())),
     ))  # fmt: skip
     return rows

@@ -8,11 +8,15 @@ import pytest
 
 from classifiers.attention import REPEATED
 from classifiers.backup import BackupInduction, BackupMeasures
+from classifiers.base import HeadScores
 from classifiers.probes import ProbeSet, generate
-from classifiers.validation import AblationConfig
+from classifiers.statistics import ALPHA, WITHIN_NULL
+from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import adapt
 from survey.units.backup import measure_backups
 from tests.support.planted_backup import PLANTED, planted_backup_gpt2
+from tests.support.planted_selfrepair import PLANTED as SELF_REPAIR_PLANTED
+from tests.support.planted_selfrepair import planted_selfrepair_gpt2
 from tests.support.tiny import VOCAB, tiny_tokenizer
 
 BACKUP, INDUCTION = PLANTED["backup_induction"], PLANTED["induction"]
@@ -85,3 +89,46 @@ def test_without_induction_heads_nothing_is_ablated_or_labelled() -> None:
     assert (
         validation.k == 0 and not validation.supported and validation.details["note"] == "no head is labelled"
     )
+
+
+SELF_REPAIR, SELF_REPAIR_INDUCTION = SELF_REPAIR_PLANTED["self_repair"], SELF_REPAIR_PLANTED["induction"]
+
+
+@pytest.fixture(scope="module")
+def self_repair() -> tuple[BackupMeasures, AblationResult]:
+    """The planted self-repair model of ``tests/support/planted_selfrepair.py``, measured."""
+    return measure_backups(
+        adapt(planted_selfrepair_gpt2()),
+        *probes(),
+        BackupInduction.default_config,
+        AblationConfig(),
+        lambda _: None,
+    )
+
+
+def test_self_repair_after_any_ablation_gets_no_backup_label(
+    self_repair: tuple[BackupMeasures, AblationResult],
+) -> None:
+    measures, validation = self_repair
+    assert measures.ablated == [SELF_REPAIR_INDUCTION]
+    classifier = BackupInduction()
+    result = classifier.score(measures)
+    assert result.scores[SELF_REPAIR] > classifier.threshold  # it does rise when induction is ablated
+    assert result.reasons(classifier.threshold)[SELF_REPAIR[0]][SELF_REPAIR[1]] == WITHIN_NULL
+    assert result.labels(classifier.threshold).sum() == 0
+    assert validation.heads == [] and not validation.supported
+
+
+def test_the_null_is_what_keeps_the_self_repair_head_unlabelled(
+    self_repair: tuple[BackupMeasures, AblationResult],
+) -> None:
+    measures, _ = self_repair
+    classifier = BackupInduction()
+    result = classifier.score(measures)
+    statistics = result.statistics
+    assert statistics is not None
+    # random heads' ablation raises it about as much as the induction head's
+    assert statistics.null_score[SELF_REPAIR] > classifier.threshold
+    assert statistics.p_value[SELF_REPAIR] > ALPHA and statistics.q_value[SELF_REPAIR] >= ALPHA
+    without_null = HeadScores(result.scores, result.evidence, result.gate)
+    assert without_null.labels(classifier.threshold)[SELF_REPAIR]
