@@ -64,7 +64,7 @@ class FunctionVectorHead(MeasuredClassifier):
     """
 
     name = "function_vector"
-    version = 3  # 3: q < 0.01 against the shuffled-prompt mean; validation by rank among 20 draws
+    version = 3  # 3: q < 0.01 against the shuffled-prompt mean, 8 shuffled prompts; 20-draw validation
     unit = "function_vector"
     validated = True
     summary = "its mean output at the last token carries an in-context task (Todd et al.)"
