@@ -1,10 +1,11 @@
 """Head-classifier units: what every head class shares, and the pattern classes.
 
 A head unit scores every head of one model with one classifier and stores the scores, labels,
-ranks, evidence and, where the class has one, its validation. Pattern classifiers that share a
-probe share one capture (through :class:`Shared`): the probe is generated once per tokenizer,
-run once with every layer's pattern captured, and each classifier scores the same tensors.
-Induction is then validated by mean-ablation.
+ranks, evidence, the label statistics (``classifiers.statistics``) and, where the class has one,
+its validation. Pattern classifiers that share a probe share one capture (through
+:class:`Shared`): the probe is generated once per tokenizer, run once with every layer's pattern
+captured, and each classifier scores the same tensors; so do the probe's null and the two other
+seeds the labels' stability is measured on. Induction is then validated by mean-ablation.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from survey.loading.loaders import LoadedModel, context_length
 from survey.units.base import Dataset, PlannedUnit, Progress, RunConfig, Shared, Skip, UnitKind, UnitResult
 
 PATTERN_SUM_TOLERANCE = 1e-3
-
-
 STABILITY_SEEDS = 3  # probe seeds a pattern class is scored on: the probe's own and the next ones
 
 
@@ -72,7 +71,7 @@ class HeadUnit(UnitKind):
 
     def definition(self) -> dict[str, Any]:
         """The classifier's definition and, for a class the ablation settings change, those
-        settings with the validation's own gates."""
+        settings."""
         definition: dict[str, Any] = {"classifier": type(self.classifier).definition()}
         if self.classifier.validated:
             definition["validation"] = self.run_config.ablation.to_dict()
