@@ -108,6 +108,15 @@ class HeadScores:
 
         return [[reason(layer, head) for head in range(n_heads)] for layer in range(n_layers)]
 
+    def null_label_rate(self, threshold: float) -> float | None:
+        """The share of heads the full rule labels when run on the null alone: one half of the
+        null's items (even ones) as the samples, the other half as their null."""
+        if self.null is None or self.null.shape[0] < 4:
+            return None
+        half, other = self.null[0::2], self.null[1::2]
+        on_null = HeadScores(half.float().mean(0), self.evidence, self.gate, half, other)
+        return float(on_null.labels(threshold).double().mean())
+
     def null_false_positive_rate(self, threshold: float) -> float | None:
         """The share of heads whose null score passes the threshold: an upper bound on the share
         the class would label if every head's input were its null."""

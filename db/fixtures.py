@@ -204,7 +204,7 @@ def _unit_statistics(
     cls = classifier_class(name) if name in classifier_names() else None
     found: dict[str, Any] = {
         "null": cls.null if cls else "fixture null", "alpha": ALPHA,
-        "null_fp_rate": float((null > threshold).mean()),
+        "null_label_rate": 0.0, "null_fp_rate": float((null > threshold).mean()),
     }  # fmt: skip
     if cls is None or not issubclass(cls, PatternClassifier):
         return found

@@ -141,9 +141,10 @@ class Unit(Base):
     definition: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="the definition the hash covers")
     statistics: Mapped[dict[str, Any] | None] = mapped_column(
         JSON,
-        doc="head classes: the null (what it is, null_fp_rate: share of heads whose null score passes the "
-        "threshold), alpha, and for pattern classes the labels per probe seed and their mean pairwise "
-        "Jaccard (seed_jaccard)",
+        doc="head classes: the null (what it is), alpha, null_label_rate (share of heads the full rule "
+        "labels on the null alone: half its items against the other half), null_fp_rate (share whose "
+        "null score passes the threshold, an upper bound), and for pattern classes the labels per probe "
+        "seed and their mean pairwise Jaccard (seed_jaccard)",
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="when stored (UTC)")
 

@@ -46,9 +46,11 @@ class HeadResult:
 
     def unit_statistics(self, classifier: HeadClassifier) -> dict[str, Any]:
         """What ``units.statistics`` stores: the null, its false-positive rate, and the rest."""
+        threshold = classifier.threshold
         return {
             "null": classifier.null, "alpha": ALPHA,
-            "null_fp_rate": self.scores.null_false_positive_rate(classifier.threshold), **self.statistics,
+            "null_label_rate": self.scores.null_label_rate(threshold),
+            "null_fp_rate": self.scores.null_false_positive_rate(threshold), **self.statistics,
         }  # fmt: skip
 
 
@@ -104,9 +106,10 @@ class HeadUnit(UnitKind):
         labelled = int(result.scores.labels(c.threshold).sum())
         n_heads = result.scores.scores.numel()
         line = f"{c.name} v{c.version}: {labelled}/{n_heads} heads labelled [{done.seconds:.1f} s]"
-        fp_rate = result.scores.null_false_positive_rate(c.threshold)
-        if fp_rate is not None:
-            line += f"; null {100 * fp_rate:.1f}% over threshold"
+        on_null = result.scores.null_label_rate(c.threshold)
+        over = result.scores.null_false_positive_rate(c.threshold)
+        if on_null is not None and over is not None:
+            line += f"; on its null {100 * on_null:.1f}% labelled, {100 * over:.1f}% over threshold"
         if "seed_jaccard" in result.statistics:
             line += f"; seed Jaccard {result.statistics['seed_jaccard']:.2f}"
         if result.validation is not None:

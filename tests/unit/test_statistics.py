@@ -95,3 +95,14 @@ def test_supported_needs_every_draw_beaten_and_the_minimum_effect() -> None:
     assert not one_draw_higher.supported and one_draw_higher.rank == 2
     too_small = check.result(top, [0.05, -0.1, -0.2], [[(1, 1)], [(1, 2)]], {}, 3, 0.0, {})
     assert not too_small.supported and too_small.rank == 1
+
+
+def test_the_rule_on_the_null_alone_labels_a_head_only_when_its_null_halves_differ() -> None:
+    """Head 0's null is high but the same in both halves: over the threshold, yet not labelled on
+    the null alone. Head 1's null alternates between high and low items: labelled."""
+    high_same = torch.full((8,), 0.9) + 0.01 * torch.arange(8)
+    alternating = torch.tensor([0.9, 0.0] * 4) + 0.001 * torch.arange(8)
+    null = torch.stack([high_same, alternating], dim=1)[:, None, :]  # [item, layer 1, head 2]
+    scored = HeadScores(torch.ones(1, 2), [[{}, {}]], None, torch.ones(8, 1, 2), null)
+    assert scored.null_false_positive_rate(0.3) == 1.0
+    assert scored.null_label_rate(0.3) == 0.5
