@@ -23,9 +23,14 @@ REASONS = {
 CONFIRMED, UNCONFIRMED, NOT_VALIDATED = "confirmed", "unconfirmed", "not validated"
 
 
+def _run(validations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The validations that ablated something (one with k = 0 found no labelled head to ablate)."""
+    return [v for v in validations if v.get("k", 1)]
+
+
 def validation_failed(validations: Sequence[dict[str, Any]]) -> bool:
     """Whether any of a unit's validations failed (its labels are then unconfirmed)."""
-    return any(not v["supported"] for v in validations)
+    return any(not v["supported"] for v in _run(validations))
 
 
 def validation_test(v: dict[str, Any]) -> str:
@@ -41,7 +46,9 @@ def validation_status(validations: Sequence[dict[str, Any]], labelled: bool = Tr
     label; ``validation failed (…)`` otherwise) or ``not validated``."""
     if not validations:
         return NOT_VALIDATED
-    failed = [v for v in validations if not v["supported"]]
+    if not _run(validations):
+        return "not run: no head is labelled"
+    failed = [v for v in _run(validations) if not v["supported"]]
     if not failed:
         return "validated: " + "; ".join(validation_test(v) for v in validations)
     tests = "; ".join(validation_test(v) for v in failed)
@@ -50,7 +57,7 @@ def validation_status(validations: Sequence[dict[str, Any]], labelled: bool = Tr
 
 def label_status(validations: Sequence[dict[str, Any]]) -> str:
     """What a unit's labels are: confirmed, unconfirmed or not validated."""
-    if not validations:
+    if not _run(validations):
         return NOT_VALIDATED
     return UNCONFIRMED if validation_failed(validations) else CONFIRMED
 

@@ -298,3 +298,14 @@ def test_rows_stored_before_label_statistics_render_with_dashes(site: Path) -> N
     assert cells[8:11] == ["—", "—", "—"] and cells[11] == "validated: ratio 7.5"
     _, summary = table_row(site / "models/fixture-b/index.html", "function_vector")
     assert summary[1:] == ["1", "—", "—", "validated: ratio 7.5"]
+
+
+def test_a_validation_that_found_nothing_to_ablate_is_not_run_not_failed() -> None:
+    from survey.wiki.evidence import label_status, validation_failed, validation_status
+
+    nothing = [{"k": 0, "supported": False, "rank": None, "ratio": None, "effect_random": []}]
+    assert validation_status(nothing) == "not run: no head is labelled"
+    assert not validation_failed(nothing) and label_status(nothing) == "not validated"
+    failed = [{"k": 3, "supported": False, "rank": 4, "z_score": 1.2, "effect_random": [0.0] * 20}]
+    assert validation_status(failed) == "UNCONFIRMED: validation failed (rank 4/21, z 1.2)"
+    assert label_status(failed) == "unconfirmed"
