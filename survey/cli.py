@@ -240,7 +240,7 @@ def _build_site(db_url: str | None, out: Path) -> None:
 
 @cli.command("classifiers")
 def classifiers_command() -> None:
-    """List the registered head classifiers: name, version, threshold, probe and definition."""
+    """List the registered head classifiers: name, version, threshold, probe, definition and null."""
     from classifiers import classifier_class, classifier_names
 
     for name in classifier_names():
@@ -248,7 +248,7 @@ def classifiers_command() -> None:
         config = cls.default_config
         click.echo(
             f"{name} v{cls.version}  threshold > {config.threshold:g}  {config.dataset_line()}\n"
-            f"    {cls.formula}"
+            f"    {cls.formula}\n    null: {cls.null}"
         )
 
 

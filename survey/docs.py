@@ -49,6 +49,7 @@ def cli_markdown() -> str:
 def classifiers_markdown() -> str:
     """Every registered head classifier: version, threshold, dataset, summary, formula, definition."""
     from classifiers import classifier_class, classifier_names
+    from classifiers.statistics import ALPHA
 
     lines = ["# Head classifiers", "", "Every registered classifier (`survey classifiers` lists them).", ""]
     for name in classifier_names():
@@ -61,6 +62,7 @@ def classifiers_markdown() -> str:
             f"- dataset: {config.dataset_line()}",
             f"- summary: {cls.summary}",
             f"- formula: `{cls.formula}`",
+            f"- null: {cls.null} (a label also needs q < {ALPHA:g} against it)",
             *([f"- depends on: {', '.join(f'`{d}`' for d in cls.depends_on)}"] if cls.depends_on else []),
             "", inspect.getdoc(cls) or "", "",
         ]  # fmt: skip

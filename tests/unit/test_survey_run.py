@@ -160,6 +160,7 @@ def test_classifiers_command_lists_every_definition(monkeypatch, capsys) -> None
     assert code == 0
     assert all(f"{name} v{classifier_class(name).version}" in out for name in classifier_names())
     assert "A[i, i-(L-1)]" in out
+    assert all(f"null: {classifier_class(name).null}" in out for name in classifier_names())
 
 
 def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
