@@ -159,9 +159,11 @@ def zero_shot_accuracy(
     width = max(len(p.ids) for p in prompts)
     ids = torch.tensor([p.ids + [p.ids[-1]] * (width - len(p.ids)) for p in prompts], device=_device(adapter))
     last = torch.tensor([len(p.ids) - 1 for p in prompts])
+    kept = torch.unique(last)  # the unembedding runs at these positions only
     with torch.inference_mode(), added_at_last(adapter, layer, vector, last):
-        logits = adapter.model(input_ids=ids, use_cache=False).logits
-    predicted = logits[torch.arange(len(prompts)), last.to(logits.device)].argmax(-1).cpu()
+        logits = adapter.model(input_ids=ids, use_cache=False, logits_to_keep=kept.to(ids.device)).logits
+    at = torch.searchsorted(kept, last)
+    predicted = logits[torch.arange(len(prompts)), at.to(logits.device)].argmax(-1).cpu()
     return float((predicted == torch.tensor([p.target for p in prompts])).double().mean())
 
 

@@ -97,3 +97,29 @@ def test_each_tokenizer_keeps_the_tasks_whose_answers_are_one_token() -> None:
     assert len(task_pairs()) >= 6 and all(len(p) >= 60 for p in task_pairs().values())
     with pytest.raises(ValueError, match="no in-context task"):
         generate_icl(fv_tokenizer(), 1, ICLSpec(), None)  # the real tasks' words are unknown here
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2"])
+def test_zero_shot_accuracy_reads_each_prompts_own_last_position(model_type: str) -> None:
+    """Prompts of different lengths in one right-padded batch, the unembedding kept only at their
+    last positions: each is scored as if run alone (targets set to its own argmax, with and
+    without a vector added), so any misread position shows as a miss."""
+    import torch
+
+    from classifiers.icl_prompts import ICLPrompt
+    from survey.units.function_vectors import added_at_last, zero_shot_accuracy
+
+    adapter = adapt(tiny_model(model_type))
+    torch.manual_seed(2)
+    lengths = [5, 9, 7, 9, 6]
+    vector = 3 * torch.randn(adapter.dims.d_model)
+    for added in (None, vector):
+        prompts = []
+        for n in lengths:
+            ids = torch.randint(3, 90, (n,)).tolist()
+            with torch.inference_mode(), added_at_last(adapter, 0, added, torch.tensor([n - 1])):
+                alone = adapter.model(input_ids=torch.tensor([ids])).logits[0, -1]
+            prompts.append(ICLPrompt(ids, int(alone.argmax())))
+        assert zero_shot_accuracy(adapter, prompts, 0, added) == 1.0
+        wrong = [ICLPrompt(p.ids, (p.target + 1) % 90) for p in prompts]
+        assert zero_shot_accuracy(adapter, wrong, 0, added) < 1.0
