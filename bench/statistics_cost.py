@@ -39,11 +39,14 @@ def survey_seconds(source: Path, model: str) -> tuple[dict[str, float], float]:
     """Per unit seconds and the wall time of ``survey run MODEL`` from ``source``, fresh database."""
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "PYTHONPATH": str(source)}
-        command = [sys.executable, "-m", "survey.cli", "run", model, "--db", f"sqlite:///{scratch}/bench.db"]
+        entry = "from survey.cli import main; main()"  # the checkout's own CLI (cwd comes first on sys.path)
+        command = [sys.executable, "-c", entry, "run", model, "--db", f"sqlite:///{scratch}/bench.db"]
         started = time.perf_counter()
         done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - started
     units = {m.group(1): float(m.group(2)) for m in map(UNIT_LINE.match, done.stdout.splitlines()) if m}
+    if not units:
+        raise SystemExit(f"no unit lines in the survey's output from {source}:\n{done.stdout}{done.stderr}")
     return units, wall
 
 
