@@ -11,6 +11,7 @@ Scoring is pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -44,22 +45,39 @@ class BackupConfig(JsonFields):
 
 @dataclass(frozen=True)
 class BackupMeasures:
-    """``[layer, head]`` means over second-repeat positions, clean and with ``ablated`` (the
-    labelled induction heads) mean-ablated: the direct effect on the right next token's logit and
-    the induction score. ``lost`` is the ablated heads' summed clean direct effect.
-    ``compensation [sequence, layer, head]`` is each head's DLA rise per probe sequence;
-    ``null_compensation [draw * sequence, layer, head]`` the same rise when as many random heads
-    (``null_draws``, none of them induction heads) are ablated instead."""
+    """Over second-repeat positions, clean and with ``ablated`` (the labelled induction heads)
+    mean-ablated: each head's direct effect on the right next token's logit per probe sequence
+    (``[sequence, layer, head]``) and its induction score (``[layer, head]``).
+    ``null_compensation [draw * sequence, layer, head]`` is the DLA rise when as many random
+    heads (none of them induction heads) are ablated instead."""
 
     ablated: list[Head]
-    dla: Tensor
-    dla_ablated: Tensor
+    dla_sequences: Tensor
+    dla_ablated_sequences: Tensor
     induction: Tensor
     induction_ablated: Tensor
-    lost: float
-    compensation: Tensor
     null_compensation: Tensor
-    null_draws: list[list[Head]]
+
+    @cached_property
+    def dla(self) -> Tensor:
+        """``[layer, head]``: the clean direct effect, over every sequence."""
+        return self.dla_sequences.mean(0)
+
+    @cached_property
+    def dla_ablated(self) -> Tensor:
+        """``[layer, head]``: the direct effect with the induction heads ablated."""
+        return self.dla_ablated_sequences.mean(0)
+
+    @cached_property
+    def compensation(self) -> Tensor:
+        """``[sequence, layer, head]``: each head's DLA rise per probe sequence."""
+        return self.dla_ablated_sequences - self.dla_sequences
+
+    @cached_property
+    def lost(self) -> float:
+        """The ablated heads' summed clean direct effect."""
+        dla = self.dla
+        return float(sum(dla[head] for head in self.ablated))
 
 
 @register

@@ -20,13 +20,16 @@ from torch import Tensor
 from classifiers.jsonable import JsonFields
 from classifiers.probes import ProbeSet, ProbeSpec
 from classifiers.statistics import (
+    ALPHA,
     BELOW_THRESHOLD,
     GATED,
     LABELLED,
     SETTINGS,
     WITHIN_NULL,
     HeadStatistics,
+    benjamini_hochberg,
     head_statistics,
+    welch_p_values,
 )
 
 Evidence = dict[str, Any]
@@ -85,11 +88,17 @@ class HeadScores:
 
     def labels(self, threshold: float) -> Tensor:
         """``[layer, head]`` bool: above the threshold, beyond the null, and the gate holds."""
-        labelled = self.scores > threshold
+        return self._rule(
+            self.scores, threshold, None if self.statistics is None else self.statistics.beyond_null
+        )
+
+    def _rule(self, scores: Tensor, threshold: float, beyond_null: Tensor | None) -> Tensor:
+        """The label rule on ``scores``: above the threshold, the gate, and beyond the null (when tested)."""
+        labelled = scores > threshold
         if self.gate is not None:
             labelled &= self.gate
-        if self.statistics is not None:
-            labelled &= self.statistics.beyond_null
+        if beyond_null is not None:
+            labelled &= beyond_null
         return labelled
 
     def reasons(self, threshold: float) -> list[list[str]]:
@@ -114,8 +123,8 @@ class HeadScores:
         if self.null is None or self.null.shape[0] < 4:
             return None
         half, other = self.null[0::2], self.null[1::2]
-        on_null = HeadScores(half.float().mean(0), self.evidence, self.gate, half, other)
-        return float(on_null.labels(threshold).double().mean())
+        beyond_null = benjamini_hochberg(welch_p_values(half, other)) < ALPHA
+        return float(self._rule(half.float().mean(0), threshold, beyond_null).double().mean())
 
     def null_false_positive_rate(self, threshold: float) -> float | None:
         """The share of heads whose null score passes the threshold: an upper bound on the share

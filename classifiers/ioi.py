@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import torch
@@ -52,26 +53,39 @@ class IOIConfig(JsonFields):
 
 @dataclass(frozen=True)
 class IOIMeasures:
-    """What the IOI classifiers read, all ``[layer, head]`` means over the clean prompts unless
-    stated. ``dla`` is in logits; attention is ``[layer, head, 3]`` for END→IO, S1, S2."""
+    """What the IOI classifiers read, ``[prompt, layer, head]`` per prompt or ``[layer, head]``
+    means over the clean prompts. DLA is in logits; attention is ``[layer, head, 3]`` for END→IO,
+    S1, S2."""
 
     ld: float  # mean clean LD
     ld_positive: float  # share of prompts with LD > 0
-    dla: Tensor
+    dla_prompts: Tensor  # the DLA on each clean prompt
+    null_dla_prompts: Tensor  # DLA(name at IO - name at S1) on each ABC prompt
     attention: Tensor
     copy: Tensor
     negative_copy: Tensor
     name_movers: list[Head]  # the heads ablated for backups and patched into for S-inhibition
-    dla_prompts: Tensor  # [prompt, layer, head]: the DLA on each clean prompt
-    null_dla_prompts: Tensor  # [prompt, layer, head]: DLA(name at IO - name at S1) on the ABC prompts
-    dla_ablated: Tensor | None = None  # DLA with the name movers mean-ablated (clean-run scale)
-    compensation_prompts: Tensor | None = None  # [prompt, layer, head]: DLA rise, name movers ablated
-    null_compensation_prompts: Tensor | None = None  # [draw * prompt, layer, head]: random heads ablated
-    receiver_attention_drop: Tensor | None = None  # drop of name-mover attention END→IO under path patching
-    drop_prompts: Tensor | None = None  # [prompt, layer, head]: that drop on each patched prompt
+    dla_ablated_prompts: Tensor | None = None  # DLA with the name movers mean-ablated (clean-run scale)
+    null_compensation_prompts: Tensor | None = None  # [draw * prompt, …]: DLA rise, random heads ablated
+    drop_prompts: Tensor | None = None  # drop of name-mover attention END→IO under path patching
     receiver_attention_io: float | None = None  # the name movers' clean attention END→IO
     ov_inputs: list[int] = field(default_factory=list)  # name token ids of the OV examples
     ov_top_ids: Tensor | None = None  # [layer, head, name, top]: their top OV output tokens
+
+    @cached_property
+    def dla(self) -> Tensor:
+        """``[layer, head]``: the mean clean DLA."""
+        return self.dla_prompts.mean(0)
+
+    @cached_property
+    def dla_ablated(self) -> Tensor | None:
+        """``[layer, head]``: the mean DLA with the name movers ablated (None: none was)."""
+        return None if self.dla_ablated_prompts is None else self.dla_ablated_prompts.mean(0)
+
+    @cached_property
+    def receiver_attention_drop(self) -> Tensor | None:
+        """``[layer, head]``: the mean drop of the name movers' attention END→IO (None: not patched)."""
+        return None if self.drop_prompts is None else self.drop_prompts.mean(0)
 
     @property
     def does_ioi(self) -> bool:
@@ -237,7 +251,7 @@ class BackupNameMover(IOIClassifier):
     default_config = IOIConfig(threshold=0.05)
 
     def measure(self, m: IOIMeasures) -> Measured:
-        if m.dla_ablated is None or m.compensation_prompts is None or m.null_compensation_prompts is None:
+        if m.dla_ablated_prompts is None or m.dla_ablated is None or m.null_compensation_prompts is None:
             return _unmeasured(m, "no name mover to ablate")
         compensation = m.dla_ablated - m.dla
         ablated = m.dla_ablated
@@ -251,7 +265,8 @@ class BackupNameMover(IOIClassifier):
 
         scale = 1 / max(m.ld, LD_FLOOR)
         return Measured(
-            compensation * scale, _not_name_movers(m, m.dla.shape), extra, m.compensation_prompts * scale,
+            compensation * scale, _not_name_movers(m, m.dla.shape), extra,
+            (m.dla_ablated_prompts - m.dla_prompts) * scale,
             m.null_compensation_prompts * scale,
         )  # fmt: skip
 
@@ -276,7 +291,7 @@ class SInhibition(IOIClassifier):
     default_config = IOIConfig(threshold=0.05)
 
     def measure(self, m: IOIMeasures) -> Measured:
-        if m.receiver_attention_drop is None or m.drop_prompts is None or not m.receiver_attention_io:
+        if m.drop_prompts is None or m.receiver_attention_drop is None or not m.receiver_attention_io:
             return _unmeasured(m, "no name mover to patch into")
         drop = m.receiver_attention_drop
         clean = m.receiver_attention_io

@@ -89,10 +89,9 @@ def measure_backups(
     ) if ablated else []  # fmt: skip
     null = [dla_with(heads, CaptureSpec.of("z"))[0] - dla for heads in draws]
     measures = BackupMeasures(
-        ablated, dla.mean(0), dla_ablated.mean(0), clean_induction.scores,
+        ablated, dla, dla_ablated, clean_induction.scores,
         induction.score(after.stacked("pattern"), probe, null_patterns).scores,
-        float(sum(dla.mean(0)[h] for h in ablated)), dla_ablated - dla,
-        torch.cat(null) if null else torch.zeros_like(dla), draws,
+        torch.cat(null) if null else torch.zeros_like(dla),
     )  # fmt: skip
     scored = BackupInduction(config).score(measures)
     labels = scored.labels(config.threshold)

@@ -14,7 +14,6 @@ from abc import abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
 from sqlalchemy import Engine
 from torch import Tensor
 
@@ -26,7 +25,7 @@ from classifiers.statistics import ALPHA, mean_pairwise_jaccard
 from classifiers.validation import AblationResult
 from db.store import RunIds, UnitRow, write_head_unit
 from survey.engine.capture import CaptureSpec, capture
-from survey.engine.validation import validate_induction
+from survey.engine.validation import labelled_heads, validate_induction
 from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, context_length
 from survey.units.base import Dataset, PlannedUnit, Progress, RunConfig, Shared, Skip, UnitKind, UnitResult
@@ -183,12 +182,14 @@ class PatternUnit(ProbeReader):
         probe = planned.dataset
         assert isinstance(probe, ProbeSet)
         scores = self.scored(loaded, probe, shared)
-        label_sets = [_heads_of(scores.labels(self.classifier.threshold))]
-        for offset in range(1, STABILITY_SEEDS):
-            other = self.shared_probe(loaded, replace(probe.spec, seed=probe.spec.seed + offset), shared)
-            label_sets.append(_heads_of(self.scored(loaded, other, shared).labels(self.classifier.threshold)))
+        threshold = self.classifier.threshold
+        seeds = [probe.spec.seed + offset for offset in range(STABILITY_SEEDS)]
+        label_sets = [set(labelled_heads(scores.labels(threshold)))]
+        for seed in seeds[1:]:
+            other = self.shared_probe(loaded, replace(probe.spec, seed=seed), shared)
+            label_sets.append(set(labelled_heads(self.scored(loaded, other, shared).labels(threshold))))
         stability = {
-            "seeds": [probe.spec.seed + offset for offset in range(STABILITY_SEEDS)],
+            "seeds": seeds,
             "labels_by_seed": [sorted(list(h) for h in heads) for heads in label_sets],
             "seed_jaccard": round(mean_pairwise_jaccard(label_sets), 6),
         }
@@ -212,10 +213,6 @@ class PatternUnit(ProbeReader):
     def validate(self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores) -> AblationResult | None:
         """The class's validation (None: it has none)."""
         return None
-
-
-def _heads_of(labels: Tensor) -> set[tuple[int, int]]:
-    return {(int(layer), int(head)) for layer, head in torch.nonzero(labels).tolist()}
 
 
 def shared_patterns(loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> Tensor:

@@ -166,10 +166,10 @@ def run_ioi(
     names = torch.tensor(prompts.name_ids)
     ov = ov_copy_scores(adapter, names, bos_id)
     dla_prompts = torch.cat([g.dla for g in groups])
+    null_dla = torch.cat([g.null_dla for g in groups])
     base = IOIMeasures(
-        float(lds.mean()), float((lds > 0).float().mean()), dla_prompts.mean(0), attention, ov.copy,
-        ov.negative, [], dla_prompts, torch.cat([g.null_dla for g in groups]),
-        ov_inputs=names[: ov.top_ids.shape[2]].tolist(), ov_top_ids=ov.top_ids,
+        float(lds.mean()), float((lds > 0).float().mean()), dla_prompts, null_dla, attention, ov.copy,
+        ov.negative, [], ov_inputs=names[: ov.top_ids.shape[2]].tolist(), ov_top_ids=ov.top_ids,
     )  # fmt: skip
     nm_scores = name_mover.score(base)
     nm_labels = nm_scores.labels(name_mover.threshold)
@@ -191,9 +191,8 @@ def run_ioi(
             progress("IOI: path patching into the name movers' queries")
             drop, receiver_io = _s_inhibition(adapter, groups, movers, spec.patch_per_group)
         measures = replace(
-            measures, dla_ablated=dla_ablated.mean(0), compensation_prompts=dla_ablated - dla_prompts,
-            null_compensation_prompts=torch.cat(null), drop_prompts=drop, receiver_attention_io=receiver_io,
-            receiver_attention_drop=None if drop is None else drop.mean(0),
+            measures, dla_ablated_prompts=dla_ablated, null_compensation_prompts=torch.cat(null),
+            drop_prompts=drop, receiver_attention_io=receiver_io,
         )  # fmt: skip
     results: dict[str, tuple[HeadScores, AblationResult | None]] = {}
     for classifier in classifiers:

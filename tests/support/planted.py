@@ -15,6 +15,8 @@ and the previous token (PREV), written by the previous-token head. MLPs are zero
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -26,15 +28,22 @@ TOK, POS, PREV = 0, VOCAB, VOCAB + N_POS  # offsets of the subspaces
 PLANTED = {"previous_token": (0, 0), "duplicate_token": (0, 1), "induction": (1, 0), "attention_sink": (1, 1)}
 
 
-def _cols(*blocks: tuple[int, int, float]) -> torch.Tensor:
-    """A [D_MODEL, D_HEAD] map: each (offset, width, scale) block copies residual dims
-    offset..offset+width into the next free head coordinates, times scale."""
-    m = torch.zeros(D_MODEL, D_HEAD)
-    col = 0
-    for offset, width, scale in blocks:
-        m[offset : offset + width, col : col + width] = scale * torch.eye(width)
-        col += width
-    return m
+def column_maps(d_model: int, d_head: int) -> Callable[..., torch.Tensor]:
+    """``cols(*blocks)``: a [d_model, d_head] map where each (offset, width, scale) block copies
+    residual dims offset..offset+width into the next free head coordinates, times scale."""
+
+    def cols(*blocks: tuple[int, int, float]) -> torch.Tensor:
+        m = torch.zeros(d_model, d_head)
+        col = 0
+        for offset, width, scale in blocks:
+            m[offset : offset + width, col : col + width] = scale * torch.eye(width)
+            col += width
+        return m
+
+    return cols
+
+
+_cols = column_maps(D_MODEL, D_HEAD)
 
 
 def set_head(attn: torch.nn.Module, head: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:

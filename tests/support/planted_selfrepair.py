@@ -43,7 +43,7 @@ import torch
 from transformers import GPT2LMHeadModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
-from tests.support.planted import blank_gpt2, set_head
+from tests.support.planted import blank_gpt2, column_maps, set_head
 from tests.support.tiny import VOCAB
 
 D_MODEL, N_HEADS, N_POS = 512, 4, 128
@@ -61,15 +61,7 @@ SCORE, FALLBACK = 40.0, 20.0  # pre-softmax attention scores: a match, the induc
 BULK_HEADS = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
 
 
-def _cols(*blocks: tuple[int, int, float]) -> torch.Tensor:
-    """A [D_MODEL, D_HEAD] map: each (offset, width, scale) block copies residual dims
-    offset..offset+width into the next free head coordinates, times scale."""
-    m = torch.zeros(D_MODEL, D_HEAD)
-    col = 0
-    for offset, width, scale in blocks:
-        m[offset : offset + width, col : col + width] = scale * torch.eye(width)
-        col += width
-    return m
+_cols = column_maps(D_MODEL, D_HEAD)
 
 
 def _fold() -> torch.Tensor:

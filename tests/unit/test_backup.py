@@ -1,10 +1,12 @@
 """Backup induction heads on the planted GPT-2 of ``tests/planted_backup.py``: the backup is the
 only head labelled, the ablated induction head is never labelled, and holding the backup at its
-clean output shows the loss it held down."""
+clean output shows the loss it held down; on ``tests/planted_selfrepair.py``, a head that rises
+after any ablation stays within its null."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from classifiers.attention import REPEATED
 from classifiers.backup import BackupInduction, BackupMeasures
@@ -23,13 +25,14 @@ BACKUP, INDUCTION = PLANTED["backup_induction"], PLANTED["induction"]
 
 
 @pytest.fixture(scope="module")
-def measured() -> tuple[BackupMeasures, object]:
+def measured() -> tuple[BackupMeasures, AblationResult]:
+    return measure(planted_backup_gpt2())
+
+
+def measure(model: torch.nn.Module) -> tuple[BackupMeasures, AblationResult]:
+    """Backup induction measured on ``model`` with the default config, quietly."""
     return measure_backups(
-        adapt(planted_backup_gpt2()),
-        *probes(),
-        BackupInduction.default_config,
-        AblationConfig(),
-        lambda _: None,
+        adapt(model), *probes(), BackupInduction.default_config, AblationConfig(), lambda _: None
     )
 
 
@@ -78,13 +81,9 @@ def test_holding_the_backup_at_its_clean_output_shows_the_loss_it_held_down(meas
 
 def test_without_induction_heads_nothing_is_ablated_or_labelled() -> None:
     model = planted_backup_gpt2()
-    import torch
-
     with torch.no_grad():
         model.transformer.h[0].attn.c_proj.weight.zero_()  # no previous-token head: no induction
-    measures, validation = measure_backups(
-        adapt(model), *probes(), BackupInduction.default_config, AblationConfig(), lambda _: None
-    )
+    measures, validation = measure(model)
     assert measures.ablated == [] and BackupInduction().score(measures).labels(0.05).sum() == 0
     assert (
         validation.k == 0 and not validation.supported and validation.details["note"] == "no head is labelled"
@@ -97,13 +96,7 @@ SELF_REPAIR, SELF_REPAIR_INDUCTION = SELF_REPAIR_PLANTED["self_repair"], SELF_RE
 @pytest.fixture(scope="module")
 def self_repair() -> tuple[BackupMeasures, AblationResult]:
     """The planted self-repair model of ``tests/support/planted_selfrepair.py``, measured."""
-    return measure_backups(
-        adapt(planted_selfrepair_gpt2()),
-        *probes(),
-        BackupInduction.default_config,
-        AblationConfig(),
-        lambda _: None,
-    )
+    return measure(planted_selfrepair_gpt2())
 
 
 def test_self_repair_after_any_ablation_gets_no_backup_label(
