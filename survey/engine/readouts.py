@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +47,7 @@ class EndComponents:
         return self.embed + self.heads.sum((1, 2)) + self.attn_bias.sum(0) + self.mlps.sum(1)
 
 
-def keep_input_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
+def keep_input_at(kept: dict[str, Tensor], name: str, position: int | slice) -> Any:
     """A forward pre-hook that keeps the module's input at one position as ``kept[name]``."""
 
     def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -169,73 +169,3 @@ def ablated_logit_diff(
         device = next(adapter.model.parameters()).device
         out = adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
     return logit_diff(out.logits[:, -1].float().cpu(), io_ids, s_ids)
-
-
-def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Tensor:
-    """``[token, d_model]``: each token's residual after block 0 (attention and MLP), read alone
-    after BOS. This is "the embedding after the first MLP" of the OV copy score."""
-    tokens = (
-        token_ids[:, None]
-        if bos_id is None
-        else torch.stack([torch.full_like(token_ids, bos_id), token_ids], 1)
-    )
-    kept: dict[str, Tensor] = {}
-    after = adapter.blocks()[1] if adapter.dims.n_layers > 1 else adapter.final_norm()
-    handle = after.register_forward_pre_hook(keep_input_at(kept, "x", -1), with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            adapter.model(input_ids=tokens.to(next(adapter.model.parameters()).device), use_cache=False)
-    finally:
-        handle.remove()
-    return kept["x"]
-
-
-OV_EXAMPLES = 3  # names whose top OV output tokens are kept as evidence
-
-
-class OVCopy(NamedTuple):
-    """``copy`` and ``negative`` ``[layer, head]``; ``top_ids [layer, head, name, top]``: the top
-    output tokens for the first ``OV_EXAMPLES`` names."""
-
-    copy: Tensor
-    negative: Tensor
-    top_ids: Tensor
-
-
-def ov_readouts(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Iterator[Tensor]:
-    """Per layer, ``[token, head, d_model]``: each head's OV output for each token's residual after
-    block 0, passed through the norms around it (the layer's attention input norm, a
-    post-attention norm, the final norm), ready for the unembedding."""
-    x = resid_after_first_block(adapter, token_ids, bos_id)
-    final = adapter.final_norm()
-    with torch.inference_mode():
-        for layer in range(adapter.dims.n_layers):
-            norm, post = adapter.attn_in_norm(layer), adapter.attn_post_norm(layer)
-            read = x if norm is None else norm(x.to(next(norm.parameters(), x).dtype)).float()
-            w = adapter.head_weights(layer)
-            v = torch.einsum("nm,hmd->nhd", read, w.W_V.float()) + w.b_V.float()
-            out = torch.einsum("nhd,hdm->nhm", v, w.W_O.float())  # [token, head, d_model]
-            if post is not None:
-                out = post(out)
-            yield final(out).float().contiguous()  # einsum's layout would make the next matmul slow
-
-
-def ov_copy_scores(
-    adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
-) -> OVCopy:
-    """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
-    W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
-    ``top`` (negative copy score); ties never count."""
-    vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
-    copy, negative, top_ids = [], [], []
-    with torch.inference_mode():
-        for read_out in ov_readouts(adapter, name_ids, bos_id):
-            logits = torch.nn.functional.linear(read_out, vocab_major)  # [name, head, vocab]
-            own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
-            highest = logits.topk(top + 1, dim=-1)
-            beyond_top = highest.values[..., top]
-            top_ids.append(highest.indices[:OV_EXAMPLES, :, :top].transpose(0, 1))  # [head, name, top]
-            beyond_bottom = logits.topk(top + 1, dim=-1, largest=False).values[..., top]
-            copy.append((own > beyond_top).float().mean(0))
-            negative.append((own < beyond_bottom).float().mean(0))
-    return OVCopy(torch.stack(copy), torch.stack(negative), torch.stack(top_ids))

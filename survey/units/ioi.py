@@ -34,6 +34,7 @@ from classifiers.validation import LOSS_FLOOR, AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated
 from survey.engine.capture import CaptureSpec, capture
+from survey.engine.ov import ov_copy_scores
 from survey.engine.patching import path_patched_attention
 from survey.engine.readouts import (
     EndComponents,
@@ -42,7 +43,6 @@ from survey.engine.readouts import (
     direct_logit_attribution,
     end_components,
     logit_diff,
-    ov_copy_scores,
 )
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel

@@ -8,7 +8,7 @@ import torch
 from classifiers.ordinal import OrdinalSpec, OrdinalTasks, generate_ordinal
 from classifiers.successor import SuccessorHead, SuccessorMeasures
 from survey.adapters import ArchitectureAdapter
-from survey.engine.readouts import ov_readouts
+from survey.engine.ov import ov_readouts
 from survey.loading.loaders import LoadedModel
 from survey.units.base import Progress, Skip
 from survey.units.heads import MeasuredUnit

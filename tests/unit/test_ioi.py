@@ -126,7 +126,7 @@ def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_hea
 
 
 def test_ov_copy_score_finds_a_planted_copier_and_a_planted_negative_copier() -> None:
-    from survey.engine.readouts import ov_copy_scores
+    from survey.engine.ov import ov_copy_scores
     from tests.support.planted import D_HEAD, PLANTED, planted_gpt2
 
     model = planted_gpt2()  # L1H0 copies the attended token into the logits (OV = identity)
