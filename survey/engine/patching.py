@@ -1,5 +1,10 @@
 """Path patching: a sender head's END output patched from corrupted prompts into the receivers'
-queries only (Wang et al. 2022), in chunked last-token passes over a shared KV-cache prefix."""
+queries only (Wang et al. 2022), in chunked last-token passes over a shared KV-cache prefix.
+
+Two read-outs: the receivers' attention END→IO (the pass stops after the last receiver layer),
+or the logit difference at END (the rest of the model runs on from the receivers' changed
+outputs). Every query of a receiver layer is recomputed (a q norm may span all heads, as in
+OLMo-2); for the logit difference, the layer's other heads are held at their clean END output."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from torch import Tensor, nn
 from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection, in_out_weight
 from survey.engine.ablation import Head
-from survey.engine.capture import CaptureSpec, capture
+from survey.engine.capture import CaptureSpec, capture, first_input
 from survey.engine.readouts import keep_input_at, pre_hooks
 
 
@@ -74,6 +79,14 @@ def _override_end(replacements: list[tuple[Tensor, Tensor]]) -> Any:
     return hook
 
 
+@dataclass(frozen=True)
+class LogitDiffReadout:
+    """Read the logit difference at END per row, for the prompts' IO and S ids."""
+
+    io_ids: Tensor
+    s_ids: Tensor
+
+
 def path_patched_attention(
     adapter: ArchitectureAdapter, clean: Tensor, corrupted: Tensor, positions: dict[str, int],
     receivers: list[Head], senders: list[Head], rows_per_pass: int = 256,
@@ -88,6 +101,24 @@ def path_patched_attention(
     pass stops after the last receiver layer. A sender in or after a receiver's layer leaves that
     receiver unchanged.
     """
+    return _path_patched(adapter, clean, corrupted, positions, receivers, senders, rows_per_pass, None)
+
+
+def path_patched_logit_diff(
+    adapter: ArchitectureAdapter, clean: Tensor, corrupted: Tensor, positions: dict[str, int],
+    receivers: list[Head], senders: list[Head], io_ids: Tensor, s_ids: Tensor, rows_per_pass: int = 256,
+) -> Tensor:  # fmt: skip
+    """``[sender, prompt]``: the logit difference at END when each sender's END output reaches
+    the receivers' queries from the ``corrupted`` prompts (as :func:`path_patched_attention`) and
+    the model runs on from the receivers' outputs to the logits."""
+    readout = LogitDiffReadout(io_ids, s_ids)
+    return _path_patched(adapter, clean, corrupted, positions, receivers, senders, rows_per_pass, readout)
+
+
+def _path_patched(
+    adapter: ArchitectureAdapter, clean: Tensor, corrupted: Tensor, positions: dict[str, int],
+    receivers: list[Head], senders: list[Head], rows_per_pass: int, readout: LogitDiffReadout | None,
+) -> Tensor:  # fmt: skip
     end, io = positions["end"], positions["io"]
     model, device = adapter.model, next(adapter.model.parameters()).device
     layers = _receiver_layers(adapter, receivers)
@@ -100,14 +131,18 @@ def path_patched_attention(
             projection_hooks.append(
                 module.register_forward_hook(_keep_output_at(kept, f"out{id(module)}", end))
             )
+    receiver_layers = tuple(r.layer for r in layers)
+    read_layers = tuple(sorted({*sender_layers, *receiver_layers}))
     try:
         with pre_hooks(hooks):
             clean_out = capture(
-                adapter, clean, CaptureSpec.of("head_out", layers=sender_layers), batch_size=len(clean)
+                adapter, clean, CaptureSpec.of("head_out", "z", layers=read_layers), batch_size=len(clean)
             )
     finally:
         for handle in projection_hooks:
             handle.remove()
+    for layer in receiver_layers:
+        kept[f"z{layer}"] = clean_out[("z", layer)][:, end].float()
     corrupt_out = capture(
         adapter, corrupted, CaptureSpec.of("head_out", layers=sender_layers), batch_size=len(clean)
     )
@@ -121,11 +156,11 @@ def path_patched_attention(
     per_pass = max(1, rows_per_pass // n_prompts)
     result = []
     for first in range(0, len(senders), per_pass):
-        chunk = senders[first : first + per_pass]
+        chunk, chunk_deltas = senders[first : first + per_pass], deltas[first : first + per_pass]
         result.append(_patched_chunk(
-            adapter, clean[:, end:], prefix, layers, kept, deltas[first : first + per_pass], chunk, io
+            adapter, clean[:, end:], prefix, layers, kept, chunk_deltas, chunk, io, readout
         ))  # fmt: skip
-    return torch.cat(result)  # [sender, prompt, receiver]
+    return torch.cat(result)  # [sender, prompt, receiver] or [sender, prompt]
 
 
 def _keep_output_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
@@ -137,7 +172,7 @@ def _keep_output_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
 
 def _patched_chunk(
     adapter: ArchitectureAdapter, end_tokens: Tensor, prefix: Any, layers: list[_ReceiverLayer],
-    kept: dict[str, Tensor], deltas: Tensor, senders: list[Head], io: int,
+    kept: dict[str, Tensor], deltas: Tensor, senders: list[Head], io: int, readout: LogitDiffReadout | None,
 ) -> Tensor:  # fmt: skip
     """One END-token pass for a chunk of senders; rows are prompt-major (prompt, sender)."""
     n_senders, n_prompts = deltas.shape[0], deltas.shape[1]
@@ -159,12 +194,21 @@ def _patched_chunk(
             writes.setdefault(id(r.k_module), []).append((r.k_columns, clean_k))
             for module in r.projection_modules():
                 handles.append(module.register_forward_hook(_override_end(writes[id(module)])))
-            handles.append(adapter.attention(r.layer).register_forward_hook(_keep_pattern(seen, r, io, last)))
+            if readout is None:
+                stop = _keep_pattern(seen, r, io, last)
+                handles.append(adapter.attention(r.layer).register_forward_hook(stop))
+            else:
+                others = [h for h in range(adapter.dims.n_heads) if h not in r.heads]
+                clean_z = kept[f"z{r.layer}"][:, others].repeat_interleave(n_senders, 0)
+                hold = _hold_end_z(others, clean_z, adapter.dims.d_head)
+                handles.append(
+                    adapter.attn_out_proj(r.layer).register_forward_pre_hook(hold, with_kwargs=True)
+                )
         cache = copy.deepcopy(prefix)
         cache.batch_repeat_interleave(n_senders)
         device = next(adapter.model.parameters()).device
         try:
-            adapter.model(
+            out = adapter.model(
                 input_ids=end_tokens.repeat_interleave(n_senders, 0).to(device),
                 cache=cache,
                 use_cache=True,
@@ -174,8 +218,29 @@ def _patched_chunk(
         finally:
             for handle in handles:
                 handle.remove()
+    if readout is not None:
+        logits = out.logits[:, -1].float().cpu()
+        io_ids, s_ids = (
+            readout.io_ids.repeat_interleave(n_senders),
+            readout.s_ids.repeat_interleave(n_senders),
+        )
+        ld = logits.gather(1, io_ids[:, None])[:, 0] - logits.gather(1, s_ids[:, None])[:, 0]
+        return ld.view(n_prompts, n_senders).T
     attention = torch.cat([seen[r.layer] for r in layers], dim=1)  # [row, receiver]
     return attention.view(n_prompts, n_senders, -1).transpose(0, 1)
+
+
+def _hold_end_z(heads: list[int], values: Tensor, d_head: int) -> Any:
+    """A forward pre-hook on the output projection that writes ``values [row, head, d_head]`` as
+    the z of ``heads`` at the last position."""
+
+    def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        z = first_input(args, kwargs).clone()
+        for index, h in enumerate(heads):
+            z[:, -1, h * d_head : (h + 1) * d_head] = values[:, index].to(z)
+        return ((z, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
+
+    return hook
 
 
 def _keep_pattern(seen: dict[int, Tensor], r: _ReceiverLayer, io: int, last: int) -> Any:

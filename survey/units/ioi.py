@@ -1,11 +1,13 @@
 """The IOI suite for one model: measure on the IOI prompts, score the IOI classifiers, validate.
 
 1. Every group's clean prompts run once with every component kept at END: logit difference, each
-   head's DLA and its attention END→IO/S1/S2. The ABC prompts give the heads' mean outputs.
-2. The name movers (the top labelled, at most ``max_k``) are mean-ablated: the DLA of every
-   other head, read through the clean run's final-norm scale, gives each head's compensation.
+   head's DLA and its attention END→IO/S1/S2. The ABC prompts give the heads' mean outputs and
+   the name movers' null. The names' residuals after block 0, read through every head's OV,
+   give the copy scores (ranks among the candidate names).
+2. The name movers (the top labelled, at most ``max_k``) are mean-ablated: the DLA and attention
+   of every other head, DLA read through the clean run's final-norm scale, give the backups.
 3. Path patching from every earlier head into the name movers' queries gives the S-inhibition
-   effect, on the first ``patch_per_group`` prompts of each group.
+   effect on LD, on every prompt.
 4. Validation: ablating the name movers lowers LD more than ablating as many random heads;
    ablating the backups on top of the name movers lowers it further than as many random heads.
 """
@@ -34,8 +36,8 @@ from classifiers.validation import LOSS_FLOOR, AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated
 from survey.engine.capture import CaptureSpec, capture
-from survey.engine.ov import ov_copy_scores
-from survey.engine.patching import path_patched_attention
+from survey.engine.ov import CandidateRanks, ov_candidate_ranks, ov_top_tokens, resid_after_block0
+from survey.engine.patching import path_patched_logit_diff
 from survey.engine.readouts import (
     EndComponents,
     FinalNormView,
@@ -52,10 +54,15 @@ from survey.units.heads import HeadResult, HeadUnit
 LD_DROP = "logit_diff_drop"
 
 
+ABSENT_SEED = 0  # seeds the absent names of the copy-suppression null
+OV_EXAMPLES = 3  # IO names whose top OV output tokens are kept as evidence
+
+
 @dataclass(frozen=True)
 class _Group:
     """One prompt group's clean run: its components, DLA, final-norm scale, LD and ABC means;
-    and the null DLA: on the ABC prompts, toward the name at IO over the name at S1."""
+    the null DLA (on the ABC prompts, toward the name at IO over the name at S1); and the DLA
+    toward a name absent from the prompt over S and over IO."""
 
     group: IOIGroup
     components: EndComponents
@@ -64,6 +71,7 @@ class _Group:
     ld: Tensor  # [prompt]
     means: Tensor  # [layer, pos, head, d_head], over the ABC prompts
     null_dla: Tensor  # [prompt, layer, head]
+    absent_dla: Tensor  # [prompt, layer, head, 2]
 
 
 @dataclass(frozen=True)
@@ -77,42 +85,71 @@ class IOIOutcome:
     seconds: float
 
 
+def absent_names(prompts: IOIPrompts, seed: int = ABSENT_SEED) -> list[Tensor]:
+    """Per group, ``[prompt]``: a seeded random candidate name that is neither IO nor S."""
+    generator = torch.Generator().manual_seed(seed)
+    names = torch.tensor(prompts.name_ids)
+    drawn = []
+    for g in prompts.groups:
+        rows = []
+        for io, s in zip(g.io_ids.tolist(), g.s_ids.tolist(), strict=True):
+            others = names[(names != io) & (names != s)]
+            rows.append(int(others[torch.randint(len(others), (1,), generator=generator)]))
+        drawn.append(torch.tensor(rows))
+    return drawn
+
+
 def _clean_groups(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> list[_Group]:
     norm = FinalNormView.of(adapter)
     groups = []
-    for g in prompts.groups:
+    for g, absent in zip(prompts.groups, absent_names(prompts), strict=True):
         components = end_components(adapter, g.clean, g.positions)
-        dla = direct_logit_attribution(adapter, components, g.io_ids, g.s_ids)["heads"]
-        ld = logit_diff(components.logits, g.io_ids, g.s_ids)
+
+        def dla(toward: Tensor, over: Tensor, of: EndComponents = components) -> Tensor:
+            return direct_logit_attribution(adapter, of, toward, over)["heads"]
+
         abc = end_components(adapter, g.corrupted, g.positions)
         abc_io, abc_s = g.corrupted[:, g.positions["io"]], g.corrupted[:, g.positions["s1"]]
-        null_dla = direct_logit_attribution(adapter, abc, abc_io, abc_s)["heads"]
-        groups.append(
-            _Group(
-                g,
-                components,
-                dla,
-                norm.sigma(components.resid),
-                ld,
-                head_means(adapter, g.corrupted),
-                null_dla,
-            )
-        )
+        groups.append(_Group(
+            g, components, dla(g.io_ids, g.s_ids), norm.sigma(components.resid),
+            logit_diff(components.logits, g.io_ids, g.s_ids), head_means(adapter, g.corrupted),
+            dla(abc_io, abc_s, abc), torch.stack([dla(absent, g.s_ids), dla(absent, g.io_ids)], -1),
+        ))  # fmt: skip
     return groups
+
+
+def _name_copy(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> tuple[CandidateRanks, list[int], Tensor]:
+    """Where each name occurrence (IO, S1, S2 of every clean prompt) ranks its own name among the
+    candidate names in every head's OV read-out of its residual after block 0; and the first
+    ``OV_EXAMPLES`` IO names with their top OV output tokens ``[layer, head, name, top]``."""
+    names = torch.tensor(prompts.name_ids)
+    rows, own = [], []
+    for g in prompts.groups:
+        resid = resid_after_block0(adapter, g.clean)
+        p = g.positions
+        rows.append(resid[:, [p["io"], p["s1"], p["s2"]]].flatten(0, 1))
+        ids = torch.stack([g.io_ids, g.s_ids, g.s_ids], 1).flatten()
+        own.append((ids[:, None] == names[None]).float().argmax(1))
+    x = torch.cat(rows)
+    ranks = ov_candidate_ranks(adapter, x, names.expand(len(x), -1), torch.cat(own))
+    examples = prompts.groups[0].io_ids[:OV_EXAMPLES].tolist()
+    return ranks, examples, ov_top_tokens(adapter, x[: 3 * len(examples) : 3])
 
 
 def _ablated_dla(
     adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]
-) -> tuple[Tensor, Tensor]:
-    """DLA ``[prompt, layer, head]`` (clean-run scale) and LD ``[prompt]`` with ``heads`` mean-ablated."""
-    dla, ld = [], []
+) -> tuple[Tensor, Tensor, Tensor]:
+    """With ``heads`` mean-ablated: DLA ``[prompt, layer, head]`` (clean-run scale), LD ``[prompt]``
+    and the mean attention END→IO/S1/S2 ``[layer, head, 3]``."""
+    dla, ld, attention = [], [], []
     for g in groups:
         with mean_ablated(adapter, heads, g.means):
             components = end_components(adapter, g.group.clean, g.group.positions)
         io, s = g.group.io_ids, g.group.s_ids
         dla.append(direct_logit_attribution(adapter, components, io, s, sigma=g.sigma)["heads"])
         ld.append(logit_diff(components.logits, io, s))
-    return torch.cat(dla), torch.cat(ld)
+        attention.append(components.attention)
+    return torch.cat(dla), torch.cat(ld), torch.cat(attention).mean(0)
 
 
 def _ld_with(adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]) -> float:
@@ -124,28 +161,24 @@ def _ld_with(adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Hea
     return float(torch.cat(lds).mean())
 
 
-def _s_inhibition(
-    adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head], per_group: int
-) -> tuple[Tensor, float]:
-    """``[prompt, layer, head]``: the drop of the receivers' mean attention END→IO on each patched
-    prompt, and their clean attention."""
+def _s_inhibition(adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head]) -> Tensor:
+    """``[prompt, layer, head]``: the drop of LD on each prompt when the head's END output from the
+    ABC prompt reaches the receivers' queries (zero for heads in or after the last receiver's layer)."""
     d = adapter.dims
     last = max(layer for layer, _ in receivers)
     senders = [(layer, h) for layer in range(last) for h in range(d.n_heads)]
-    drops, clean_io = [], []
+    drops = []
     for g in groups:
-        clean, corrupted = g.group.clean[:per_group], g.group.corrupted[:per_group]
-        patched = path_patched_attention(adapter, clean, corrupted, g.group.positions, receivers, senders)
-        clean_attention = torch.stack(
-            [g.components.attention[:per_group, layer, head, 0] for layer, head in receivers], 1
+        q = g.group
+        patched = path_patched_logit_diff(
+            adapter, q.clean, q.corrupted, q.positions, receivers, senders, q.io_ids, q.s_ids
         )
-        drops.append(clean_attention[None] - patched)  # [sender, prompt, receiver]
-        clean_io.append(clean_attention)
-    per_prompt = torch.cat(drops, 1).mean(2)  # [sender, prompt]
+        drops.append(g.ld[None] - patched)  # [sender, prompt]
+    per_prompt = torch.cat(drops, 1)
     drop = torch.zeros(per_prompt.shape[1], d.n_layers, d.n_heads)
     for index, (layer, head) in enumerate(senders):
         drop[:, layer, head] = per_prompt[index]
-    return drop, float(torch.cat(clean_io).mean())
+    return drop
 
 
 def run_ioi(
@@ -158,18 +191,19 @@ def run_ioi(
     progress(f"IOI: {prompts.n_prompts} prompts in {len(prompts.groups)} groups: clean run, DLA, copy scores")
     by_name = {c.name: c for c in classifiers}
     name_mover = by_name.get(NameMover.name, NameMover())
-    spec = classifiers[0].config.prompts if classifiers else IOISpec()
     groups = _clean_groups(adapter, prompts)
-    passes = 2  # clean components, ABC means
+    passes = 3  # clean components, ABC components and means, the names' residuals after block 0
     lds = torch.cat([g.ld for g in groups])
-    attention = torch.cat([g.components.attention for g in groups]).mean(0)
-    names = torch.tensor(prompts.name_ids)
-    ov = ov_copy_scores(adapter, names, bos_id)
+    ranks, examples, top_ids = _name_copy(adapter, prompts)
     dla_prompts = torch.cat([g.dla for g in groups])
-    null_dla = torch.cat([g.null_dla for g in groups])
+
+    def joined(part: Callable[[_Group], Tensor]) -> Tensor:
+        return torch.cat([part(g) for g in groups])
+
     base = IOIMeasures(
-        float(lds.mean()), float((lds > 0).float().mean()), dla_prompts, null_dla, attention, ov.copy,
-        ov.negative, [], ov_inputs=names[: ov.top_ids.shape[2]].tolist(), ov_top_ids=ov.top_ids,
+        float(lds.mean()), float((lds > 0).float().mean()), dla_prompts, joined(lambda g: g.null_dla),
+        joined(lambda g: g.absent_dla), joined(lambda g: g.components.attention), ranks.copy(),
+        ranks.negative_copy(), [], ov_inputs=examples, ov_top_ids=top_ids,
     )  # fmt: skip
     nm_scores = name_mover.score(base)
     nm_labels = nm_scores.labels(name_mover.threshold)
@@ -178,7 +212,7 @@ def run_ioi(
     ld_movers_ablated = None
     progress(f"IOI: LD {base.ld:.2f}; name movers {_heads(movers)}")
     if movers:
-        dla_ablated, ld_ablated = _ablated_dla(adapter, groups, movers)
+        dla_ablated, ld_ablated, attention_ablated = _ablated_dla(adapter, groups, movers)
         ld_movers_ablated = float(ld_ablated.mean())
         d = adapter.dims
         null_sets = random_head_sets(
@@ -186,13 +220,13 @@ def run_ioi(
         )
         null = [_ablated_dla(adapter, groups, heads)[0] - dla_prompts for heads in null_sets]
         passes += 1 + len(null_sets)
-        drop, receiver_io = (None, None)
+        drop = None
         if SInhibition.name in by_name:
             progress("IOI: path patching into the name movers' queries")
-            drop, receiver_io = _s_inhibition(adapter, groups, movers, spec.patch_per_group)
+            drop = _s_inhibition(adapter, groups, movers)
         measures = replace(
-            measures, dla_ablated_prompts=dla_ablated, null_compensation_prompts=torch.cat(null),
-            drop_prompts=drop, receiver_attention_io=receiver_io,
+            measures, dla_ablated_prompts=dla_ablated, attention_ablated=attention_ablated,
+            null_compensation_prompts=torch.cat(null), ld_drop_prompts=drop,
         )  # fmt: skip
     results: dict[str, tuple[HeadScores, AblationResult | None]] = {}
     for classifier in classifiers:

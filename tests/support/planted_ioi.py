@@ -12,6 +12,11 @@ duplicate flag (DUP), the inhibited name (INHIB) and the copied name (COPIED). M
 - L3H0 backup name mover: the name mover's attention, also turned off the name in COPIED; it
   copies into TOK. While the name mover works it finds no name to attend and writes nothing;
   when the name mover is mean-ablated, it attends IO and copies it.
+- L3H1 copy suppression of the prediction: attends the name in COPIED (IO, once the name mover
+  has copied it) and writes minus a twelfth of it. When the name mover is ablated it no longer
+  finds IO, so its suppression shrinks: a rise in DLA that is not a backup.
+- L3H2 copy suppression of S: attends the inhibited name (S) and writes minus a quarter of it.
+- L3H3 the same attention, and copies S (a quarter): attends S but is no copy suppression.
 - every other head has zero weights: uniform attention, no output.
 """
 
@@ -34,11 +39,13 @@ BOS = 1
 NAMES = list(range(10, 50))
 AND, WENT, GAVE, TO = 60, 61, 62, 63
 PLANTED = {
-    "name_mover": (2, 0),
-    "negative_name_mover": (2, 1),
-    "backup_name_mover": (3, 0),
-    "s_inhibition": (1, 0),
+    "name_mover": [(2, 0)],
+    "negative_name_mover": [(2, 1), (3, 1)],
+    "copy_suppression": [(2, 1), (3, 1), (3, 2)],
+    "backup_name_mover": [(3, 0)],
+    "s_inhibition": [(1, 0)],
 }
+ATTENDS_S_COPIES_S = (3, 3)
 SCALE = 16.0  # what LayerNorm makes of a one-hot entry here, roughly: outputs divide by it
 
 
@@ -102,6 +109,13 @@ def planted_ioi_gpt2() -> GPT2LMHeadModel:
         _write(h[2], 0, names, _tokens(COPIED, NAMES), 1.0 / SCALE)
         _write(h[2], 1, names, _tokens(TOK, NAMES), -1.0 / (3 * SCALE))
         _write(h[3], 0, names, _tokens(TOK, NAMES), 1.0 / SCALE)
+
+        # L3H1: attends the copied name; L3H2, L3H3: attend the inhibited name (S)
+        set_head(h[3], 1, _map(_tokens(COPIED, NAMES), scale=4.0), name_keys, _map(_tokens(TOK, NAMES)))
+        for head in (2, 3):
+            set_head(h[3], head, _map(_tokens(INHIB, NAMES), scale=2.0), name_keys, _map(_tokens(TOK, NAMES)))
+        for head, weight in ((1, -1 / 12), (2, -1 / 4), (3, 1 / 4)):
+            _write(h[3], head, names, _tokens(TOK, NAMES), weight / SCALE)
     return model
 
 
