@@ -61,7 +61,7 @@ def measure(loaded: LoadedModel) -> list[tuple[str, float, float]]:
     tasks = generate_ordinal(loaded.tokenizer, OrdinalSpec())
     singles = [[bos, t] if bos is not None else [t] for task in tasks.tasks for t in task.token_ids]
     rows.append((
-        "successor", seconds(lambda: successor_measures(loaded.adapter, tasks, bos)),
+        "successor", seconds(lambda: successor_measures(loaded.adapter, tasks)),
         seconds(forward_each(loaded, singles)),
     ))  # fmt: skip
     icl = generate_icl(loaded.tokenizer, bos, FunctionVectorHead.default_config.dataset)

@@ -59,6 +59,16 @@ class OrdinalTasks:
         payload = {"params": self.params, "tasks": [[t.name, t.token_ids, t.pairs] for t in self.tasks]}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+    @cached_property
+    def members(self) -> dict[int, str]:
+        """Token id → word for every member of every kept sequence, in order: the candidates a
+        successor is ranked among (a token shared by two sequences keeps its first word)."""
+        members: dict[int, str] = {}
+        for task in self.tasks:
+            for token_id, word in zip(task.token_ids, task.words, strict=True):
+                members.setdefault(token_id, word)
+        return members
+
     def describe(self) -> dict[str, Any]:
         """What is stored beside the hash."""
         return {**self.params, "kind": "ordinal", "tasks": {t.name: t.words for t in self.tasks}}

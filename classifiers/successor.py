@@ -1,9 +1,9 @@
 """Successor heads (Gould et al. 2023): heads whose OV circuit maps an ordinal token to the next
 one ("Monday" → "Tuesday", "3" → "4", "C" → "D").
 
-The survey applies W_U·W_OV to each member's residual after the first block and keeps, for each
-pair (member, next member), whether the next member is the top logit among the sequence's
-members. Scoring is pure.
+The survey applies W_U·W_OV to each member's effective embedding MLP0(W_E) (block 0's MLP on the
+token embedding, attention skipped) and keeps, for each pair (member, next member), which
+ordinal token of any kept sequence has the top logit. Scoring is pure.
 """
 
 from __future__ import annotations
@@ -34,30 +34,32 @@ class SuccessorConfig(JsonFields):
 
 @dataclass(frozen=True)
 class SuccessorMeasures:
-    """Per kept sequence: ``hits [layer, head, pair]`` (bool: the successor is the top logit
-    among the sequence's members) and ``predicted [layer, head, pair]`` (the index of the member
-    that won)."""
+    """The ordinal tokens of every kept sequence (``candidates``, their words) and, per pair
+    (member, next member): its sequence (``tasks``), the candidate index of the member
+    (``inputs [pair]``) and of its successor (``successors [pair]``), and ``predicted
+    [layer, head, pair]``, the candidate with the top logit (-1: a tie for the top)."""
 
+    candidates: list[str]
     tasks: list[str]
-    words: list[list[str]]
-    pairs: list[list[tuple[int, int]]]
-    hits: list[Tensor]
-    predicted: list[Tensor]
+    inputs: Tensor
+    successors: Tensor
+    predicted: Tensor
 
 
 EXAMPLES = 3  # pairs per sequence shown as evidence
 NULL_SEED = 0
 
 
-def deranged_targets(n_members: int, pairs: list[tuple[int, int]], seed: int = NULL_SEED) -> Tensor:
-    """Per pair (i, i+1), a seeded random member that is neither i nor its successor: the target
-    of the deranged null (a head that writes some member, not the next one, hits it as often)."""
+def deranged_targets(n_candidates: int, inputs: Tensor, successors: Tensor, seed: int = NULL_SEED) -> Tensor:
+    """``[pair]``: per pair, a seeded random candidate that is neither the input nor its successor,
+    the target of the deranged null (a head that writes some ordinal token, not the next one, hits
+    it as often)."""
     generator = torch.Generator().manual_seed(seed)
     targets = []
-    for i, j in pairs:
-        others = [m for m in range(n_members) if m not in (i, j)]
+    for i, j in zip(inputs.tolist(), successors.tolist(), strict=True):
+        others = [c for c in range(n_candidates) if c not in (i, j)]
         targets.append(others[int(torch.randint(len(others), (1,), generator=generator))])
-    return torch.tensor(targets)
+    return torch.tensor(targets, dtype=torch.long)
 
 
 @register
@@ -65,56 +67,61 @@ class SuccessorHead(MeasuredClassifier):
     """Successor head: its OV circuit outputs the next member of an ordinal sequence.
 
     Threshold 0.5: the successor wins for at least half of all pairs; a head that writes a random
-    member wins for about one in the sequence's length.
+    ordinal token wins for about one pair in the number of candidates (74 in the embedded models).
     """
 
     name = "successor"
-    version = 2  # 2: the label also needs q < 0.01 against deranged successors
+    # 2: the label also needs q < 0.01 against deranged successors. 3: Gould et al.'s definition:
+    # read from the effective embedding MLP0(W_E) (no attention, no BOS), top-1 among the ordinal
+    # tokens of every sequence (was: the residual after block 0 behind BOS, the sequence's own)
+    version = 3
     unit = "successor"
-    null = "the same share for a seeded random member that is neither the input nor its successor"
+    null = "the same share for a seeded random ordinal token that is neither the input nor its successor"
     summary = "its OV circuit maps a number, day, month or letter to the next one"
     formula = (
         "share of pairs (t_i, t_i+1) over numbers, number words, days, months and letters whose "
-        "successor t_i+1 is the top logit among the sequence's tokens in W_U·W_OV·x(t_i), with x the "
-        "residual after the first block"
+        "successor t_i+1 is the top logit of W_U·W_OV·MLP0(W_E[t_i]) among the ordinal tokens of all "
+        "sequences, MLP0(W_E) the effective embedding: the token embedding plus block 0's MLP on it, "
+        "attention skipped"
     )
     default_config: ClassVar[SuccessorConfig] = SuccessorConfig(threshold=0.5)
     config: SuccessorConfig
 
     def score(self, measures: SuccessorMeasures) -> HeadScores:
-        hits = torch.cat([h.float() for h in measures.hits], dim=-1)  # [layer, head, all pairs]
-        null = torch.cat(
-            [
-                (predicted == deranged_targets(len(words), pairs)).float()
-                for predicted, words, pairs in zip(
-                    measures.predicted, measures.words, measures.pairs, strict=True
-                )
-            ],
-            dim=-1,
-        )
-        scores = hits.mean(-1)
-        per_task = torch.stack([h.float().mean(-1) for h in measures.hits], dim=-1)  # [layer, head, task]
-        n_layers, n_heads = scores.shape
+        m = measures
+        hits = (m.predicted == m.successors).float()  # [layer, head, pair]
+        null = (m.predicted == deranged_targets(len(m.candidates), m.inputs, m.successors)).float()
+        names = list(dict.fromkeys(m.tasks))
+        of_task = {name: [p for p, t in enumerate(m.tasks) if t == name] for name in names}
+        per_task = torch.stack([hits[..., of_task[n]].mean(-1) for n in names], -1)  # [layer, head, task]
+        shown = [p for name in names for p in of_task[name][:EXAMPLES]]
+        n_layers, n_heads = hits.shape[:2]
         evidence = [
-            [self._evidence(measures, per_task, layer, head) for head in range(n_heads)]
+            [
+                self._evidence(m, names, per_task[layer, head], m.predicted[layer, head], shown)
+                for head in range(n_heads)
+            ]
             for layer in range(n_layers)
         ]
-        return HeadScores(scores, evidence, samples=hits.permute(2, 0, 1), null=null.permute(2, 0, 1))
+        return HeadScores(hits.mean(-1), evidence, samples=hits.permute(2, 0, 1), null=null.permute(2, 0, 1))
 
     @staticmethod
-    def _evidence(m: SuccessorMeasures, per_task: Tensor, layer: int, head: int) -> Evidence:
+    def _evidence(
+        m: SuccessorMeasures, names: list[str], per_task: Tensor, predicted: Tensor, shown: list[int]
+    ) -> Evidence:
+        """One head's evidence: its share per sequence and, for a few pairs each, the ordinal token
+        it ranks first ("" for a tie) beside the successor."""
         examples = [
             {
-                "task": task,
-                "input": words[i],
-                "top": words[int(predicted[layer, head, p])],
-                "successor": words[j],
+                "task": m.tasks[p],
+                "input": m.candidates[int(m.inputs[p])],
+                "top": "" if int(predicted[p]) < 0 else m.candidates[int(predicted[p])],
+                "successor": m.candidates[int(m.successors[p])],
             }
-            for task, words, pairs, predicted in zip(m.tasks, m.words, m.pairs, m.predicted, strict=True)
-            for p, (i, j) in enumerate(pairs[:EXAMPLES])
+            for p in shown
         ]
         return {
-            "per_task": {task: round(float(per_task[layer, head, t]), 6) for t, task in enumerate(m.tasks)},
-            "pairs": sum(len(p) for p in m.pairs),
+            "per_task": {name: round(float(per_task[t]), 6) for t, name in enumerate(names)},
+            "pairs": len(m.tasks),
             "successor_examples": examples,
         }

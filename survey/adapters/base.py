@@ -8,6 +8,8 @@ Every family adapter maps its Hugging Face modules onto the same vocabulary:
   slicing function and the per-head weights are derived from the same slices;
 - ``attn_out_proj(layer)``: its input is z, the per-head outputs before the output projection;
 - ``mlp_out_proj(layer)``: its input is the neuron activations (for gated MLPs act(gate)·up);
+- ``mlp_output(layer, x)``: the MLP's contribution to the residual for a residual ``x``, through
+  its input norm and any post-MLP norm (``effective_embedding`` applies block 0's to W_E);
 - optional ``attn_post_norm(layer)``: a norm applied to the attention output before it joins the
   residual stream (Gemma 2/3, OLMo 2). Head contributions through it are linearised with the
   norm's scale frozen from the same forward pass.
@@ -123,6 +125,8 @@ class ArchitectureAdapter:
     mlp_in_path: ClassVar[str] = "mlp.up_proj"
     mlp_gate_path: ClassVar[str | None] = "mlp.gate_proj"
     mlp_out_path: ClassVar[str] = "mlp.down_proj"
+    mlp_path: ClassVar[str] = "mlp"
+    mlp_in_norm_path: ClassVar[str | None] = "post_attention_layernorm"
     attn_in_norm_path: ClassVar[str | None] = "input_layernorm"
     attn_post_norm_path: ClassVar[str | None] = None
     mlp_post_norm_path: ClassVar[str | None] = None
@@ -176,6 +180,25 @@ class ArchitectureAdapter:
     def mlp_post_norm(self, layer: int) -> nn.Module | None:
         """The norm applied to the MLP output before the residual add, if any (Gemma 2/3, OLMo 2)."""
         return None if self.mlp_post_norm_path is None else self._in_block(layer, self.mlp_post_norm_path)
+
+    def mlp_in_norm(self, layer: int) -> nn.Module | None:
+        """The norm the MLP reads the residual through, if any (OLMo 2 has none)."""
+        return None if self.mlp_in_norm_path is None else self._in_block(layer, self.mlp_in_norm_path)
+
+    def mlp_output(self, layer: int, x: Tensor) -> Tensor:
+        """The MLP's contribution to the residual for residual rows ``x [..., d_model]``: through
+        the MLP's input norm, the MLP and the post-MLP norm where the family has them."""
+        norm, post = self.mlp_in_norm(layer), self.mlp_post_norm(layer)
+        out = self._in_block(layer, self.mlp_path)(x if norm is None else norm(x))
+        return out if post is None else post(out)
+
+    def effective_embedding(self, token_ids: Tensor) -> Tensor:
+        """``[token, d_model]`` fp32: Gould et al.'s effective embedding x + MLP0(x), x the token's
+        (scaled) embedding, with block 0's attention skipped and no position embedding."""
+        embed = self.model.get_submodule(self.embed_path)
+        with torch.inference_mode():
+            x = embed(token_ids.to(weight_of(embed).device))
+            return (x + self.mlp_output(0, x)).float()
 
     def mlp_in_projections(self, layer: int) -> dict[str, Projection]:
         """The MLP input maps: ``in`` always, ``gate`` for gated MLPs."""

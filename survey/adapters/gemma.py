@@ -16,6 +16,7 @@ class Gemma2Adapter(ArchitectureAdapter):
 
     model_types = ("gemma2", "gemma3_text")
     attn_post_norm_path = "post_attention_layernorm"
+    mlp_in_norm_path = "pre_feedforward_layernorm"
     mlp_post_norm_path = "post_feedforward_layernorm"
     norm_gain_offset = 1.0
 

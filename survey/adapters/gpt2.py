@@ -18,6 +18,7 @@ class GPT2Adapter(ArchitectureAdapter):
     mlp_in_path = "mlp.c_fc"
     mlp_gate_path: ClassVar[str | None] = None
     mlp_out_path = "mlp.c_proj"
+    mlp_in_norm_path = "ln_2"
     final_norm_path = "transformer.ln_f"
     embed_path = "transformer.wte"
     pos_embed_path = "transformer.wpe"

@@ -17,6 +17,7 @@ class GPTNeoAdapter(ArchitectureAdapter):
     mlp_in_path = "mlp.c_fc"
     mlp_gate_path = None
     mlp_out_path = "mlp.c_proj"
+    mlp_in_norm_path = "ln_2"
     final_norm_path = "transformer.ln_f"
     embed_path = "transformer.wte"
     pos_embed_path = "transformer.wpe"

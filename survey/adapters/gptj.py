@@ -17,6 +17,7 @@ class GPTJAdapter(ArchitectureAdapter):
     mlp_in_path = "mlp.fc_in"
     mlp_gate_path = None
     mlp_out_path = "mlp.fc_out"
+    mlp_in_norm_path = "ln_1"
     final_norm_path = "transformer.ln_f"
     embed_path = "transformer.wte"
     parallel_attn_mlp = True

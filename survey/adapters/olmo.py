@@ -16,6 +16,7 @@ class Olmo2Adapter(ArchitectureAdapter):
     model_types = ("olmo2",)
     attn_in_norm_path = None
     attn_post_norm_path = "post_attention_layernorm"
+    mlp_in_norm_path = None
     mlp_post_norm_path = "post_feedforward_layernorm"
 
 

@@ -1,5 +1,7 @@
 """OPT: learned positions (offset by 2), ReLU MLP with ``fc1``/``fc2`` on the layer itself."""
 
+from torch import Tensor
+
 from survey.adapters.base import ArchitectureAdapter
 
 
@@ -14,9 +16,18 @@ class OPTAdapter(ArchitectureAdapter):
     mlp_in_path = "fc1"
     mlp_gate_path = None
     mlp_out_path = "fc2"
+    mlp_in_norm_path = "final_layer_norm"
     final_norm_path = "model.decoder.final_layer_norm"
     embed_path = "model.decoder.embed_tokens"
     pos_embed_path = "model.decoder.embed_positions"
+
+    def mlp_output(self, layer: int, x: Tensor) -> Tensor:
+        """``fc2(act(fc1(final_layer_norm(x))))``: OPT keeps its MLP on the layer, not in a module."""
+        fc1, act, fc2 = (
+            self._in_block(layer, path) for path in (self.mlp_in_path, "activation_fn", self.mlp_out_path)
+        )
+        norm = self.mlp_in_norm(layer)
+        return fc2(act(fc1(x if norm is None else norm(x))))
 
 
 ADAPTERS = (OPTAdapter,)

@@ -13,6 +13,7 @@ class PhiAdapter(ArchitectureAdapter):
     mlp_in_path = "mlp.fc1"
     mlp_gate_path = None
     mlp_out_path = "mlp.fc2"
+    mlp_in_norm_path = "input_layernorm"
     final_norm_path = "model.final_layernorm"
     parallel_attn_mlp = True
 

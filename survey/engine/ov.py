@@ -81,60 +81,13 @@ def ov_candidate_ranks(
     return CandidateRanks(torch.stack(above), torch.stack(below))
 
 
-def resid_after_first_block(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Tensor:
-    """``[token, d_model]``: each token's residual after block 0 (attention and MLP), read alone
-    after BOS. This is "the embedding after the first MLP" of the OV copy score."""
-    tokens = (
-        token_ids[:, None]
-        if bos_id is None
-        else torch.stack([torch.full_like(token_ids, bos_id), token_ids], 1)
-    )
-    kept: dict[str, Tensor] = {}
-    after = adapter.blocks()[1] if adapter.dims.n_layers > 1 else adapter.final_norm()
-    handle = after.register_forward_pre_hook(keep_input_at(kept, "x", -1), with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            adapter.model(input_ids=tokens.to(next(adapter.model.parameters()).device), use_cache=False)
-    finally:
-        handle.remove()
-    return kept["x"]
-
-
-OV_EXAMPLES = 3  # names whose top OV output tokens are kept as evidence
-
-
-class OVCopy(NamedTuple):
-    """``copy`` and ``negative`` ``[layer, head]``; ``top_ids [layer, head, name, top]``: the top
-    output tokens for the first ``OV_EXAMPLES`` names."""
-
-    copy: Tensor
-    negative: Tensor
-    top_ids: Tensor
-
-
-def ov_readouts(adapter: ArchitectureAdapter, token_ids: Tensor, bos_id: int | None) -> Iterator[Tensor]:
-    """Per layer, ``[token, head, d_model]``: each head's OV output for each token's residual after
-    block 0, passed through the norms around it (the layer's attention input norm, a
-    post-attention norm, the final norm), ready for the unembedding."""
-    return ov_outputs(adapter, resid_after_first_block(adapter, token_ids, bos_id))
-
-
-def ov_copy_scores(
-    adapter: ArchitectureAdapter, name_ids: Tensor, bos_id: int | None, top: int = 5
-) -> OVCopy:
-    """Per head ``[layer, head]``: the share of names whose own token is in the top ``top`` of
-    W_U·W_OV applied to the name's residual after block 0 (copy score), and in the bottom
-    ``top`` (negative copy score); ties never count."""
+def ov_top_tokens(adapter: ArchitectureAdapter, x: Tensor, top: int = 5) -> Tensor:
+    """``[layer, head, row, top]``: the token ids each head's OV output ranks highest over the
+    whole vocabulary, for each residual row of ``x [row, d_model]`` (evidence to read, not a score)."""
     vocab_major = adapter.unembedding()[0].detach().float().T.contiguous()  # [vocab, d_model]
-    copy, negative, top_ids = [], [], []
+    ids = []
     with torch.inference_mode():
-        for read_out in ov_readouts(adapter, name_ids, bos_id):
-            logits = torch.nn.functional.linear(read_out, vocab_major)  # [name, head, vocab]
-            own = logits.gather(-1, name_ids[:, None, None].expand(-1, logits.shape[1], 1))[..., 0]
-            highest = logits.topk(top + 1, dim=-1)
-            beyond_top = highest.values[..., top]
-            top_ids.append(highest.indices[:OV_EXAMPLES, :, :top].transpose(0, 1))  # [head, name, top]
-            beyond_bottom = logits.topk(top + 1, dim=-1, largest=False).values[..., top]
-            copy.append((own > beyond_top).float().mean(0))
-            negative.append((own < beyond_bottom).float().mean(0))
-    return OVCopy(torch.stack(copy), torch.stack(negative), torch.stack(top_ids))
+        for out in ov_outputs(adapter, x.float()):
+            logits = torch.nn.functional.linear(out, vocab_major)  # [row, head, vocab]
+            ids.append(logits.topk(top, dim=-1).indices.transpose(0, 1))  # [head, row, top]
+    return torch.stack(ids)

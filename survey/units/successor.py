@@ -1,5 +1,5 @@
-"""The successor measurement: W_U·W_OV on each ordinal token's residual after the first block,
-restricted to the sequence's own tokens (``classifiers.successor`` scores it)."""
+"""The successor measurement: W_U·W_OV on each ordinal token's effective embedding MLP0(W_E),
+ranked among the ordinal tokens of every kept sequence (``classifiers.successor`` scores it)."""
 
 from __future__ import annotations
 
@@ -8,37 +8,33 @@ import torch
 from classifiers.ordinal import OrdinalSpec, OrdinalTasks, generate_ordinal
 from classifiers.successor import SuccessorHead, SuccessorMeasures
 from survey.adapters import ArchitectureAdapter
-from survey.engine.ov import ov_readouts
+from survey.engine.ov import ov_outputs
 from survey.loading.loaders import LoadedModel
 from survey.units.base import Progress, Skip
 from survey.units.heads import MeasuredUnit
 
 
-def successor_measures(
-    adapter: ArchitectureAdapter, tasks: OrdinalTasks, bos_id: int | None
-) -> SuccessorMeasures:
-    """For every head and pair, which member of the sequence its OV output ranks first."""
-    w_u, b_u = adapter.unembedding()
-    w_u, b_u = w_u.detach().float(), b_u.detach().float()
-    hits, predicted = [], []
-    for task in tasks.tasks:
-        ids = torch.tensor(task.token_ids)
-        inputs = torch.tensor([i for i, _ in task.pairs])
-        targets = torch.tensor([j for _, j in task.pairs])
-        winners = []
-        with torch.inference_mode():
-            for read_out in ov_readouts(adapter, ids[inputs], bos_id):  # [pair, head, d_model]
-                logits = read_out @ w_u[:, ids] + b_u[ids]  # [pair, head, member]
-                winners.append(logits.argmax(-1).T.cpu())  # [head, pair]
-        won = torch.stack(winners)  # [layer, head, pair]
-        predicted.append(won)
-        hits.append(won == targets)
+def successor_measures(adapter: ArchitectureAdapter, tasks: OrdinalTasks) -> SuccessorMeasures:
+    """For every head and pair, which ordinal token its OV output on the member's effective
+    embedding ranks first (-1 when the top is tied)."""
+    members = tasks.members
+    index = {token_id: c for c, token_id in enumerate(members)}
+    pairs = [(t.name, index[t.token_ids[i]], index[t.token_ids[j]]) for t in tasks.tasks for i, j in t.pairs]
+    inputs = torch.tensor([i for _, i, _ in pairs])
+    ids = torch.tensor(list(members))
+    w_u = adapter.unembedding()[0].detach().float()  # [d_model, vocab]
+    directions = w_u[:, ids.to(w_u.device)]  # [d_model, candidate]
+    winners = []
+    for out in ov_outputs(adapter, adapter.effective_embedding(ids[inputs])):  # [pair, head, d_model]
+        top = (out @ directions).topk(2, dim=-1)  # over the candidates
+        tied = top.values[..., 0] == top.values[..., 1]
+        winners.append(torch.where(tied, -1, top.indices[..., 0]).T.cpu())  # [head, pair]
     return SuccessorMeasures(
-        [t.name for t in tasks.tasks],
-        [t.words for t in tasks.tasks],
-        [t.pairs for t in tasks.tasks],
-        hits,
-        predicted,
+        candidates=list(members.values()),
+        tasks=[name for name, _, _ in pairs],
+        inputs=inputs,
+        successors=torch.tensor([j for _, _, j in pairs]),
+        predicted=torch.stack(winners),
     )
 
 
@@ -59,4 +55,4 @@ class SuccessorUnit(MeasuredUnit):
     def measure(
         self, loaded: LoadedModel, dataset: OrdinalTasks, progress: Progress
     ) -> tuple[SuccessorMeasures, None]:
-        return successor_measures(loaded.adapter, dataset, loaded.bos.token_id), None
+        return successor_measures(loaded.adapter, dataset), None
