@@ -1,4 +1,5 @@
-"""The v1 pattern classifiers: previous-token, duplicate-token, induction and attention-sink.
+"""The pattern classifiers: previous-token, duplicate-token, induction, anti-induction and
+attention-sink.
 
 Each score is the mean, over the scored queries, of the attention mass a head puts on its
 target keys. It is raw mass: attention that goes to BOS counts as a miss, not renormalised
@@ -9,6 +10,7 @@ target or a scored query except for the sink, whose target is the first token.
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -130,24 +132,82 @@ class DuplicateToken(RepeatMassClassifier):
     targets_of = staticmethod(duplicate_targets)
 
 
-@register
-class Induction(RepeatMassClassifier):
-    """Induction heads: attention mass on the token after each earlier occurrence of the
-    current token. On [BOS] + r + r this is Neel Nanda's score, the mean of A[i, i-(L-1)] over
-    the second repeat (here exactly its L queries), as in the induction mosaic.
+SUPPRESSES = 0.5  # negative copy score from which a head suppresses the token it attends
 
-    Threshold 0.4. Validation mean-ablates the labelled heads (see ``survey.engine.validation``).
-    """
 
-    name = "induction"
-    version = 2  # 2: q < 0.01 against [BOS] + r + r'; validation by rank among 20 draws
-    unit = "induction"
-    validated = True
-    summary = "attends to the token after an earlier occurrence of the current token"
-    formula = "mean over second-repeat queries i of A[i, i-(L-1)], on [BOS]+r+r with L=50"
+@dataclass(frozen=True)
+class AttendedCopy:
+    """What each head's OV circuit does to the token an induction head attends (the token after
+    the earlier occurrence, i.e. the right next token): ``copy [layer, head]`` is the share of
+    those tokens it ranks first among the sequence's r tokens, ``negative [layer, head]`` the
+    share it ranks last (``survey.engine.ov.ov_candidate_ranks``)."""
+
+    copy: Tensor
+    negative: Tensor
+
+
+class AttendedTokenClassifier(RepeatMassClassifier):
+    """The induction attention score, whose label also needs a gate on what the head's OV
+    circuit does to the token it attends (``copy`` from :class:`AttendedCopy`)."""
+
+    unit = "attended_copy"
     null = "the same positions (i - L + 1) on [BOS] + r + r', r' sharing no token with r, per sequence"
     default_config = ClassifierConfig(threshold=0.4, probe=REPEATED)
     targets_of = staticmethod(induction_targets)
+
+    @abstractmethod
+    def copy_gate(self, copy: AttendedCopy) -> Tensor:
+        """``[layer, head]`` bool: the OV condition the label needs."""
+
+    def score(
+        self, patterns: Tensor, probe: ProbeSet, null_patterns: Tensor | None = None,
+        copy: AttendedCopy | None = None,
+    ) -> HeadScores:  # fmt: skip
+        scored = super().score(patterns, probe, null_patterns)
+        if (
+            copy is None
+            or copy.copy.shape != scored.scores.shape
+            or copy.negative.shape != scored.scores.shape
+        ):
+            raise ValueError(f"{self.name} needs the OV copy scores of the attended token, one per head")
+        for layer, row in enumerate(scored.evidence):
+            for head, evidence in enumerate(row):
+                evidence["copy_score"] = round(float(copy.copy[layer, head]), 6)
+                evidence["negative_copy_score"] = round(float(copy.negative[layer, head]), 6)
+        return replace(scored, gate=self.copy_gate(copy))
+
+
+@register
+class Induction(AttendedTokenClassifier):
+    """Induction heads: attention mass on the token after each earlier occurrence of the
+    current token, from a head that does not suppress that token. On [BOS] + r + r the mass is
+    Neel Nanda's score, the mean of A[i, i-(L-1)] over the second repeat (here exactly its L
+    queries), as in the induction mosaic.
+
+    Threshold 0.4. Gate: the head's OV circuit must not suppress the attended token (negative
+    copy score below 0.5, read among the sequence's r tokens), so an anti-induction head that
+    attends the same token and writes against it is not labelled induction. The gate asks for
+    no suppression rather than for copying: strong induction heads of SmolLM2 (17.3-17.5) and
+    Gemma 3 (5.1, 5.2) rank the attended token first for under 35% of tokens, but last for
+    under 5%. Validation mean-ablates the labelled heads (see ``survey.engine.validation``).
+    """
+
+    name = "induction"
+    version = 3  # 3: the label needs a negative OV copy score of the attended token below 0.5
+    unit = "induction"
+    validated = True
+    gates = {"max_negative_copy": SUPPRESSES}
+    summary = (
+        "attends to the token after an earlier occurrence of the current token, and does not suppress it"
+    )
+    formula = (
+        "mean over second-repeat queries i of A[i, i-(L-1)], on [BOS]+r+r with L=50; the label needs the "
+        "negative OV copy score of the attended token (it ranks last among r in W_U·OV of its residual "
+        "after block 0) below 0.5"
+    )
+
+    def copy_gate(self, copy: AttendedCopy) -> Tensor:
+        return copy.negative < SUPPRESSES
 
 
 @register
@@ -180,3 +240,28 @@ class AttentionSink(PatternClassifier):
         return HeadScores(
             scored.scores, scored.evidence, samples=mass_per_sequence(patterns, targets, queries), null=null
         )
+
+
+@register
+class AntiInduction(AttendedTokenClassifier):
+    """Anti-induction heads: the induction attention (mass on the token after each earlier
+    occurrence of the current token), from a head whose OV circuit suppresses that token, so it
+    lowers the logit of the token the repeat predicts.
+
+    Threshold 0.4, the induction threshold. Gate: negative OV copy score of the attended token
+    at least 0.5 (it ranks last among the sequence's r tokens for at least half of them). Not
+    validated: no ablation check is defined for it.
+    """
+
+    name = "anti_induction"
+    version = 1
+    gates = {"min_negative_copy": SUPPRESSES}
+    summary = "attends to the token after an earlier occurrence of the current token and suppresses it"
+    formula = (
+        "mean over second-repeat queries i of A[i, i-(L-1)], on [BOS]+r+r with L=50; the label needs the "
+        "negative OV copy score of the attended token (it ranks last among r in W_U·OV of its residual "
+        "after block 0) of at least 0.5"
+    )
+
+    def copy_gate(self, copy: AttendedCopy) -> Tensor:
+        return copy.negative >= SUPPRESSES

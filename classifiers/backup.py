@@ -89,7 +89,7 @@ class BackupInduction(MeasuredClassifier):
     """
 
     name = "backup_induction"
-    version = 3  # 3: q < 0.01 against random-head ablations; validation by rank among 20 draws
+    version = 4  # 4: the ablated induction heads are induction v3 labels (no suppressing head)
     unit = "backup_induction"
     validated = True
     depends_on = ("induction",)

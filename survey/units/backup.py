@@ -28,7 +28,7 @@ from survey.engine.readouts import FinalNormView
 from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.units.base import Progress
-from survey.units.heads import MeasuredUnit, ProbeReader
+from survey.units.heads import MeasuredUnit, ProbeReader, attended_copy
 
 
 def direct_effects(
@@ -63,13 +63,13 @@ def measure_backups(
     measure every head again, then with random heads ablated for the null; then validate."""
     started = time.perf_counter()
     tokens, span = probe.tokens, repeat_span(probe)
-    induction = Induction()
+    induction, copy = Induction(), attended_copy(adapter, probe)
     spec = CaptureSpec.of("pattern", "z", "resid_post")
     clean = capture(adapter, tokens, spec)
     resid = clean[("resid_post", adapter.dims.n_layers - 1)][:, span[0] : span[1]].float()
     sigma = FinalNormView.of(adapter).sigma(resid)
     null_patterns = capture(adapter, null_probe.tokens, CaptureSpec.of("pattern")).stacked("pattern")
-    clean_induction = induction.score(clean.stacked("pattern"), probe, null_patterns)
+    clean_induction = induction.score(clean.stacked("pattern"), probe, null_patterns, copy)
     induction_labels = clean_induction.labels(induction.threshold)
     limit = induction_labels.numel() if config.max_k is None else config.max_k
     ablated = top_labelled(clean_induction.scores, induction_labels, limit)
@@ -90,7 +90,7 @@ def measure_backups(
     null = [dla_with(heads, CaptureSpec.of("z"))[0] - dla for heads in draws]
     measures = BackupMeasures(
         ablated, dla, dla_ablated, clean_induction.scores,
-        induction.score(after.stacked("pattern"), probe, null_patterns).scores,
+        induction.score(after.stacked("pattern"), probe, null_patterns, copy).scores,
         torch.cat(null) if null else torch.zeros_like(dla),
     )  # fmt: skip
     scored = BackupInduction(config).score(measures)

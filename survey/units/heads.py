@@ -5,7 +5,9 @@ ranks, evidence, the label statistics (``classifiers.statistics``) and, where th
 its validation. Pattern classifiers that share a probe share one capture (through
 :class:`Shared`): the probe is generated once per tokenizer, run once with every layer's pattern
 captured, and each classifier scores the same tensors; so do the probe's null and the two other
-seeds the labels' stability is measured on. Induction is then validated by mean-ablation.
+seeds the labels' stability is measured on. Induction and anti-induction also read the OV copy
+score of the attended token (one block-0 read, shared); induction is then validated by
+mean-ablation.
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from abc import abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from sqlalchemy import Engine
 from torch import Tensor
 
 from classifiers import HeadClassifier, HeadScores, PatternClassifier
+from classifiers.attention import AttendedCopy, AttendedTokenClassifier
 from classifiers.base import MeasuredClassifier
 from classifiers.keys import HEAD_CLASSIFIER
 from classifiers.probes import ProbeSet, ProbeSpec, generate
 from classifiers.statistics import ALPHA, mean_pairwise_jaccard
 from classifiers.validation import AblationResult
 from db.store import RunIds, UnitRow, write_head_unit
+from survey.adapters import ArchitectureAdapter
 from survey.engine.capture import CaptureSpec, capture
+from survey.engine.ov import ov_candidate_ranks, resid_after_block0
 from survey.engine.validation import labelled_heads, validate_induction
 from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, context_length
@@ -198,12 +204,14 @@ class PatternUnit(ProbeReader):
     def scored(self, loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> HeadScores:
         """The class's scores on ``probe``; captures are shared with every class on that probe."""
         patterns = shared_patterns(loaded, probe, shared)
+        return self.classifier.score(patterns, probe, self.null_patterns(loaded, probe, shared))
+
+    def null_patterns(self, loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> Tensor | None:
+        """The patterns on the probe's null, for a class whose null reads them (else None)."""
         null_spec = probe.spec.null()
-        null_patterns = None
-        if self.classifier.null_probe and null_spec is not None:
-            null_probe = self.shared_probe(loaded, null_spec, shared)
-            null_patterns = shared_patterns(loaded, null_probe, shared)
-        return self.classifier.score(patterns, probe, null_patterns)
+        if not self.classifier.null_probe or null_spec is None:
+            return None
+        return shared_patterns(loaded, self.shared_probe(loaded, null_spec, shared), shared)
 
     def shared_probe(self, loaded: LoadedModel, spec: ProbeSpec, shared: Shared) -> ProbeSet:
         """The probe ``spec`` names, generated once per model."""
@@ -221,8 +229,38 @@ def shared_patterns(loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> Ten
     return patterns
 
 
-class InductionUnit(PatternUnit):
-    """Induction: a pattern class validated by mean-ablating its top heads on the second repeat."""
+def attended_copy(adapter: ArchitectureAdapter, probe: ProbeSet) -> AttendedCopy:
+    """Each head's OV copy and negative copy score of the tokens an induction head attends:
+    the residual after block 0 at first-repeat positions 1..L-1 of ``probe`` (keys of the
+    induction stripe), ranked among that sequence's r tokens (one forward pass)."""
+    length, first = probe.spec.length, probe.first_content
+    batch = probe.tokens.shape[0]
+    resid = resid_after_block0(adapter, probe.tokens)[:, first + 1 : first + length]  # [batch, L-1, d_model]
+    candidates = probe.tokens[:, first : first + length].repeat_interleave(length - 1, 0)  # [row, L]
+    own = torch.arange(1, length).repeat(batch)  # [row]
+    rows = resid.reshape(-1, resid.shape[-1])
+    ranks = ov_candidate_ranks(adapter, rows, candidates.to(rows.device), own.to(rows.device))
+    return AttendedCopy(ranks.copy().cpu(), ranks.negative_copy().cpu())
+
+
+class AttendedCopyUnit(PatternUnit):
+    """A class gated by what its heads' OV circuits do to the attended token: the copy scores
+    are read once per model on the class's own probe (they are a property of the weights) and
+    serve every seed and every class that reads them."""
+
+    classifier: AttendedTokenClassifier
+
+    def scored(self, loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> HeadScores:
+        own = self.shared_probe(loaded, self.dataset_spec(), shared)
+        copy: AttendedCopy = shared.get(
+            ("attended_copy", own.hash), lambda: attended_copy(loaded.adapter, own)
+        )
+        patterns = shared_patterns(loaded, probe, shared)
+        return self.classifier.score(patterns, probe, self.null_patterns(loaded, probe, shared), copy)
+
+
+class InductionUnit(AttendedCopyUnit):
+    """Induction: validated by mean-ablating its top heads on the second repeat."""
 
     def validate(self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores) -> AblationResult:
         labels = scores.labels(self.classifier.threshold)

@@ -11,7 +11,7 @@ from survey.errors import SurveyError
 from survey.units.backup import BackupInductionUnit
 from survey.units.base import RunConfig, UnitKind
 from survey.units.function_vectors import FunctionVectorUnit
-from survey.units.heads import HeadUnit, InductionUnit, PatternUnit
+from survey.units.heads import AttendedCopyUnit, HeadUnit, InductionUnit, PatternUnit
 from survey.units.ioi import IOIUnit
 from survey.units.logit_lens import LensUnit
 from survey.units.neurons import NeuronUnit
@@ -20,6 +20,7 @@ from survey.units.successor import SuccessorUnit
 HEAD_UNITS: dict[str, type[HeadUnit]] = {
     "pattern": PatternUnit,
     "induction": InductionUnit,
+    "attended_copy": AttendedCopyUnit,
     "ioi": IOIUnit,
     "successor": SuccessorUnit,
     "function_vector": FunctionVectorUnit,

@@ -10,6 +10,8 @@ and the previous token (PREV), written by the previous-token head. MLPs are zero
   the attended token into TOK, so the tied unembedding predicts it (the loss on a second
   repeat is low unless this head, or L0H0 that feeds it, is ablated).
 - L1H1 attention sink: a constant query matches only position 0.
+- L1H2 anti-induction: L1H0's attention, but it writes the attended token back negated (weakly,
+  so the model still predicts the repeat): it suppresses what it attends.
 - every other head has zero weights: uniform attention, no output.
 """
 
@@ -25,7 +27,10 @@ from tests.support.tiny import VOCAB
 D_MODEL, N_HEADS, N_POS = 1024, 4, 128
 D_HEAD = D_MODEL // N_HEADS
 TOK, POS, PREV = 0, VOCAB, VOCAB + N_POS  # offsets of the subspaces
-PLANTED = {"previous_token": (0, 0), "duplicate_token": (0, 1), "induction": (1, 0), "attention_sink": (1, 1)}
+PLANTED = {
+    "previous_token": (0, 0), "duplicate_token": (0, 1), "induction": (1, 0), "attention_sink": (1, 1),
+    "anti_induction": (1, 2),
+}  # fmt: skip
 
 
 def column_maps(d_model: int, d_head: int) -> Callable[..., torch.Tensor]:
@@ -95,6 +100,11 @@ def planted_gpt2() -> GPT2LMHeadModel:
         # L1H0: current token against the key's previous token; copies the key's token into TOK
         set_head(layer1, 0, _cols((TOK, VOCAB, 1.5)), _cols((PREV, VOCAB, 1.0)), _cols((TOK, VOCAB, 1.0)))
         layer1.c_proj.weight[0:VOCAB, TOK : TOK + VOCAB] = 3.0 * torch.eye(VOCAB) / 18.5
+
+        # L1H2: L1H0's query and key; writes the attended token into TOK negated
+        set_head(layer1, 2, _cols((TOK, VOCAB, 1.5)), _cols((PREV, VOCAB, 1.0)), _cols((TOK, VOCAB, 1.0)))
+        start = 2 * D_HEAD
+        layer1.c_proj.weight[start : start + VOCAB, TOK : TOK + VOCAB] = -0.1 * torch.eye(VOCAB) / 18.5
 
         # L1H1: a constant query (bias) against the key of position 0
         first = torch.zeros(D_MODEL, D_HEAD)

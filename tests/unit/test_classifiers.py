@@ -16,7 +16,14 @@ from classifiers import (
     parse_selection,
     rank_and_percentile,
 )
-from classifiers.attention import AttentionSink, DuplicateToken, Induction, PreviousToken
+from classifiers.attention import (
+    AntiInduction,
+    AttendedCopy,
+    AttentionSink,
+    DuplicateToken,
+    Induction,
+    PreviousToken,
+)
 from classifiers.probes import ProbeSet, ProbeSpec, generate, natural_text, regular_token_ids
 from classifiers.registry import register
 from tests.support.tiny import VOCAB, tiny_tokenizer
@@ -31,6 +38,11 @@ def repeated_probe(length: int = L, batch: int = 3) -> ProbeSet:
 def stacked(*per_head: torch.Tensor) -> torch.Tensor:
     """Patterns [layer=1, batch, head, q, k] from per-head [batch, q, k] patterns."""
     return torch.stack(per_head, dim=1)[None]
+
+
+def copying(n_heads: int) -> AttendedCopy:
+    """OV copy scores [layer=1, head] of heads that copy the token they attend."""
+    return AttendedCopy(torch.ones(1, n_heads), torch.zeros(1, n_heads))
 
 
 def uniform(batch: int, n: int) -> torch.Tensor:
@@ -117,7 +129,7 @@ def test_induction_and_duplicate_stripes_score_one_and_swap_low() -> None:
     patterns = stacked(dup, ind, uniform(3, n))
     null = stacked(uniform(3, n), uniform(3, n), uniform(3, n))
     d = DuplicateToken().score(patterns, probe, null).scores[0]
-    i = Induction().score(patterns, probe, null).scores[0]
+    i = Induction().score(patterns, probe, null, copying(3)).scores[0]
     assert d[0] == pytest.approx(1.0) and i[1] == pytest.approx(1.0)
     assert d[1] == 0 and i[0] == 0
     assert 0 < d[2] < 0.2 and 0 < i[2] < 0.2
@@ -130,7 +142,7 @@ def test_induction_equals_neels_stripe_mean_on_repeated_random_tokens() -> None:
     patterns = raw / raw.sum(-1, keepdim=True)
     stripe = patterns.diagonal(offset=-(L - 1), dim1=-2, dim2=-1)[..., 2:]  # queries L+1..2L
     expected = stripe.mean(dim=(1, 3))  # over batch and queries
-    got = Induction().score(patterns, probe, patterns).scores
+    got = Induction().score(patterns, probe, patterns, copying(2)).scores
     torch.testing.assert_close(got, expected)
 
 
@@ -148,22 +160,44 @@ def test_scoring_never_changes_its_input_and_checks_shapes() -> None:
     n = probe.tokens.shape[1]
     patterns = stacked(uniform(3, n), uniform(3, n))
     before = patterns.clone()
-    for cls in (Induction, DuplicateToken):
-        cls().score(patterns, probe, patterns)
+    DuplicateToken().score(patterns, probe, patterns)
+    Induction().score(patterns, probe, patterns, copying(2))
     assert torch.equal(patterns, before)
     with pytest.raises(ValueError, match=r"\[layer, batch, head, query, key\]"):
-        Induction().score(patterns[0], probe)
+        Induction().score(patterns[0], probe, patterns[0], copying(2))
+    with pytest.raises(ValueError, match="OV copy scores"):
+        Induction().score(patterns, probe, patterns)
 
 
 def test_evidence_holds_target_bos_and_self_mass_and_example_rows() -> None:
     probe = repeated_probe()
     n = probe.tokens.shape[1]
     ind = one_hot_rows(3, n, [i - L + 1 if i > L else 0 for i in range(n)])
-    evidence = Induction().score(stacked(ind), probe, stacked(uniform(3, n))).evidence[0][0]
+    evidence = Induction().score(stacked(ind), probe, stacked(uniform(3, n)), copying(1)).evidence[0][0]
     assert evidence["target_mass"] == pytest.approx(1.0) and evidence["bos_mass"] == 0.0
     assert evidence["n_queries"] == 3 * L
     row = evidence["example"][0]
     assert row["top_keys"][0] == row["targets"][0] == row["query"] - L + 1 and row["top_weights"][0] == 1.0
+    assert evidence["copy_score"] == 1.0 and evidence["negative_copy_score"] == 0.0
+
+
+def test_the_negative_copy_score_splits_induction_attention_into_induction_and_anti_induction() -> None:
+    """Three heads with the same induction stripe: one copies the attended token, one suppresses
+    it, one does neither. Induction takes the copier and the neutral head, anti-induction only
+    the suppressor; the others are gated, not below threshold."""
+    probe = repeated_probe()
+    n = probe.tokens.shape[1]
+    ind = one_hot_rows(3, n, [i - L + 1 if i > L else 0 for i in range(n)])
+    patterns, null = stacked(ind, ind, ind), stacked(uniform(3, n), uniform(3, n), uniform(3, n))
+    copy = AttendedCopy(torch.tensor([[0.9, 0.0, 0.1]]), torch.tensor([[0.0, 0.8, 0.2]]))
+    induction = Induction().score(patterns, probe, null, copy)
+    anti = AntiInduction().score(patterns, probe, null, copy)
+    torch.testing.assert_close(induction.scores, anti.scores)
+    assert induction.labels(Induction().threshold).tolist() == [[True, False, True]]
+    assert anti.labels(AntiInduction().threshold).tolist() == [[False, True, False]]
+    assert induction.reasons(Induction().threshold)[0][1] == "gated"
+    assert anti.reasons(AntiInduction().threshold)[0] == ["gated", "labelled", "gated"]
+    assert anti.evidence[0][1]["negative_copy_score"] == 0.8
 
 
 def test_rank_is_one_for_the_best_and_percentile_counts_heads_at_or_below() -> None:
@@ -254,7 +288,7 @@ def test_a_positional_head_scores_like_induction_but_is_within_its_null() -> Non
     n = probe.tokens.shape[1]
     positional = one_hot_rows(3, n, [i - L + 1 if i > L else 0 for i in range(n)])
     null = stacked(positional, uniform(3, n))
-    result = Induction().score(stacked(positional, positional), probe, null)
+    result = Induction().score(stacked(positional, positional), probe, null, copying(2))
     assert result.scores[0, 1] == pytest.approx(1.0)  # head 1: a real induction head
     labels = result.labels(Induction().threshold)
     assert labels.tolist() == [[False, True]]

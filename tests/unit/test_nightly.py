@@ -122,7 +122,7 @@ def test_nightly_runs_skips_retries_and_isolates_a_failing_model(
     code, out, err = run_cli(["nightly", "--config", str(config), "--log", str(log)], monkeypatch, capsys)
     assert code == 1, out + err  # the broken model failed, so the exit status says so
     assert "3 models, 0 up to date, 3 to run" in out
-    assert "previous_token v2" in out and "induction v2" in out  # per-unit progress
+    assert "previous_token v2" in out and "induction v3" in out  # per-unit progress
     jobs = rows(url, "SELECT model, attempt, status, error FROM nightly_jobs ORDER BY id")
     failed = [j for j in jobs if j[0] == str(broken)]
     assert [(j[1], j[2]) for j in failed] == [(1, "failed"), (2, "failed"), (3, "failed")]  # retried twice
@@ -153,7 +153,7 @@ def test_nightly_runs_skips_retries_and_isolates_a_failing_model(
     assert " done " in lines[str(models[0])] and "2/2" in lines[str(models[0])]
     assert " failed " in lines[str(broken)] and "0/2" in lines[str(broken)]
     assert "2 done, 0 pending, 1 failed, 0 running of 3 models" in out
-    assert out.count(" induction v2 ") == 3  # the per-unit table
+    assert out.count(" induction v3 ") == 3  # the per-unit table
 
 
 def test_status_shows_pending_models_before_any_run(

@@ -1,6 +1,8 @@
-"""Ground truth: a hand-set GPT-2 whose previous-token, duplicate-token, induction and sink heads
-are known by construction. Each planted head must score high and every other head low, and the
-ablation validation must find the planted induction head causal."""
+"""Ground truth: a hand-set GPT-2 whose previous-token, duplicate-token, induction, sink and
+anti-induction heads are known by construction. Each planted head must score high and every other
+head low (the induction and anti-induction heads share one attention, so they share the score and
+only the OV gate tells them apart), and the ablation validation must find the planted induction
+head causal."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from tests.support.planted import PLANTED, planted_gpt2
 from tests.support.tiny import tiny_tokenizer
 from tests.support.units import ScoredHead as UnitResult
 from tests.support.units import plan_units, score_units
+
+SAME_ATTENTION = {"induction": PLANTED["anti_induction"], "anti_induction": PLANTED["induction"]}
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +46,38 @@ def test_the_planted_head_scores_high_and_every_other_head_low(
     assert scores[layer, head] > 0.95
     others = scores.clone()
     others[layer, head] = float("nan")
+    if name in SAME_ATTENTION:
+        twin = SAME_ATTENTION[name]
+        assert scores[twin] == pytest.approx(float(scores[layer, head]), abs=1e-4)
+        others[twin] = float("nan")
     assert others.nan_to_num(0.0).max() < 0.1
     labels = results[name].scores.labels(results[name].unit.classifier.threshold)
     assert labels.sum() == 1 and labels[layer, head]
     statistics = results[name].scores.statistics
     assert statistics is not None and statistics.p_value[layer, head] < 1e-3
     assert statistics.ci_low[layer, head] <= scores[layer, head] <= statistics.ci_high[layer, head]
+
+
+@pytest.mark.parametrize(
+    ("name", "other"), [("induction", "anti_induction"), ("anti_induction", "induction")]
+)
+def test_the_ov_copy_score_tells_copying_from_suppressing(
+    name: str, other: str, results: dict[str, UnitResult]
+) -> None:
+    """Both heads attend the next token; the copying one is induction, the suppressing one is
+    anti-induction, and each is gated out of the other class."""
+    scored = results[name].scores
+    evidence = scored.evidence
+    copier, suppressor = PLANTED["induction"], PLANTED["anti_induction"]
+    assert evidence[copier[0]][copier[1]]["copy_score"] == 1.0
+    assert evidence[copier[0]][copier[1]]["negative_copy_score"] == 0.0
+    assert evidence[suppressor[0]][suppressor[1]]["negative_copy_score"] == 1.0
+    assert evidence[suppressor[0]][suppressor[1]]["copy_score"] == 0.0
+    blank = evidence[1][3]  # a zero-weight head writes nothing: it neither copies nor suppresses
+    assert blank["copy_score"] == blank["negative_copy_score"] == 0.0
+    reasons = scored.reasons(results[name].unit.classifier.threshold)
+    assert reasons[PLANTED[name][0]][PLANTED[name][1]] == "labelled"
+    assert reasons[PLANTED[other][0]][PLANTED[other][1]] == "gated"
 
 
 def test_induction_validation_finds_the_planted_head_causal(results: dict[str, UnitResult]) -> None:
@@ -61,7 +91,7 @@ def test_induction_validation_finds_the_planted_head_causal(results: dict[str, U
             assert effect > 1.0
         else:
             assert abs(effect) < 0.01
-    assert v.rank == 1 + sum(1 for draw in v.random_heads if PLANTED["previous_token"] in draw)
+    assert v.rank == 1 + sum(1 for effect in v.effect_random if effect >= v.effect_top)  # ties rank below
     assert v.forward_passes == 1 + 2 + 1 + 8
 
 

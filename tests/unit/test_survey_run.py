@@ -73,7 +73,8 @@ def test_run_stores_every_head_with_label_rank_evidence_and_provenance(
     assert len(per_head) == len(stored) * 8 and {r[-1] for r in per_head} == {1}
     for name, (layer, head) in PLANTED.items():
         top = rows(db, LABELLED.format(name))
-        assert [(r[0], r[1], r[3], r[4]) for r in top] == [(layer, head, 1, 100.0)]
+        rank = 2 if name == "anti_induction" else 1  # it ties with the induction head, which ranks first
+        assert [(r[0], r[1], r[3], r[4]) for r in top] == [(layer, head, rank, 100.0)]
         assert '"target_mass"' in top[0][5] and '"example"' in top[0][5]
     (validation,) = rows(
         db, "SELECT v.metric, v.k, v.heads, v.supported, v.details FROM validations v "
@@ -192,10 +193,10 @@ def test_an_interrupted_run_keeps_whole_units_and_a_rerun_finishes_the_rest(
     monkeypatch.setattr(survey.run.runner, "write_unit", real_write)
     code, out, _ = run_cli(args, monkeypatch, capsys)
     assert code == 0, out
-    assert rows(db, "SELECT count(*) FROM units") == [(5,)]  # 4 pattern classifiers and backup_induction
+    assert rows(db, "SELECT count(*) FROM units") == [(6,)]  # 5 pattern classifiers and backup_induction
     per_head = rows(db, PER_HEAD)
-    assert len(per_head) == 5 * 8 and {r[-1] for r in per_head} == {1}
-    assert rows(db, "SELECT run_id, count(*) FROM units GROUP BY run_id") == [(1, 1), (2, 4)]
+    assert len(per_head) == 6 * 8 and {r[-1] for r in per_head} == {1}
+    assert rows(db, "SELECT run_id, count(*) FROM units GROUP BY run_id") == [(1, 1), (2, 5)]
 
 
 def test_a_unit_that_fails_marks_the_run_failed_and_the_next_model_goes_on(
@@ -207,7 +208,7 @@ def test_a_unit_that_fails_marks_the_run_failed_and_the_next_model_goes_on(
     from classifiers.attention import Induction
     from tests.support.tiny import save_tiny
 
-    def broken(self, patterns, probe, null_patterns=None):  # type: ignore[no-untyped-def]
+    def broken(self, patterns, probe, null_patterns=None, copy=None):  # type: ignore[no-untyped-def]
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Induction, "score", broken)
