@@ -31,7 +31,7 @@ class ICLSpec:
 
     shots: int = 10
     clean_prompts: int = 12
-    shuffled_prompts: int = 8  # the CIE items: 4 left the best heads short of q < 0.01 (spread over tasks)
+    shuffled_prompts: int = 25  # the CIE items, as in Todd et al.
     zero_shot: int = 24
     min_pairs: int = 16
     seed: int = 0

@@ -1,15 +1,17 @@
 """Function-vector measurements (Todd et al. 2023) for ``classifiers.function_vector``.
 
 1. Means: every head's output at the last token, averaged over each task's clean few-shot
-   prompts, as z (the output projection's input) and as its residual contribution.
+   prompts, as z (the output projection's input) and as its residual contribution; and the
+   clean accuracy. A task below the config's minimum is excluded here, before any patching.
 2. CIE: on each shuffled-label prompt the positions before the last run once into a KV cache;
-   then one last-token pass per head (batched) replaces that head's z at the last token with its
-   task mean. The CIE is the rise in P(answer) over the unpatched pass. The null patches, in the
-   same batch, the head's mean over the task's shuffled prompts, where the task is not shown.
+   then the last token runs as many side-by-side copies in one sequence, each seeing the prefix
+   and itself only, and copy r has one head's z replaced by its task mean. The CIE is the rise in
+   P(answer) over the unpatched copy. The null patches, in the same pass, the head's mean over
+   the task's shuffled prompts, where the task is not shown.
 3. Validation: the function vector of a task is the sum of the top-k heads' mean residual
-   contributions; added to the residual at the last token of zero-shot prompts (after the one of
-   layers L/4, L/3, L/2, 2L/3 where it helps most), it should raise top-1 accuracy, and more
-   than the sum of as many random heads does (each at its own best layer).
+   contributions; added to the residual after layer L/3 (fixed, as Todd et al.) at the last
+   token of zero-shot prompts, it should raise top-1 accuracy, and more than the sum of as many
+   random heads does at the same layer.
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from classifiers.function_vector import FunctionVectorConfig, FunctionVectorHead, FunctionVectorMeasures
-from classifiers.icl_prompts import ICLPrompt, ICLPrompts, ICLSpec, generate_icl
+from classifiers.function_vector import (
+    FunctionVectorConfig,
+    FunctionVectorHead,
+    FunctionVectorMeasures,
+    excluded_tasks,
+)
+from classifiers.icl_prompts import ICLPrompt, ICLPrompts, ICLSpec, ICLTask, generate_icl
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
-from survey.units.base import Progress, Skip
-from survey.units.heads import MeasuredUnit
+from survey.units.base import PlannedUnit, Progress, Shared, Skip
+from survey.units.heads import HeadResult, MeasuredUnit
 
-ROWS_PER_PASS = 128  # patched copies of one prompt per last-token pass
+ROWS_PER_PASS = 544  # patched copies of the last token side by side in one pass
 
 
 def _device(adapter: ArchitectureAdapter) -> torch.device:
@@ -72,32 +79,51 @@ def head_contributions(adapter: ArchitectureAdapter, z: Tensor) -> Tensor:
     return torch.stack(rows)
 
 
-Patch = tuple[int, int, Tensor]  # (layer, head, the z its last token gets)
+Patch = tuple[int, int, Tensor]  # (layer, head, the z its copy of the last token gets)
 
 
-def _replace_last(rows: list[Patch], layer: int, d_head: int) -> Any:
-    """A pre-hook on the output projection: batch row r, when ``rows[r]`` is in ``layer``,
-    gets that head's z at the last token replaced by the row's values."""
+def _replace_copies(rows: list[Patch], layer: int, d_head: int) -> Any:
+    """A pre-hook on the output projection: the last ``len(rows)`` positions are copies of the
+    last token, and copy r, when ``rows[r]`` is in ``layer``, gets that head's z replaced."""
     here = [(r, head, values) for r, (at, head, values) in enumerate(rows) if at == layer]
+    copies = torch.tensor([r for r, _, _ in here])
+    columns = torch.tensor([head for _, head, _ in here])[:, None] * d_head + torch.arange(d_head)
+    values = torch.stack([v for _, _, v in here])  # [copy, d_head]
 
     def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         z = first_input(args, kwargs).clone()
-        for r, h, values in here:
-            z[r, -1, h * d_head : (h + 1) * d_head] = values.to(z)
+        at = (z.shape[1] - len(rows) + copies).to(z.device)
+        z[0, at[:, None], columns.to(z.device)] = values.to(z)
         return ((z, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
 
     return hook
+
+
+def copies_mask(prefix: int, copies: int, dtype: torch.dtype) -> Tensor:
+    """``[1, 1, copy, prefix + copy]`` additive mask: each copy of the last token attends to the
+    prefix and to itself, never to another copy."""
+    mask = torch.full((copies, prefix + copies), torch.finfo(dtype).min, dtype=dtype)
+    mask[:, :prefix] = 0
+    mask[:, prefix:].fill_diagonal_(0)
+    return mask[None, None]
 
 
 def patched_probabilities(
     adapter: ArchitectureAdapter, prompt: ICLPrompt, z_means: list[Tensor]
 ) -> tuple[float, Tensor]:
     """P(answer) on the prompt unpatched, and ``[variant, layer, head]`` with each head's
-    last-token z replaced by its value in each of ``z_means`` (``[layer, head, d_head]`` each);
-    the prefix runs once into a KV cache and the variants share the batched passes."""
+    last-token z replaced by its value in each of ``z_means`` (``[layer, head, d_head]`` each).
+
+    The prefix runs once into a KV cache; each pass then runs ``ROWS_PER_PASS`` patched copies of
+    the last token, after one unpatched copy, side by side at the last position (no cache copy)."""
     model, device = adapter.model, _device(adapter)
+    window = getattr(model.config, "sliding_window", None)
+    if window is not None and len(prompt.ids) > window:
+        raise ValueError(f"a {len(prompt.ids)}-token prompt is longer than the {window}-token sliding window")
     d = adapter.dims
     ids = torch.tensor([prompt.ids], device=device)
+    prefix_length = ids.shape[1] - 1
+    dtype = next(model.parameters()).dtype
     rows: list[Patch] = [
         (layer, head, values[layer, head])
         for values in z_means
@@ -106,25 +132,30 @@ def patched_probabilities(
     ]
     with torch.inference_mode():
         prefix = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).cache
-        base = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True).logits[0, -1]
-        baseline = float(base.float().softmax(-1)[prompt.target])
-        probabilities = []
+        baseline, probabilities = 0.0, []
         for first in range(0, len(rows), ROWS_PER_PASS):
             chunk = rows[first : first + ROWS_PER_PASS]
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(len(chunk))
+            copies = len(chunk) + 1
             handles = [
                 adapter.attn_out_proj(layer).register_forward_pre_hook(
-                    _replace_last(chunk, layer, d.d_head), with_kwargs=True
+                    _replace_copies(chunk, layer, d.d_head), with_kwargs=True
                 )
                 for layer in sorted({layer for layer, _, _ in chunk})
             ]
             try:
-                out = model(input_ids=ids[:, -1:].expand(len(chunk), 1), cache=cache, use_cache=True)
+                out = model(
+                    input_ids=ids[:, -1:].expand(1, copies),
+                    attention_mask=copies_mask(prefix_length, copies, dtype).to(device),
+                    position_ids=torch.full((1, copies), prefix_length, device=device),
+                    cache=copy.deepcopy(prefix),
+                    use_cache=True,
+                )
             finally:
                 for handle in handles:
                     handle.remove()
-            probabilities.append(out.logits[:, -1].float().softmax(-1)[:, prompt.target].cpu())
+            p = out.logits[0].float().softmax(-1)[:, prompt.target].cpu()  # [copy]
+            baseline = float(p[0])
+            probabilities.append(p[1:])
     return baseline, torch.cat(probabilities).view(len(z_means), d.n_layers, d.n_heads)
 
 
@@ -171,95 +202,91 @@ def measure_function_vectors(
     adapter: ArchitectureAdapter, prompts: ICLPrompts, config: FunctionVectorConfig, ablation: AblationConfig,
     progress: Callable[[str], None],
 ) -> tuple[FunctionVectorMeasures, AblationResult]:  # fmt: skip
-    """The CIE of every head on every task (and on its null), then the zero-shot validation."""
+    """Every task's clean accuracy; then, on each task the model does, the CIE of every head (and
+    its null); then the zero-shot validation on those tasks."""
     started = time.perf_counter()
-    cie, null, clean_accuracy, shuffled, contributions = [], [], [], [], []
-    passes = 0
-    for i, task in enumerate(prompts.tasks):
-        z_means, out_means, accuracy = task_means(adapter, task.clean)
+    means = {task.name: task_means(adapter, task.clean) for task in prompts.tasks}
+    accuracy = {name: acc for name, (_, _, acc) in means.items()}
+    excluded = excluded_tasks(accuracy, config.min_clean_accuracy)
+    counted = [task for task in prompts.tasks if task.name not in excluded]
+    for name, reason in excluded.items():
+        progress(f"function vectors: {name} excluded: {reason}")
+    d = adapter.dims
+    cie, null, shuffled = [], [], []
+    passes = sum(len(task.clean) for task in prompts.tasks)
+    for i, task in enumerate(counted):
         z_null, _, _ = task_means(adapter, task.shuffled)
         bases = []
         for prompt in task.shuffled:
-            base, patched = patched_probabilities(adapter, prompt, [z_means, z_null])
+            base, patched = patched_probabilities(adapter, prompt, [means[task.name][0], z_null])
             cie.append(patched[0] - base)
             null.append(patched[1] - base)
             bases.append(base)
-        passes += len(task.clean) + len(task.shuffled) * (
-            3 + -(-2 * adapter.dims.n_layers * adapter.dims.n_heads // ROWS_PER_PASS)
-        )
-        clean_accuracy.append(accuracy)
+        passes += len(task.shuffled) * (2 + -(-2 * d.n_layers * d.n_heads // ROWS_PER_PASS))
         shuffled.append(sum(bases) / len(bases))
-        contributions.append(out_means)
         best = float(torch.stack(cie[-len(task.shuffled) :]).mean(0).max())
         progress(
-            f"function vectors: {task.name} ({i + 1}/{len(prompts.tasks)}): clean accuracy {accuracy:.2f}, "
+            f"function vectors: {task.name} ({i + 1}/{len(counted)}): "
+            f"clean accuracy {accuracy[task.name]:.2f}, "
             f"P(answer) shuffled {shuffled[-1]:.3f}, best CIE {best:.3f}"
         )
+    empty = torch.zeros(0, d.n_layers, d.n_heads)
     measures = FunctionVectorMeasures(
-        [t.name for t in prompts.tasks], torch.stack(cie), torch.stack(null), clean_accuracy, shuffled
-    )
-    validation = _validate(adapter, prompts, measures, contributions, config, ablation, started, passes)
+        [t.name for t in counted], torch.stack(cie) if cie else empty, torch.stack(null) if null else empty,
+        accuracy, shuffled, excluded,
+    )  # fmt: skip
+    contributions = [means[task.name][1] for task in counted]
+    validation = _validate(adapter, counted, measures, contributions, config, ablation, started, passes)
     return measures, validation
 
 
-def candidate_layers(n_layers: int) -> list[int]:
-    """Where a function vector is tried: after layers L/4, L/3, L/2 and 2L/3."""
-    return sorted({n_layers // 4, n_layers // 3, n_layers // 2, 2 * n_layers // 3})
+def vector_layer(n_layers: int) -> int:
+    """After which layer the function vector is added: L/3, as Todd et al."""
+    return n_layers // 3
 
 
 def _validate(
-    adapter: ArchitectureAdapter, prompts: ICLPrompts, measures: FunctionVectorMeasures,
+    adapter: ArchitectureAdapter, tasks: list[ICLTask], measures: FunctionVectorMeasures,
     contributions: list[Tensor], config: FunctionVectorConfig, ablation: AblationConfig, started: float,
     passes: int,
 ) -> AblationResult:  # fmt: skip
-    """Zero-shot accuracy before and after adding the top heads' vector, at the candidate layer
-    where it helps most; each random draw gets its own best layer too, so the comparison is fair."""
+    """Mean zero-shot accuracy over the counted tasks before and after adding the top heads'
+    vector after layer L/3, against as many random heads' vectors at the same layer."""
     scored = FunctionVectorHead(config).score(measures)
-    top = top_labelled(scored.scores, scored.labels(config.threshold), config.top_k)
+    labels = scored.labels(config.threshold)
+    top = top_labelled(scored.scores, labels, config.top_k)
     d = adapter.dims
-    pool_excludes = labelled_heads(scored.labels(config.threshold))
-    draws = random_head_sets(d.n_layers, d.n_heads, pool_excludes, len(top), ablation.draws, ablation.seed)
-    layers = candidate_layers(d.n_layers)
-    tasks = prompts.tasks
-    before = [zero_shot_accuracy(adapter, task.zero_shot, 0, None) for task in tasks]
-    n = len(tasks)
-    baseline = sum(before) / n
+    layer = vector_layer(d.n_layers)
+    before = [zero_shot_accuracy(adapter, task.zero_shot, layer, None) for task in tasks]
+    baseline = sum(before) / len(tasks) if tasks else 0.0
     check = Check("function_vector_zero_shot", "zero_shot_accuracy", baseline, ablation)
+    details: dict[str, object] = {"layer_added": layer, "excluded": measures.excluded}
     if not top:
-        return check.result([], [], [], {}, passes + n, started, {})
+        return check.result([], [], [], {}, passes + len(tasks), started, details)
+    draws = random_head_sets(
+        d.n_layers, d.n_heads, labelled_heads(labels), len(top), ablation.draws, ablation.seed
+    )
 
-    def best(heads: list[Head]) -> tuple[int, list[float]]:
-        """The candidate layer with the highest mean accuracy, and the per-task accuracy there."""
-        tried = {
-            layer: [
-                zero_shot_accuracy(
-                    adapter, task.zero_shot, layer, torch.stack([contributions[i][h] for h in heads]).sum(0)
-                )
-                for i, task in enumerate(tasks)
-            ]
-            for layer in layers
-        }
-        layer = max(layers, key=lambda at: sum(tried[at]))
-        return layer, tried[layer]
+    def accuracies(heads: list[Head]) -> list[float]:
+        """Per counted task, the zero-shot accuracy with these heads' summed mean contribution added."""
+        return [
+            zero_shot_accuracy(adapter, task.zero_shot, layer, torch.stack([c[h] for h in heads]).sum(0))
+            for task, c in zip(tasks, contributions, strict=True)
+        ]
 
-    top_layer, after = best(top)
-    random_best = [best(heads) for heads in draws]
-    passes += n * (1 + len(layers) * (1 + len(draws)))
-    per_task = {
+    after = accuracies(top)
+    random_after = [accuracies(heads) for heads in draws]
+    passes += len(tasks) * (2 + len(draws))
+    details["per_task"] = {
         task.name: {
-            "before": before[i], "after": after[i], "random_after": [acc[i] for _, acc in random_best],
-            "prompts": len(task.zero_shot), "clean_accuracy": measures.clean_accuracy[i],
+            "before": before[i], "after": after[i], "random_after": [acc[i] for acc in random_after],
+            "prompts": len(task.zero_shot), "clean_accuracy": measures.clean_accuracy[task.name],
             "shuffled_probability": round(measures.shuffled_probability[i], 6),
         }
         for i, task in enumerate(tasks)
     }  # fmt: skip
-    effects = [sum(after) / n - baseline] + [sum(acc) / n - baseline for _, acc in random_best]
-    details = {
-        "layer_added": top_layer,
-        "layers_tried": layers,
-        "random_layers": [at for at, _ in random_best],
-        "per_task": per_task,
-    }
+    n = len(tasks)
+    effects = [sum(after) / n - baseline] + [sum(acc) / n - baseline for acc in random_after]
     return check.result(top, effects, draws, {}, passes, started, details)
 
 
@@ -276,6 +303,18 @@ class FunctionVectorUnit(MeasuredUnit):
             return generate_icl(loaded.tokenizer, loaded.bos.token_id, spec)
         except ValueError as exc:  # too few tasks with single-token answers
             return Skip(str(exc))
+
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
+        """The scores, the validation, and every task's clean accuracy and exclusion (unit statistics)."""
+        assert isinstance(planned.dataset, ICLPrompts)
+        measures, validation = self.measure(loaded, planned.dataset, progress)
+        tasks = {
+            name: {"clean_accuracy": accuracy, "excluded": measures.excluded.get(name)}
+            for name, accuracy in measures.clean_accuracy.items()
+        }
+        return HeadResult(self.classifier.score(measures), validation, {"tasks": tasks})
 
     def measure(
         self, loaded: LoadedModel, dataset: ICLPrompts, progress: Progress

@@ -12,6 +12,8 @@ Prompts are word-level ``Q : x A : y`` blocks. Residual subspaces: the token (TO
   writes y_k's logit. So the model answers only when GATE says the task is on, and patching
   L1H0's clean mean output into a shuffled prompt brings the answer back. Every other head does
   nothing that a mean can carry across prompts.
+
+With ``n_layers`` above 2, the layers after these two are blank (they pass the residual on).
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ def _shift_head(attn: torch.nn.Module, head: int, back: int, into: int) -> None:
     )
 
 
-def planted_fv_gpt2(tokenizer) -> GPT2LMHeadModel:  # type: ignore[no-untyped-def]
-    model = blank_gpt2(2, D_MODEL, N_HEADS, N_POS)
+def planted_fv_gpt2(tokenizer, n_layers: int = 2) -> GPT2LMHeadModel:  # type: ignore[no-untyped-def]
+    """The model of the module docstring, with blank layers after its two when ``n_layers`` > 2."""
+    model = blank_gpt2(n_layers, D_MODEL, N_HEADS, N_POS)
     ids = {w: tokenizer.convert_tokens_to_ids(w) for w in WORDS}
-    layer0, layer1 = model.transformer.h
+    layer0, layer1 = model.transformer.h[:2]
     with torch.no_grad():
         _shift_head(layer0.attn, 0, 3, X3)
         _shift_head(layer0.attn, 1, 2, X2)
