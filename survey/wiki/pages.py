@@ -148,10 +148,18 @@ def head_evidence(unit: HeadUnit, layer: int, head: int) -> dict[str, Any]:
     return stat | {
         "interval": interval,
         "labelled": ("yes, UNCONFIRMED" if unit.failed else "yes") if labelled else "no",
-        "reason": reason_text(unit.reasons[layer][head], unit.statistics.get("alpha", ALPHA)),
+        "reason": _reason(unit, layer, head),
         "seed_jaccard": unit.statistics.get("seed_jaccard"),
         "validation": validation_status(unit.validations, labelled),
     }  # fmt: skip
+
+
+def _reason(unit: HeadUnit, layer: int, head: int) -> str:
+    """Why the head is (not) labelled; a gated head also says which part of the gate it missed."""
+    reason = unit.reasons[layer][head]
+    text = reason_text(reason, unit.statistics.get("alpha", ALPHA))
+    failed = unit.evidence[layer][head].get("gate_failed") if unit.evidence and reason == "gated" else None
+    return f"{text}: {failed}" if failed else text
 
 
 def _finite(value: float) -> float | None:

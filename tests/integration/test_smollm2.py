@@ -15,7 +15,7 @@ from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel, load, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-IOI_NAMES = ("name_mover", "negative_name_mover", "backup_name_mover", "s_inhibition")
+IOI_NAMES = ("name_mover", "negative_name_mover", "copy_suppression", "backup_name_mover", "s_inhibition")
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +111,8 @@ def test_survey_twice_stores_one_row_per_head_and_validates_induction_and_ioi(
     assert 10 <= top.layer <= 25  # induction heads sit in the middle-to-late layers, never at the ends
     ioi = {name: {(layer, head) for n, layer, head in labelled if n == name} for name in IOI_NAMES}
     assert len(ioi["name_mover"]) >= 2 and ioi["s_inhibition"] and ioi["negative_name_mover"]
+    assert (23, 3) in ioi["copy_suppression"]  # the largest direct effect: attends S2, writes against S
+    assert (24, 4) not in ioi["backup_name_mover"]  # a negative head that suppresses less is no backup
     assert max(layer for layer, _ in ioi["s_inhibition"]) < min(layer for layer, _ in ioi["name_mover"])
     assert validations["name_mover"][:2] == (1, True)  # ablating the movers beats all 20 random draws
     assert validations["backup_induction"][:2] == (1, True)  # holding the backups matters, unlike random
@@ -122,7 +124,11 @@ def assert_label_statistics(statistics: dict[str, dict[str, Any]]) -> None:
     their labels on three probe seeds, and their Jaccard."""
     for name, stored in statistics.items():
         assert stored["null_label_rate"] is not None and stored["null_label_rate"] <= 0.01, name
-        assert stored["null_fp_rate"] <= 0.01, name  # SmolLM2: no class's null even passes its threshold
+        # SmolLM2: hardly any class's null even passes its threshold. Copy suppression's null is a
+        # contrast (the attended name against an absent one): a head that raises IO without
+        # attending it has a null as large as its score, which is what rejects it (1.9% here)
+        limit = 0.05 if name == "copy_suppression" else 0.01
+        assert stored["null_fp_rate"] <= limit, name
     for name in ("previous_token", "duplicate_token", "induction", "attention_sink"):
         assert len(statistics[name]["labels_by_seed"]) == 3 and 0.8 <= statistics[name]["seed_jaccard"] <= 1
 

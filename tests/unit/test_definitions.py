@@ -34,8 +34,8 @@ def test_a_changed_threshold_without_a_bump_fails_the_check(monkeypatch: pytest.
     induction = classifier_class("induction")
     monkeypatch.setattr(induction, "default_config", replace(induction.default_config, threshold=0.5))
     problems = changed_without_bump(committed_definitions(), default_definitions())
-    assert any(p.startswith("induction v2") for p in problems)
-    assert any(p.startswith("backup_induction v3") for p in problems)  # it ablates the induction labels
+    assert any(p.startswith("induction v3") for p in problems)
+    assert any(p.startswith("backup_induction v4") for p in problems)  # it ablates the induction labels
     assert not any(p.startswith("previous_token") for p in problems)
 
 
@@ -43,14 +43,14 @@ def test_a_changed_gate_or_version_is_seen(monkeypatch: pytest.MonkeyPatch) -> N
     mover = classifier_class("name_mover")
     monkeypatch.setattr(mover, "gates", {"ld_floor": 0.2})
     problems = changed_without_bump(committed_definitions(), default_definitions())
-    assert any(p.startswith("name_mover v2") for p in problems)
-    monkeypatch.setattr(mover, "version", 3)  # bumped: a new row in the table, nothing flagged
+    assert any(p.startswith("name_mover v3") for p in problems)
+    monkeypatch.setattr(mover, "version", 4)  # bumped: a new row in the table, nothing flagged
     current = default_definitions()
     assert not any(p.startswith("name_mover") for p in changed_without_bump(committed_definitions(), current))
     table = updated_table(committed_definitions(), current)
     assert (
-        set(table["name_mover"]) == {"1", "2", "3"}
-        and table["name_mover"]["2"] == committed_definitions()["name_mover"]["2"]
+        set(table["name_mover"]) == {"1", "2", "3", "4"}
+        and table["name_mover"]["3"] == committed_definitions()["name_mover"]["3"]
     )
 
 

@@ -125,23 +125,30 @@ def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_hea
     torch.testing.assert_close(ablated_logit_diff(adapter, clean[:1], io[:1], s[:1], [(0, 2)], own), base[:1])
 
 
-def test_ov_copy_score_finds_a_planted_copier_and_a_planted_negative_copier() -> None:
-    from survey.engine.ov import ov_copy_scores
+def test_ov_copy_score_ranks_among_candidates_and_finds_a_copier_and_a_negative_copier() -> None:
+    from survey.engine.ov import ov_candidate_ranks, ov_top_tokens, resid_after_block0
     from tests.support.planted import D_HEAD, PLANTED, planted_gpt2
 
-    model = planted_gpt2()  # L1H0 copies the attended token into the logits (OV = identity)
-    names = torch.arange(10, 60)
-    copy, negative, top_ids = ov_copy_scores(adapt(model), names, bos_id=1)
-    layer, head = PLANTED["induction"]
+    model = planted_gpt2()  # L1H0 copies the attended token (OV = identity), L1H2 writes it negated
+    adapter = adapt(model)
+    names = torch.arange(10, 40)
+    x = resid_after_block0(adapter, torch.cat([torch.tensor([1]), names])[None])[0, 1:]
+
+    def copy_scores() -> tuple[torch.Tensor, torch.Tensor]:
+        ranks = ov_candidate_ranks(adapter, x, names.expand(len(names), -1), torch.arange(len(names)))
+        return ranks.copy(), ranks.negative_copy()
+
+    copy, negative = copy_scores()
+    (layer, head), anti = PLANTED["induction"], PLANTED["anti_induction"]
     assert copy[layer, head] == 1.0 and negative[layer, head] == 0.0
-    assert (
-        top_ids[layer, head, :, 0].tolist() == names[: top_ids.shape[2]].tolist()
-    )  # its top output is the name
-    others = copy.clone()
-    others[layer, head] = 0.0
-    assert others.max() == 0.0 and negative.max() == 0.0  # zero or token-blind OV: no copying
+    assert negative[anti] == 1.0 and copy[anti] == 0.0
+    top_ids = ov_top_tokens(adapter, x[:3])
+    assert top_ids[layer, head, :, 0].tolist() == names[:3].tolist()  # its top output is the name
+    others_copy, others_negative = copy.clone(), negative.clone()
+    others_copy[layer, head], others_negative[anti] = 0.0, 0.0
+    assert others_copy.max() == 0.0 and others_negative.max() == 0.0  # a silent head ties: neither
 
     with torch.no_grad():  # flip the copier's output: it now suppresses the attended token
         model.transformer.h[layer].attn.c_proj.weight[head * D_HEAD : (head + 1) * D_HEAD] *= -1
-    copy, negative, _ = ov_copy_scores(adapt(model), names, bos_id=1)
+    copy, negative = copy_scores()
     assert negative[layer, head] == 1.0 and copy[layer, head] == 0.0
