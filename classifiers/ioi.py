@@ -91,6 +91,11 @@ class IOIMeasures:
         return None if self.dla_ablated_prompts is None else self.dla_ablated_prompts.mean(0)
 
     @property
+    def ld_scale(self) -> float:
+        """What turns logits into a share of the clean LD (floored at ``LD_FLOOR``)."""
+        return 1 / max(self.ld, LD_FLOOR)
+
+    @property
     def does_ioi(self) -> bool:
         """Whether the mean clean LD reaches ``LD_FLOOR``."""
         return self.ld >= LD_FLOOR
@@ -199,7 +204,7 @@ class _AttendsIO(IOIClassifier):
     sign: ClassVar[float]
 
     def measure(self, m: IOIMeasures) -> Measured:
-        scale = self.sign / max(m.ld, LD_FLOOR)
+        scale = self.sign * m.ld_scale
         return Measured(
             m.dla * scale, _attends_io(m.attention), _nothing,
             lambda layer, head: [_attends_io_part(m.attention[layer, head])],
@@ -279,7 +284,7 @@ class CopySuppression(IOIClassifier):
         attention = m.attention_prompts
         attends_io = _attends_io(attention)  # [prompt, layer, head]
         attended = torch.where(attends_io, attention[..., 0], attention[..., 1] + attention[..., 2]).mean(0)
-        scale = 1 / max(m.ld, LD_FLOOR)
+        scale = m.ld_scale
         samples = torch.where(attends_io, -m.dla_prompts, m.dla_prompts) * scale
         absent = m.absent_dla_prompts
         null = -torch.where(attends_io, absent[..., 0], absent[..., 1]) * scale
@@ -367,7 +372,7 @@ class BackupNameMover(IOIClassifier):
             _not_name_movers(m, m.dla.shape) & _attends_io(attention) & (ablated > 0)
             & (m.copy >= self.config.min_copy)
         )  # fmt: skip
-        scale = 1 / max(m.ld, LD_FLOOR)
+        scale = m.ld_scale
         return Measured(
             compensation * scale, gate, extra, parts, (m.dla_ablated_prompts - m.dla_prompts) * scale,
             null * scale,
@@ -398,7 +403,7 @@ class SInhibition(IOIClassifier):
     def measure(self, m: IOIMeasures) -> Measured:
         if m.ld_drop_prompts is None:
             return _unmeasured(m, "no name mover to patch into")
-        samples = m.ld_drop_prompts / max(m.ld, LD_FLOOR)
+        samples = m.ld_drop_prompts * m.ld_scale
         drop = m.ld_drop_prompts.mean(0)
         last = max(layer for layer, _ in m.name_movers)
 

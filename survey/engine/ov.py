@@ -8,24 +8,32 @@ probe), not the whole vocabulary, so a copy score means the same for a 50k and a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
-from survey.engine.readouts import keep_input_at
+from survey.engine.readouts import StopForward, keep_input_at
 
 
 def resid_after_block0(adapter: ArchitectureAdapter, tokens: Tensor) -> Tensor:
-    """``[batch, pos, d_model]``: the residual stream after block 0 (attention and MLP), in context."""
+    """``[batch, pos, d_model]``: the residual stream after block 0 (attention and MLP), in context;
+    the forward pass stops there."""
     kept: dict[str, Tensor] = {}
     after = adapter.blocks()[1] if adapter.dims.n_layers > 1 else adapter.final_norm()
     keep = keep_input_at(kept, "x", slice(None))
-    handle = after.register_forward_pre_hook(keep, with_kwargs=True)
+
+    def keep_then_stop(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        keep(module, args, kwargs)
+        raise StopForward
+
+    handle = after.register_forward_pre_hook(keep_then_stop, with_kwargs=True)
     try:
         with torch.inference_mode():
             adapter.model(input_ids=tokens.to(next(adapter.model.parameters()).device), use_cache=False)
+    except StopForward:
+        pass
     finally:
         handle.remove()
     return kept["x"]

@@ -19,11 +19,7 @@ from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection, in_out_weight
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.readouts import keep_input_at, pre_hooks
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the last layer a measurement reads has run."""
+from survey.engine.readouts import StopForward, keep_input_at, pre_hooks
 
 
 def _projection_columns(projection: Projection, width: int) -> Tensor:
@@ -213,7 +209,7 @@ def _patched_chunk(
                 cache=cache,
                 use_cache=True,
             )
-        except _StopForward:
+        except StopForward:
             pass
         finally:
             for handle in handles:
@@ -247,6 +243,6 @@ def _keep_pattern(seen: dict[int, Tensor], r: _ReceiverLayer, io: int, last: int
     def hook(_m: nn.Module, _args: Any, output: Any) -> None:
         seen[r.layer] = output[1][:, r.heads, -1, io].float().cpu()
         if r.layer == last:
-            raise _StopForward
+            raise StopForward
 
     return hook

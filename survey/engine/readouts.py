@@ -47,6 +47,10 @@ class EndComponents:
         return self.embed + self.heads.sum((1, 2)) + self.attn_bias.sum(0) + self.mlps.sum(1)
 
 
+class StopForward(Exception):
+    """Raised by a hook once the last layer a measurement reads has run, to skip the rest."""
+
+
 def keep_input_at(kept: dict[str, Tensor], name: str, position: int | slice) -> Any:
     """A forward pre-hook that keeps the module's input at one position as ``kept[name]``."""
 

@@ -3,13 +3,15 @@ path patching checked against an independent reference on tiny models of several
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
 
 from classifiers.ioi import BackupNameMover, CopySuppression, NameMover, NegativeNameMover, SInhibition
 from classifiers.validation import AblationConfig
-from survey.adapters import adapt
+from survey.adapters import ArchitectureAdapter, adapt
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.patching import path_patched_attention, path_patched_logit_diff
 from survey.engine.readouts import end_components
@@ -171,25 +173,18 @@ def test_path_patching_matches_activation_patching_on_the_planted_model() -> Non
 POSITIONS = {"io": 2, "s1": 4, "s2": 6, "end": 9}
 
 
-def reference_patch(
-    model_type: str, clean: torch.Tensor, corrupted: torch.Tensor, sender: tuple[int, int]
-) -> torch.Tensor:
-    """Full-sequence reference: every query of layer 1 at END is recomputed from the residual with
-    the sender's END output swapped; keys and everything else stay clean."""
-    model = tiny_model(model_type, seed=1)
-    adapter = adapt(model)
+def patched_layer1_queries(
+    adapter: ArchitectureAdapter, clean: torch.Tensor, delta: torch.Tensor
+) -> tuple[nn.Module, Callable[[nn.Module, object, torch.Tensor], torch.Tensor]]:
+    """Layer 1's query module and a forward hook that writes, at END, the queries recomputed from
+    the clean residual entering layer 1 plus ``delta`` (the sender's swapped END output)."""
     end = POSITIONS["end"]
-    spec = CaptureSpec.of("head_out", layers=(0,))
-    delta = (capture(adapter, corrupted, spec)["head_out", 0] - capture(adapter, clean, spec)["head_out", 0])[
-        :, end, sender[1]
-    ]
     kept: dict[str, torch.Tensor] = {}
-    block = adapter.blocks()[1]
-    handle = block.register_forward_pre_hook(
+    handle = adapter.blocks()[1].register_forward_pre_hook(
         lambda _m, a, k: kept.__setitem__("x", (a[0] if a else k["hidden_states"])[:, end].clone()),
         with_kwargs=True,
     )
-    model(input_ids=clean)
+    adapter.model(input_ids=clean)
     handle.remove()
     norm, q_module = adapter.attn_in_norm(1), adapter.qkv_projections(1)["q"].module
     with torch.no_grad():
@@ -201,12 +196,27 @@ def reference_patch(
         out[:, end] = patched_q
         return out
 
+    return q_module, write
+
+
+def reference_patch(
+    model_type: str, clean: torch.Tensor, corrupted: torch.Tensor, sender: tuple[int, int]
+) -> torch.Tensor:
+    """Full-sequence reference: every query of layer 1 at END is recomputed from the residual with
+    the sender's END output swapped; keys and everything else stay clean."""
+    model = tiny_model(model_type, seed=1)
+    adapter = adapt(model)
+    spec = CaptureSpec.of("head_out", layers=(0,))
+    delta = (capture(adapter, corrupted, spec)["head_out", 0] - capture(adapter, clean, spec)["head_out", 0])[
+        :, POSITIONS["end"], sender[1]
+    ]
+    q_module, write = patched_layer1_queries(adapter, clean, delta)
     handle = q_module.register_forward_hook(write)
     try:
         patterns = capture(adapter, clean, CaptureSpec.of("pattern"))["pattern", 1]
     finally:
         handle.remove()
-    return patterns[:, :, end, POSITIONS["io"]]  # [prompt, head]
+    return patterns[:, :, POSITIONS["end"], POSITIONS["io"]]  # [prompt, head]
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "olmo2", "qwen2", "opt"])
@@ -243,23 +253,7 @@ def reference_patched_logit_diff(
     got_clean, got_corrupted = capture(adapter, clean, spec), capture(adapter, corrupted, spec)
     delta = (got_corrupted["head_out", 0] - got_clean["head_out", 0])[:, end, sender[1]]
     clean_z = got_clean["z", 1][:, end].flatten(1)
-    kept: dict[str, torch.Tensor] = {}
-    block = adapter.blocks()[1]
-    handle = block.register_forward_pre_hook(
-        lambda _m, a, k: kept.__setitem__("x", (a[0] if a else k["hidden_states"])[:, end].clone()),
-        with_kwargs=True,
-    )
-    model(input_ids=clean)
-    handle.remove()
-    norm, q_module = adapter.attn_in_norm(1), adapter.qkv_projections(1)["q"].module
-    with torch.no_grad():
-        x = kept["x"] + delta
-        patched_q = q_module((x if norm is None else norm(x))[:, None])[:, 0]
-
-    def write_q(_m: nn.Module, _a: object, out: torch.Tensor) -> torch.Tensor:
-        out = out.clone()
-        out[:, end] = patched_q
-        return out
+    q_module, write_q = patched_layer1_queries(adapter, clean, delta)
 
     def hold_others(_m: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         z = args[0].clone()
