@@ -23,6 +23,7 @@ from classifiers.jsonable import JsonFields
 from classifiers.registry import register
 
 LD_FLOOR = 0.1  # logits: below this mean clean LD the model does not do IOI
+ABSENT_SEED = 0  # seeds the absent names of the copy-suppression null
 NULL_DRAWS = 5  # random head sets, as many as the name movers, whose ablation makes the backups' null
 Head = tuple[int, int]
 
@@ -268,6 +269,7 @@ class CopySuppression(IOIClassifier):
 
     name = "copy_suppression"
     version = 1
+    gates = {**IOIClassifier.gates, "absent_seed": ABSENT_SEED}
     null = (
         "the same direct effect against a random candidate name absent from the prompt instead of the "
         "attended one (a head that writes against every name scores as high), per prompt"

@@ -75,6 +75,7 @@ class SuccessorHead(MeasuredClassifier):
     # read from the effective embedding MLP0(W_E) (no attention, no BOS), top-1 among the ordinal
     # tokens of every sequence (was: the residual after block 0 behind BOS, the sequence's own)
     version = 3
+    gates = {"null_seed": NULL_SEED}
     unit = "successor"
     null = "the same share for a seeded random ordinal token that is neither the input nor its successor"
     summary = "its OV circuit maps a number, day, month or letter to the next one"

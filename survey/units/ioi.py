@@ -23,6 +23,7 @@ from torch import Tensor
 
 from classifiers.base import HeadScores
 from classifiers.ioi import (
+    ABSENT_SEED,
     NULL_DRAWS,
     BackupNameMover,
     IOIClassifier,
@@ -54,7 +55,6 @@ from survey.units.heads import HeadResult, HeadUnit
 LD_DROP = "logit_diff_drop"
 
 
-ABSENT_SEED = 0  # seeds the absent names of the copy-suppression null
 OV_EXAMPLES = 3  # IO names whose top OV output tokens are kept as evidence
 
 
