@@ -1,9 +1,13 @@
 """Streaming per-neuron statistics with state that can be saved and resumed.
 
 Everything updates from one batch of activations ``acts [tokens, neuron]`` at a time, so
-memory depends on the number of neurons and k, never on the corpus size. Each tracker has
-``state_dict`` / ``load_state_dict``; restoring a saved state and feeding the remaining batches
-gives bit-for-bit the result of an uninterrupted pass.
+memory depends on the number of neurons, k and the vocabulary, never on the corpus size. Each
+tracker has ``state_dict`` / ``load_state_dict``; restoring a saved state and feeding the
+remaining batches gives bit-for-bit the result of an uninterrupted pass.
+
+A gated MLP's neuron, act(gate)·up, fires with either sign, so the top examples are kept for
+both tails (``TAILS``) and for the first position of each window, where massive activations
+live (Sun et al. 2024).
 """
 
 from __future__ import annotations
@@ -18,31 +22,42 @@ HISTOGRAM_BINS = 32
 HISTOGRAM_MARGIN = 2.0  # the range is +-(margin x the first batch's largest |activation|)
 
 
+TAILS = ("positive", "negative", "first")  # the example lists a neuron keeps
+
+
 class Moments:
-    """Count, shifted power sums (fp64) for mean/std/skew/kurtosis, max, and the active count."""
+    """Count, shifted power sums (fp64) for mean/std/skew/kurtosis, max, min, and how many
+    activations are above and below 0."""
 
     def __init__(self, n: int) -> None:
         self.count = 0
         self.shift = torch.zeros(n, dtype=torch.float64)
         self.sums = torch.zeros(4, n, dtype=torch.float64)  # sum of (x - shift)^p, p = 1..4
         self.max = torch.full((n,), float("-inf"), dtype=torch.float64)
+        self.min = torch.full((n,), float("inf"), dtype=torch.float64)
         self.active = torch.zeros(n, dtype=torch.int64)  # activation > 0
+        self.negative = torch.zeros(n, dtype=torch.int64)  # activation < 0
 
-    def update(self, acts: Tensor) -> None:
+    def update(self, acts: Tensor, extremes: tuple[Tensor, Tensor] | None = None) -> None:
         """Add ``acts [tokens, neuron]``; the first batch's mean becomes the shift. Powers are
-        summed in fp32 within a batch and accumulated across batches in fp64."""
+        summed in fp32 within a batch and accumulated across batches in fp64. ``extremes``
+        (min, max per neuron of ``acts``) spare a pass when the caller has them."""
         x = acts.float()
         if self.count == 0:
             self.shift = x.double().mean(0)
         d = x - self.shift.float()
         d2 = d * d
         self.sums += torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)]).double()
-        self.max = torch.maximum(self.max, x.amax(0).double())
+        low, high = torch.aminmax(x, dim=0) if extremes is None else extremes
+        self.max = torch.maximum(self.max, high.double())
+        self.min = torch.minimum(self.min, low.double())
         self.active += (x > 0).sum(0)
+        self.negative += (x < 0).sum(0)
         self.count += x.shape[0]
 
     def result(self) -> dict[str, Tensor]:
-        """mean, std (population), skew, kurtosis (Pearson: 3 for a normal), max, frac_active."""
+        """mean, std (population), skew, kurtosis (Pearson: 3 for a normal), max, min,
+        frac_active (> 0) and frac_negative (< 0)."""
         n = max(self.count, 1)
         m1, m2, m3, m4 = (self.sums[i] / n for i in range(4))
         var = (m2 - m1 * m1).clamp_min(0)
@@ -53,19 +68,21 @@ class Moments:
             "mean": self.shift + m1, "std": var.sqrt(),
             "skew": torch.where(safe, c3 / var.clamp_min(1e-24) ** 1.5, 0.0),
             "kurtosis": torch.where(safe, c4 / var.clamp_min(1e-24) ** 2, 0.0),
-            "max": self.max, "frac_active": self.active.double() / n,
+            "max": self.max, "min": self.min, "frac_active": self.active.double() / n,
+            "frac_negative": self.negative.double() / n,
         }  # fmt: skip
 
     def state_dict(self) -> dict[str, object]:
         return {
-            "count": self.count, "shift": self.shift, "sums": self.sums, "max": self.max,
-            "active": self.active,
+            "count": self.count, "shift": self.shift, "sums": self.sums, "max": self.max, "min": self.min,
+            "active": self.active, "negative": self.negative,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.count = int(state["count"])  # type: ignore[call-overload]
         self.shift, self.sums = state["shift"], state["sums"]  # type: ignore[assignment]
-        self.max, self.active = state["max"], state["active"]  # type: ignore[assignment]
+        self.max, self.min = state["max"], state["min"]  # type: ignore[assignment]
+        self.active, self.negative = state["active"], state["negative"]  # type: ignore[assignment]
 
 
 class Histogram:
@@ -112,28 +129,64 @@ class ContextShape:
 
 
 class TopK:
-    """The k largest activations of each neuron, with where they happened and the neuron's
-    activations on the surrounding tokens (NaN outside the window)."""
+    """One tail's k most extreme activations of each neuron, with where they happened and the
+    neuron's activations on the surrounding tokens (NaN outside the window).
 
-    def __init__(self, n: int, k: int, context: ContextShape) -> None:
-        self.k, self.context = k, context
+    ``tail`` picks what is ranked: ``positive`` the largest activations and ``negative`` the most
+    negative, both away from a window's first position; ``first`` the largest |activation| at the
+    first position of a window. ``values`` hold the ranked score (the activation, its negation,
+    or its absolute value); ``activations()`` gives back the signed activations.
+    """
+
+    def __init__(self, n: int, k: int, context: ContextShape, tail: str = "positive") -> None:
+        if tail not in TAILS:
+            raise ValueError(f"unknown tail {tail!r}; valid: {', '.join(TAILS)}")
+        self.k, self.context, self.tail = k, context, tail
         self.values = torch.full((n, k), float("-inf"))
         self.positions = torch.full((n, k), -1, dtype=torch.int64)  # global token ids
         self.contexts = torch.full((n, k, context.width), float("nan"))
 
-    def update(self, acts: Tensor, first_position: int) -> None:
+    def activations(self) -> Tensor:
+        """``[neuron, k]`` signed activations of the kept examples (-inf/inf/nan in empty slots)."""
+        return -self.values if self.tail == "negative" else self.contexts[:, :, self.context.before]
+
+    def _batch_best(self, acts: Tensor, extremes: tuple[Tensor, Tensor] | None) -> Tensor:
+        """``[neuron]``: an upper bound on each neuron's best score in ``acts [window, token,
+        neuron]``; ``extremes`` (min, max over every position) spare a pass when given."""
+        if self.tail == "first":
+            return acts[:, 0].abs().amax(0)
+        low, high = torch.aminmax(acts.reshape(-1, acts.shape[-1]), dim=0) if extremes is None else extremes
+        return low.neg() if self.tail == "negative" else high
+
+    def _eligible_rows(self, windows: int, tokens: int) -> Tensor:
+        """Flat rows this tail ranks: first positions for ``first``, every other one otherwise."""
+        rows = torch.arange(windows * tokens)
+        first = rows % tokens == 0
+        return rows[first] if self.tail == "first" else rows[~first]
+
+    def update(
+        self, acts: Tensor, first_position: int, extremes: tuple[Tensor, Tensor] | None = None
+    ) -> None:
         """Add ``acts [window, token, neuron]`` whose token (w, t) has global id
         ``first_position + w * tokens + t``."""
-        windows, tokens, _ = acts.shape
-        flat = acts.float().reshape(windows * tokens, -1)
-        # only neurons whose batch maximum beats their current k-th value can change
-        changed = torch.nonzero(flat.amax(0) > self.values[:, -1]).flatten()
+        windows, tokens, n = acts.shape
+        acts = acts.float()
+        # only neurons whose batch best beats their current k-th value can change
+        changed = torch.nonzero(self._batch_best(acts, extremes) > self.values[:, -1]).flatten()
         if changed.numel() == 0:
             return
-        if changed.numel() < flat.shape[1]:
+        flat = acts.reshape(windows * tokens, n)
+        if changed.numel() < n:
             flat = flat[:, changed]
+        eligible = self._eligible_rows(windows, tokens)
+        scores = flat[eligible]
+        if self.tail == "negative":
+            scores = scores.neg_()
+        elif self.tail == "first":
+            scores = scores.abs_()
         floor = self.values[changed, -1]
-        values, rows = self._candidates(flat, floor)  # [neuron, k]: best new values, their flat rows
+        values, picked = self._candidates(scores, floor)  # [neuron, k]: best new values, their rows
+        rows = eligible[picked]  # rows of ``flat``
         merged = torch.cat([self.values[changed], values], dim=1)  # [neuron, 2k]
         best = merged.topk(self.k, dim=1)
         is_new = best.indices >= self.k  # [neuron, k]
@@ -192,6 +245,70 @@ class TopK:
         self.contexts = state["contexts"]  # type: ignore[assignment]
 
 
+def frequency_matched(counts: Tensor, candidates: Tensor, size: int, seed: int) -> Tensor:
+    """For each candidate token, ``size`` other tokens of about its corpus frequency: tokens are
+    binned by floor(log2(count)), each bin gets one seeded random sample of ``size + 1`` tokens,
+    and a candidate is matched with its bin's sample less itself. ``[neuron, size]``, -1 padded
+    (and all -1 where the candidate is -1 or never occurs)."""
+    seen = torch.nonzero(counts > 0).flatten()
+    bins = torch.log2(counts[seen].double()).floor().long()
+    generator = torch.Generator().manual_seed(seed)
+    samples: dict[int, Tensor] = {}
+    for b in bins.unique().tolist():
+        members = seen[bins == b]
+        samples[b] = members[torch.randperm(members.numel(), generator=generator)[: size + 1]]
+    matched = torch.full((candidates.shape[0], size), -1, dtype=torch.int64)
+    for token in candidates.unique().tolist():
+        if token < 0 or counts[token] <= 0:
+            continue
+        sample = samples[int(torch.log2(counts[token].double()).floor())]
+        others = sample[sample != token][:size]
+        matched[candidates == token, : others.numel()] = others
+    return matched
+
+
+class TokenSelectivity:
+    """Each neuron's summed activation and count on its candidate token and on frequency-matched
+    tokens: ``tokens [neuron, 1 + matched]``, column 0 the candidate, then its matched tokens
+    (-1 for none). State is ``[neuron, 1 + matched]``, whatever the corpus size."""
+
+    def __init__(self, tokens: Tensor) -> None:
+        self.tokens = tokens
+        self.vocab = torch.unique(tokens[tokens >= 0])  # sorted
+        last = max(self.vocab.numel() - 1, 0)
+        self.slots = torch.searchsorted(self.vocab, tokens.clamp_min(0)).clamp_max(last)  # [neuron, 1 + matched]
+        self.sums = torch.zeros(tokens.shape, dtype=torch.float64)
+        self.counts = torch.zeros(tokens.shape, dtype=torch.int64)
+
+    def update(self, acts: Tensor, token_ids: Tensor) -> None:
+        """Add ``acts [token, neuron]`` read on ``token_ids [token]``."""
+        if self.vocab.numel() == 0:
+            return
+        slot = torch.searchsorted(self.vocab, token_ids).clamp_max(self.vocab.numel() - 1)
+        hit = self.vocab[slot] == token_ids
+        slot = slot[hit]
+        per_token = torch.zeros(self.vocab.numel(), acts.shape[1])
+        per_token.index_add_(0, slot, acts[hit].float())
+        seen = torch.bincount(slot, minlength=self.vocab.numel())
+        valid = self.tokens >= 0
+        neuron = torch.arange(acts.shape[1])[:, None].expand_as(self.slots)
+        self.sums += torch.where(valid, per_token[self.slots, neuron], 0).double()
+        self.counts += torch.where(valid, seen[self.slots], 0)
+
+    def means(self) -> Tensor:
+        """``[neuron, 1 + matched]`` mean activation on each token (NaN where it never occurred)."""
+        return torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1), float("nan"))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"tokens": self.tokens, "sums": self.sums, "counts": self.counts}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TokenSelectivity:
+        tracker = cls(state["tokens"])
+        tracker.sums, tracker.counts = state["sums"], state["counts"]
+        return tracker
+
+
 @dataclass(frozen=True)
 class NeuronConfig:
     """Settings of the neuron pass; every field but ``checkpoint_every`` changes the result."""
@@ -204,6 +321,11 @@ class NeuronConfig:
     context_before: int = 10
     context_after: int = 4
     batch_size: int = 8
+    token_matched: int = 16  # frequency-matched tokens a token neuron's candidate is compared with
+    seed: int = 0  # the matched tokens, the random directions and the checked neurons
+    check_neurons: int = 200  # neurons whose promoted tokens are checked by intervention
+    check_windows: int = 16  # corpus windows the check averages over
+    check_length: int = 32  # tokens of each checked window
     checkpoint_every: int = 16
 
     def result_fields(self) -> dict[str, Any]:

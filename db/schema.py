@@ -307,36 +307,75 @@ class Neuron(Base):
     skew: Mapped[float] = mapped_column(Float, doc="skewness of the activations")
     kurtosis: Mapped[float] = mapped_column(Float, doc="Pearson kurtosis of the activations (3 for a normal)")
     max: Mapped[float] = mapped_column(Float, doc="largest activation")
+    min: Mapped[float | None] = mapped_column(Float, doc="smallest (most negative) activation")
     frac_active: Mapped[float] = mapped_column(Float, doc="share of corpus tokens with activation > 0")
+    frac_negative: Mapped[float | None] = mapped_column(Float, doc="share of corpus tokens with activation < 0")
     hist_low: Mapped[float] = mapped_column(Float, doc="histogram lower edge")
     hist_high: Mapped[float] = mapped_column(Float, doc="histogram upper edge")
     histogram: Mapped[list[int]] = mapped_column(JSON, doc="equal-width bins over [hist_low, hist_high]")
+    sign: Mapped[int | None] = mapped_column(
+        Integer, doc="the dominant tail: +1 when the positive top examples' mean |activation| is at least "
+        "the negative ones', else -1"
+    )  # fmt: skip
+    typical_top: Mapped[float | None] = mapped_column(
+        Float, doc="typical top activation: median |activation| of the dominant tail's top examples "
+        "(first positions of windows left out); the layer pages rank by it"
+    )  # fmt: skip
+    first_max_abs: Mapped[float | None] = mapped_column(
+        Float, doc="largest |activation| at the first position of a corpus window (massive activations)"
+    )
     w_in_norm: Mapped[float] = mapped_column(Float, doc="norm of the neuron's input weights")
     w_out_norm: Mapped[float] = mapped_column(Float, doc="norm of the neuron's output weights (W_out row)")
-    vocab_mean: Mapped[float] = mapped_column(Float, doc="moments of cos(W_out, W_U) over the vocabulary")
-    vocab_var: Mapped[float] = mapped_column(Float, doc="variance of cos(W_out, W_U) over the vocabulary")
-    vocab_skew: Mapped[float] = mapped_column(Float, doc="skew of cos(W_out, W_U) over the vocabulary")
+    direction_norm: Mapped[float | None] = mapped_column(
+        Float, doc="norm of the effective output direction: sign x W_out row, through any post-MLP norm gain"
+    )
+    vocab_mean: Mapped[float] = mapped_column(
+        Float, doc="mean of cos(effective direction, W_U*) over the vocabulary (W_U* = final norm folded "
+        "in, centred over the vocabulary)"
+    )  # fmt: skip
+    vocab_var: Mapped[float] = mapped_column(Float, doc="variance of cos(effective direction, W_U*)")
+    vocab_skew: Mapped[float] = mapped_column(Float, doc="skew of cos(effective direction, W_U*)")
     vocab_kurtosis: Mapped[float] = mapped_column(
-        Float, doc="Pearson kurtosis of cos(W_out, W_U) over the vocabulary"
+        Float, doc="Pearson kurtosis of cos(effective direction, W_U*) over the vocabulary"
     )
     top_tokens: Mapped[list[list[Any]]] = mapped_column(
-        JSON, doc="[[token_id, logit], ...] the 10 promoted most"
+        JSON, doc="[[token_id, logit], ...] the 10 the effective direction promotes most"
     )
     bottom_tokens: Mapped[list[list[Any]]] = mapped_column(
-        JSON, doc="[[token_id, logit], ...] the 10 tokens it suppresses most (texts in tokens)"
+        JSON, doc="[[token_id, logit], ...] the 10 it suppresses most (texts in tokens)"
     )
-    top_token_share: Mapped[float] = mapped_column(Float, doc="share of top examples on the commonest token")
+    top_token_share: Mapped[float] = mapped_column(
+        Float, doc="share of the dominant tail's top examples on their commonest token"
+    )
+    token_id: Mapped[int | None] = mapped_column(
+        Integer, doc="candidate token (commonest in a quarter or more of the dominant tail's top examples "
+        "on the corpus's first half); null when none"
+    )  # fmt: skip
+    token_mean: Mapped[float | None] = mapped_column(
+        Float, doc="sign x mean activation on the candidate token over the corpus's second half"
+    )
+    token_count: Mapped[int | None] = mapped_column(Integer, doc="occurrences of the candidate in the second half")
+    matched_mean: Mapped[float | None] = mapped_column(
+        Float, doc="sign x mean activation on the candidate's frequency-matched tokens (second half)"
+    )
+    check_overlap: Mapped[int | None] = mapped_column(
+        Integer, doc="for the neurons sampled by the intervention check: how many of the 10 promoted "
+        "tokens are among the 10 whose logits rise most when the neuron is driven; null otherwise"
+    )  # fmt: skip
     family: Mapped[str | None] = mapped_column(
-        String(20), index=True, doc="dead, token, prediction, suppression, partition, or null"
+        String(20), index=True,
+        doc="dead, first_position, token, prediction, suppression, partition, or null (docs/methods.md)",
     )
 
 
 class NeuronExample(Base):
-    """One neuron's max-activating examples, best first: each a token of a stored document with
-    its activation, plus the neuron's activations on the context tokens around it."""
+    """One tail of a neuron's top examples, most extreme first: each a token of a stored document
+    with its activation, plus the neuron's activations on the context tokens around it."""
 
     __tablename__ = "neuron_examples"
-    __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", name="uq_neuron_examples_neuron"),)
+    __table_args__ = (
+        UniqueConstraint("unit_id", "layer", "neuron", "tail", name="uq_neuron_examples_tail"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     unit_id: Mapped[int] = mapped_column(
@@ -344,6 +383,12 @@ class NeuronExample(Base):
     )
     layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0")
     neuron: Mapped[int] = mapped_column(Integer, doc="neuron within the layer's MLP, from 0")
+    tail: Mapped[str] = mapped_column(
+        String(10), server_default="positive",
+        doc="positive (largest activations) | negative (most negative) | first (largest |activation| at "
+        "a window's first position; kept for first_position neurons); the first two leave first "
+        "positions out",
+    )
     examples: Mapped[list[list[Any]]] = mapped_column(
         JSON,
         doc="JSON [[document_id, token_index, token_id, activation], ...] best first; "

@@ -276,6 +276,15 @@ class ArchitectureAdapter:
         weight = getattr(self.final_norm(), "weight", None)
         return None if weight is None else weight.detach().float() + self.norm_gain_offset
 
+    def final_norm_centres(self) -> bool:
+        """Whether the final norm removes the mean (LayerNorm) rather than only rescaling (RMSNorm)."""
+        return "rms" not in type(self.final_norm()).__name__.lower()
+
+    def mlp_post_gain(self, layer: int) -> Tensor | None:
+        """The post-MLP norm's per-feature gain ``[d_model]`` (Gemma's 1 + w), None without one."""
+        norm = self.mlp_post_norm(layer)
+        return None if norm is None else weight_of(norm).detach().float() + self.norm_gain_offset
+
     def unembedding(self) -> tuple[Tensor, Tensor]:
         """W_U ``[d_model, vocab]`` and b_U ``[vocab]`` (zeros when the head has no bias)."""
         return in_out_weight(self.model.get_submodule(self.unembed_path))

@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +28,46 @@ from classifiers.keys import NEURON_SUMMARY
 from classifiers.neuron_stats import (
     HISTOGRAM_BINS,
     HISTOGRAM_MARGIN,
+    TAILS,
     ContextShape,
     Histogram,
     Moments,
     NeuronConfig,
+    TokenSelectivity,
     TopK,
+    frequency_matched,
 )
 from classifiers.neuron_weights import (
     DEAD_ACTIVE_FRACTION,
     DEAD_MAX,
+    FIRST_POSITION_RATIO,
+    NULL_DIRECTIONS,
     PARTITION_VARIANCE_FACTOR,
-    TOKEN_SHARE,
+    TOKEN_CANDIDATE_SHARE,
+    TOKEN_MEAN_SHARE,
+    TOKEN_MIN_COUNT,
+    TOKEN_MIN_MATCHED,
     TOP_TOKENS,
-    VOCAB_KURTOSIS,
+    NeuronEvidence,
+    effective_directions,
+    families,
+    top_token_share,
+    unembedding_read,
+    vocab_null,
+    vocab_projection,
 )
 from db.neuron_store import write_neuron_unit
 from db.store import RunIds, UnitRow
 from survey.corpus.sources import Corpus, Document, resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
+from survey.engine.neuron_intervention import NeuronNudge, logit_rises
 from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, context_length
 from survey.settings import cache_root
 from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
 
-VERSION = 1
+VERSION = 2
+CHECK_MIN_OVERLAP = 8  # of the 10 promoted tokens, for a neuron's read-out to count as confirmed
 
 
 @dataclass(frozen=True)
@@ -107,30 +123,73 @@ def dataset_hash(corpus_hash: str, bos_id: int | None, config: NeuronConfig) -> 
 
 
 class LayerTrackers:
-    """Moments, histogram and top-k of one layer's neurons."""
+    """Moments, histogram, the three example tails and, on the second half of the corpus, the
+    token-selectivity sums of one layer's neurons."""
 
     def __init__(self, d_mlp: int, config: NeuronConfig) -> None:
         shape = ContextShape(config.context_before, config.context_after)
         self.moments, self.histogram = Moments(d_mlp), Histogram(d_mlp)
-        self.top = TopK(d_mlp, config.top_k, shape)
+        self.tails = {tail: TopK(d_mlp, config.top_k, shape, tail) for tail in TAILS}
+        self.selectivity: TokenSelectivity | None = None
 
-    def update(self, acts: Tensor, first_position: int) -> None:
-        """``acts [window, pos, neuron]`` of consecutive windows."""
-        flat = acts.reshape(-1, acts.shape[-1])
-        self.moments.update(flat)
+    def update(self, acts: Tensor, first_position: int, token_ids: Tensor) -> None:
+        """``acts [window, pos, neuron]`` of consecutive windows read on ``token_ids [window, pos]``."""
+        flat = acts.reshape(-1, acts.shape[-1]).float()
+        extremes = torch.aminmax(flat, dim=0)
+        self.moments.update(flat, extremes)
         self.histogram.update(flat)
-        self.top.update(acts, first_position)
+        for top in self.tails.values():
+            top.update(acts, first_position, extremes)
+        if self.selectivity is not None:  # away from the first position, as the tails
+            self.selectivity.update(acts[:, 1:].reshape(-1, acts.shape[-1]), token_ids[:, 1:].flatten())
+
+    def dominant(self) -> tuple[Tensor, Tensor]:
+        """Each neuron's dominant sign (+1 when its positive tail's typical top value is at least
+        its negative tail's) and that typical value: the median over the tail's filled top
+        examples, so that one massive activation does not make a neuron look strong."""
+        typical = []
+        for tail in ("positive", "negative"):
+            values = self.tails[tail].values
+            filled = torch.where(values > float("-inf"), values, float("nan"))
+            typical.append(filled.nanmedian(1).values.nan_to_num(0.0))
+        positive = typical[0] >= typical[1]
+        return torch.where(positive, 1, -1), torch.where(positive, typical[0], typical[1]).clamp_min(0)
+
+    def start_selectivity(self, tokens: Tensor, counts: Tensor, config: NeuronConfig) -> None:
+        """Fix each neuron's candidate token from the examples so far and start measuring it."""
+        sign, _ = self.dominant()
+        candidate, share = self.top_tokens(tokens, sign)
+        candidate = torch.where(share >= TOKEN_CANDIDATE_SHARE, candidate, -1)
+        matched = frequency_matched(counts, candidate, config.token_matched, config.seed)
+        self.selectivity = TokenSelectivity(torch.cat([candidate[:, None], matched], dim=1))
+
+    def top_tokens(self, tokens: Tensor, sign: Tensor) -> tuple[Tensor, Tensor]:
+        """The commonest token of each neuron's dominant-tail examples and its share of them."""
+        ids = [example_tokens(self.tails[tail], tokens) for tail in ("positive", "negative")]
+        return top_token_share(torch.where(sign[:, None] > 0, ids[0], ids[1]))
 
     def state_dict(self) -> dict[str, object]:
         return {
             "moments": self.moments.state_dict(), "histogram": self.histogram.state_dict(),
-            "top": self.top.state_dict(),
+            "tails": {tail: top.state_dict() for tail, top in self.tails.items()},
+            "selectivity": None if self.selectivity is None else self.selectivity.state_dict(),
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.moments.load_state_dict(state["moments"])
         self.histogram.load_state_dict(state["histogram"])
-        self.top.load_state_dict(state["top"])
+        for tail, top in self.tails.items():
+            top.load_state_dict(state["tails"][tail])
+        saved = state["selectivity"]
+        self.selectivity = None if saved is None else TokenSelectivity.from_state(saved)
+
+
+def example_tokens(top: TopK, tokens: Tensor) -> Tensor:
+    """``[neuron, k]`` token ids of a tail's examples in ``tokens [window, pos]`` (-1: empty)."""
+    length = tokens.shape[1]
+    positions = top.positions.clamp_min(0)
+    ids = tokens[positions // length, positions % length]
+    return torch.where(top.values > float("-inf"), ids, -1)
 
 
 def _save_atomically(state: dict[str, Any], path: Path) -> None:
@@ -148,11 +207,14 @@ def run_pass(
     echo: Callable[[str], None],
 ) -> list[LayerTrackers]:  # fmt: skip
     """Feed every window through the model once, updating each layer's trackers; resume from
-    ``checkpoint`` when it holds a state for the same ``key``."""
+    ``checkpoint`` when it holds a state for the same ``key``. Token candidates are fixed after
+    the first half of the batches and measured on the second."""
     d = loaded.adapter.dims
     trackers = [LayerTrackers(d.d_mlp, config) for _ in range(d.n_layers)]
     n_windows, length = windows.tokens.shape
     batches = list(range(0, n_windows, config.batch_size))
+    half = len(batches) // 2
+    counts = torch.bincount(windows.tokens[:, 1:].flatten(), minlength=d.d_vocab)
     done = 0
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
@@ -164,29 +226,35 @@ def run_pass(
     spec = CaptureSpec.of("neuron")
     started, report_every = time.perf_counter(), max(len(batches) // 10, 1)
     for number in range(done, len(batches)):
+        if number == half:
+            for tracker in trackers:
+                tracker.start_selectivity(windows.tokens, counts, config)
         first = batches[number]
-        ids = loaded.bos.prepend(windows.tokens[first : first + config.batch_size])
+        tokens = windows.tokens[first : first + config.batch_size]
+        ids = loaded.bos.prepend(tokens)
         skip = ids.shape[1] - length  # 1 when BOS was prepended
         got = capture(loaded.adapter, ids, spec, batch_size=config.batch_size)
         for layer, tracker in enumerate(trackers):
-            tracker.update(got[("neuron", layer)][:, skip:], first * length)
+            tracker.update(got[("neuron", layer)][:, skip:], first * length, tokens)
         if (number + 1) % config.checkpoint_every == 0 and number + 1 < len(batches):
             states = [t.state_dict() for t in trackers]
             _save_atomically({"key": key, "batches_done": number + 1, "layers": states}, checkpoint)
         if (number + 1) % report_every == 0 or number + 1 == len(batches):
-            tokens = (min(first + config.batch_size, n_windows) - batches[done]) * length
-            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            tokens_done = (min(first + config.batch_size, n_windows) - batches[done]) * length
+            rate = tokens_done / max(time.perf_counter() - started, 1e-9)
             echo(f"neurons: batch {number + 1}/{len(batches)}, {rate:,.0f} tokens/s")
     return trackers
 
 
 @dataclass(frozen=True)
 class NeuronSummary:
-    """Rows ready to store: one per neuron for ``neurons`` and for ``examples``."""
+    """Rows ready to store: one per neuron for ``neurons``, one per neuron and tail for
+    ``examples``, and the unit's statistics (the family null, the intervention check)."""
 
     neurons: list[dict[str, Any]]
     examples: list[dict[str, Any]]
     documents: list[TokenizedDocument]
+    statistics: dict[str, Any]
 
 
 def _pairs(ids: list[int], values: list[float]) -> list[list[Any]]:
@@ -194,86 +262,179 @@ def _pairs(ids: list[int], values: list[float]) -> list[list[Any]]:
     return [[i, round(v, 4)] for i, v in zip(ids, values, strict=True)]
 
 
-STAT_FIELDS = ("mean", "std", "skew", "kurtosis", "max", "frac_active")
+STAT_FIELDS = ("mean", "std", "skew", "kurtosis", "max", "min", "frac_active", "frac_negative")
 FAMILY_GATES = {  # the constants that decide histograms, read-outs and family labels
     "histogram_bins": HISTOGRAM_BINS, "histogram_margin": HISTOGRAM_MARGIN, "top_tokens": TOP_TOKENS,
-    "dead_active_fraction": DEAD_ACTIVE_FRACTION, "dead_max": DEAD_MAX, "token_share": TOKEN_SHARE,
-    "vocab_kurtosis": VOCAB_KURTOSIS, "partition_variance_factor": PARTITION_VARIANCE_FACTOR,
+    "dead_active_fraction": DEAD_ACTIVE_FRACTION, "dead_max": DEAD_MAX,
+    "first_position_ratio": FIRST_POSITION_RATIO, "token_candidate_share": TOKEN_CANDIDATE_SHARE,
+    "token_min_count": TOKEN_MIN_COUNT, "token_min_matched": TOKEN_MIN_MATCHED,
+    "token_mean_share": TOKEN_MEAN_SHARE, "null_directions": NULL_DIRECTIONS,
+    "partition_variance_factor": PARTITION_VARIANCE_FACTOR, "check_min_overlap": CHECK_MIN_OVERLAP,
 }  # fmt: skip
 
 
-def summarise(loaded: LoadedModel, windows: Windows, trackers: list[LayerTrackers]) -> NeuronSummary:
-    """Turn the trackers into neuron and example rows, adding the weight-based fields and families."""
-    from classifiers.neuron_weights import families, top_token_share, vocab_projection
+@dataclass
+class LayerSummary:
+    """One layer's rows and the per-neuron evidence the family rule reads."""
 
+    neurons: list[dict[str, Any]]
+    examples: list[dict[str, Any]]
+    evidence: dict[str, Tensor]
+
+
+def _summarise_layer(
+    loaded: LoadedModel, windows: Windows, layer: int, tracker: LayerTrackers, w_u_read: Tensor
+) -> LayerSummary:
+    """Neuron and example rows of one layer, with the weight read-out of its effective directions."""
     adapter = loaded.adapter
-    length = windows.tokens.shape[1]
-    w_u = adapter.unembedding()[0].detach()
-    gain = adapter.final_norm_gain()
-    neurons: list[dict[str, Any]] = []
-    examples: list[dict[str, Any]] = []
-    activity: list[Tensor] = []  # per layer [neuron, 3]: frac_active, max activation, top-token share
-    all_moments: list[Tensor] = []
-    for layer, tracker in enumerate(trackers):
-        stats = tracker.moments.result()
-        top = tracker.top
-        filled = top.values > float("-inf")
-        window = top.positions.clamp_min(0) // length
-        within = top.positions.clamp_min(0) % length
-        token_ids = torch.where(filled, windows.tokens[window, within], -1)
-        weights_of = adapter.neuron_weights(layer)
-        weights = vocab_projection(weights_of.W_out.detach(), w_u, gain)
-        shares = top_token_share(token_ids)
-        activity.append(torch.stack([stats["frac_active"].float(), stats["max"].float(), shares], dim=1))
-        columns = {name: stats[name].tolist() for name in STAT_FIELDS}
-        columns |= {
-            "hist_low": tracker.histogram.low.tolist(), "hist_high": tracker.histogram.high.tolist(),
-            "histogram": tracker.histogram.counts.tolist(), "top_token_share": shares.tolist(),
-            "w_in_norm": weights_of.W_in.detach().float().norm(dim=1).tolist(),
-            "w_out_norm": weights["w_out_norm"].tolist(),
-        }  # fmt: skip
-        all_moments.append(weights["moments"])
-        moments = weights["moments"].tolist()
-        top_ids, top_values = weights["top_ids"].tolist(), weights["top"].tolist()
-        bottom_ids, bottom_values = weights["bottom_ids"].tolist(), weights["bottom"].tolist()
-        for n in range(len(moments)):
-            row = {name: values[n] for name, values in columns.items()}
-            row.update(
-                layer=layer, neuron=n, vocab_mean=moments[n][0], vocab_var=moments[n][1],
-                vocab_skew=moments[n][2], vocab_kurtosis=moments[n][3],
-                top_tokens=_pairs(top_ids[n], top_values[n]),
-                bottom_tokens=_pairs(bottom_ids[n], bottom_values[n]),
-            )  # fmt: skip
-            neurons.append(row)
-        examples += _example_rows(layer, top, filled, window, within, token_ids, windows)
-    table, vocab_moments = torch.cat(activity), torch.cat(all_moments)
-    for row, label in zip(
-        neurons, families(table[:, 0], table[:, 1], table[:, 2], vocab_moments), strict=True
-    ):
+    stats = tracker.moments.result()
+    sign, typical = tracker.dominant()
+    token, share = tracker.top_tokens(windows.tokens, sign)
+    tails = tracker.tails
+    first_abs = tails["first"].values[:, 0].clamp_min(0)  # -inf (empty) -> 0
+    weights_of = adapter.neuron_weights(layer)
+    directions = effective_directions(weights_of.W_out.detach(), sign, adapter.mlp_post_gain(layer))
+    projection = vocab_projection(directions, w_u_read)
+    selectivity = tracker.selectivity
+    assert selectivity is not None, "the pass fixes token candidates half way"
+    means = selectivity.means() * sign[:, None]
+    columns = {name: stats[name].tolist() for name in STAT_FIELDS}
+    columns |= {
+        "hist_low": tracker.histogram.low.tolist(), "hist_high": tracker.histogram.high.tolist(),
+        "histogram": tracker.histogram.counts.tolist(), "top_token_share": share.tolist(),
+        "w_in_norm": weights_of.W_in.detach().float().norm(dim=1).tolist(),
+        "w_out_norm": weights_of.W_out.detach().float().norm(dim=1).tolist(),
+        "direction_norm": directions.norm(dim=1).tolist(),
+        "sign": sign.tolist(), "typical_top": typical.tolist(), "first_max_abs": first_abs.tolist(),
+        "token_id": [t if t >= 0 else None for t in selectivity.tokens[:, 0].tolist()],
+        "token_mean": [None if m != m else m for m in means[:, 0].tolist()],
+        "token_count": selectivity.counts[:, 0].tolist(),
+        "matched_mean": [None if m != m else m for m in means[:, 1:].nanmean(1).tolist()],
+    }  # fmt: skip
+    moments = projection["moments"].tolist()
+    top_ids, top_values = projection["top_ids"].tolist(), projection["top"].tolist()
+    bottom_ids, bottom_values = projection["bottom_ids"].tolist(), projection["bottom"].tolist()
+    rows = []
+    for n in range(len(moments)):
+        row = {name: values[n] for name, values in columns.items()}
+        row.update(
+            layer=layer, neuron=n, vocab_mean=moments[n][0], vocab_var=moments[n][1],
+            vocab_skew=moments[n][2], vocab_kurtosis=moments[n][3],
+            top_tokens=_pairs(top_ids[n], top_values[n]), bottom_tokens=_pairs(bottom_ids[n], bottom_values[n]),
+            check_overlap=None,
+        )  # fmt: skip
+        rows.append(row)
+    examples = [row for tail in TAILS for row in _example_rows(layer, tail, tails[tail], windows)]
+    largest = torch.maximum(stats["max"].abs(), stats["min"].abs()).float()
+    evidence = {
+        "nonzero_fraction": (stats["frac_active"] + stats["frac_negative"]).float(),
+        "largest_abs": largest, "first_abs": first_abs,
+        "typical_top": typical,
+        "token_mean": means[:, 0].float(), "token_count": selectivity.counts[:, 0],
+        "matched_means": means[:, 1:].float(), "vocab_moments": projection["moments"],
+    }  # fmt: skip
+    return LayerSummary(rows, examples, evidence)
+
+
+def summarise(
+    loaded: LoadedModel, windows: Windows, trackers: list[LayerTrackers], config: NeuronConfig,
+    echo: Callable[[str], None],
+) -> NeuronSummary:  # fmt: skip
+    """Turn the trackers into neuron and example rows with the weight-based fields and families,
+    then check the promoted tokens of a sample of neurons by intervention."""
+    adapter = loaded.adapter
+    w_u_read = unembedding_read(
+        adapter.unembedding()[0].detach(), adapter.final_norm_gain(), adapter.final_norm_centres()
+    )
+    layers = [_summarise_layer(loaded, windows, layer, t, w_u_read) for layer, t in enumerate(trackers)]
+    neurons = [row for layer in layers for row in layer.neurons]
+    evidence = NeuronEvidence(**{
+        name: torch.cat([layer.evidence[name] for layer in layers]) for name in layers[0].evidence
+    })  # fmt: skip
+    null = vocab_null(w_u_read, adapter.dims.d_model, seed=config.seed)
+    for row, label in zip(neurons, families(evidence, null), strict=True):
         row["family"] = label
-    return NeuronSummary(neurons, examples, windows.documents)
+    examples = [
+        row for layer in layers for row in layer.examples
+        if row["tail"] != "first" or neurons[row["layer"] * adapter.dims.d_mlp + row["neuron"]]["family"]
+        == "first_position"
+    ]  # fmt: skip
+    check = check_promoted_tokens(loaded, windows, neurons, config, echo)
+    statistics = {"family_null": asdict(null), "intervention": check}
+    return NeuronSummary(neurons, examples, windows.documents, statistics)
 
 
-def _example_rows(
-    layer: int, top: TopK, filled: Tensor, window: Tensor, within: Tensor, token_ids: Tensor, windows: Windows
-) -> list[dict[str, Any]]:
-    """One row per neuron of one layer: its filled top-k slots, best first, and their contexts
-    (``examples`` name documents by corpus index; the store maps them to documents rows)."""
+def _example_rows(layer: int, tail: str, top: TopK, windows: Windows) -> list[dict[str, Any]]:
+    """One row per neuron of one layer and tail: its filled top-k slots, best first, and their
+    contexts (``examples`` name documents by corpus index; the store maps them to documents rows)."""
+    length = windows.tokens.shape[1]
+    filled = top.values > float("-inf")
+    window = top.positions.clamp_min(0) // length
+    within = top.positions.clamp_min(0) % length
+    token_ids = torch.where(filled, windows.tokens[window, within], -1)
     token_index = (windows.start[window] + within).tolist()
     doc_index = windows.doc_index[window].tolist()
-    values, ids, full = top.values.tolist(), token_ids.tolist(), filled.tolist()
+    values, ids, full = top.activations().tolist(), token_ids.tolist(), filled.tolist()
     contexts = top.contexts.to(torch.float16).numpy()
     rows = []
     for n, slots in enumerate(full):
         kept = [rank for rank, is_filled in enumerate(slots) if is_filled]
         rows.append({
-            "layer": layer, "neuron": n,
+            "layer": layer, "neuron": n, "tail": tail,
             "examples": [
                 [doc_index[n][r], token_index[n][r], ids[n][r], round(values[n][r], 5)] for r in kept
             ],
             "context_acts": contexts[n, kept].tobytes(),
         })  # fmt: skip
     return rows
+
+
+def check_promoted_tokens(
+    loaded: LoadedModel, windows: Windows, neurons: list[dict[str, Any]], config: NeuronConfig,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """For a seeded sample of live neurons: add the neuron's typical top activation (in its
+    dominant sign) at the last position of ``check_windows`` corpus windows, and compare the 10
+    tokens whose logits rise most with the stored promoted tokens. Each sampled row gets
+    ``check_overlap``; the summary goes to the unit's statistics."""
+    live = [i for i, row in enumerate(neurons) if row["family"] != "dead" and row["typical_top"] > 0]
+    generator = torch.Generator().manual_seed(config.seed)
+    chosen = sorted(live[i] for i in torch.randperm(len(live), generator=generator)[: config.check_neurons])
+    length = min(config.check_length, windows.tokens.shape[1])
+    ids = loaded.bos.prepend(windows.tokens[: config.check_windows, :length])
+    nudges = [
+        NeuronNudge(neurons[i]["layer"], neurons[i]["neuron"], neurons[i]["sign"] * neurons[i]["typical_top"])
+        for i in chosen
+    ]  # fmt: skip
+    started = time.perf_counter()
+    rises = logit_rises(loaded.adapter, ids, nudges)
+    measured = rises.topk(TOP_TOKENS, dim=1).indices.tolist()
+    overlaps = []
+    for i, top in zip(chosen, measured, strict=True):
+        stored = {pair[0] for pair in neurons[i]["top_tokens"]}
+        neurons[i]["check_overlap"] = len(stored & set(top))
+        overlaps.append(neurons[i]["check_overlap"])
+    n_layers = loaded.adapter.dims.n_layers
+    by_third: dict[str, list[int]] = {"early": [], "middle": [], "late": []}
+    for i, overlap in zip(chosen, overlaps, strict=True):
+        third = ("early", "middle", "late")[min(3 * neurons[i]["layer"] // n_layers, 2)]
+        by_third[third].append(overlap)
+    agreement = _share_at_least(overlaps)
+    echo(f"neurons: intervention check on {len(chosen)} neurons, {agreement:.1%} share >= "
+         f"{CHECK_MIN_OVERLAP}/10 promoted tokens [{time.perf_counter() - started:.1f} s]")  # fmt: skip
+    return {
+        "neurons": len(chosen), "windows": int(ids.shape[0]), "tokens": int(ids.shape[1]),
+        "min_overlap": CHECK_MIN_OVERLAP, "agreement": agreement,
+        "mean_overlap": sum(overlaps) / max(len(overlaps), 1),
+        "by_third": {name: {"neurons": len(v), "agreement": _share_at_least(v)} for name, v in by_third.items()},
+    }  # fmt: skip
+
+
+def _share_at_least(overlaps: list[int]) -> float | None:
+    """Share of overlaps of at least ``CHECK_MIN_OVERLAP`` (None for none)."""
+    if not overlaps:
+        return None
+    return sum(o >= CHECK_MIN_OVERLAP for o in overlaps) / len(overlaps)
 
 
 @dataclass(frozen=True)
@@ -331,7 +492,7 @@ def compute_summary(loaded: LoadedModel, plan: NeuronPlan, echo: Callable[[str],
     )
     key = f"{loaded.resolved_sha}:{plan.dataset_hash}"
     trackers = run_pass(loaded, windows, plan.config, plan.checkpoint, key, echo)
-    return summarise(loaded, windows, trackers)
+    return summarise(loaded, windows, trackers, plan.config, echo)
 
 
 class NeuronUnit(UnitKind):
@@ -368,7 +529,10 @@ class NeuronUnit(UnitKind):
         """Store the pass in one transaction, then drop its checkpoint."""
         plan = planned.dataset
         assert isinstance(plan, NeuronPlan)
-        row = UnitRow(planned.key, self.full_definition(), self.config.result_fields(), plan.describe())
+        row = UnitRow(
+            planned.key, self.full_definition(), self.config.result_fields(), plan.describe(),
+            statistics=result.statistics,
+        )  # fmt: skip
         write_neuron_unit(engine, ids, row, plan.corpus, plan.corpus_hash, result, replace)
         plan.checkpoint.unlink(missing_ok=True)
 

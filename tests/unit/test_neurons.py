@@ -86,15 +86,15 @@ def test_the_planted_neuron_is_found_and_its_statistics_match_a_direct_computati
     ).error
     assert error is None, lines
     token = loaded.tokenizer.convert_tokens_to_ids(WORD)
-    (row,) = rows(engine, f"SELECT mean, std, max, frac_active, family, top_token_share FROM neurons "
-                          f"WHERE layer = {LAYER} AND neuron = {NEURON}")  # fmt: skip
+    (row,) = rows(engine, f"SELECT mean, std, max, frac_active, family, top_token_share, token_id, sign, "
+                          f"min, frac_negative FROM neurons WHERE layer = {LAYER} AND neuron = {NEURON}")  # fmt: skip
     (examples,) = rows(engine, f"SELECT examples, context_acts FROM neuron_examples "
-                               f"WHERE layer = {LAYER} AND neuron = {NEURON}")  # fmt: skip
+                               f"WHERE layer = {LAYER} AND neuron = {NEURON} AND tail = 'positive'")  # fmt: skip
     import json
 
     found = json.loads(examples[0])
     assert len(found) == 20 and {e[2] for e in found} == {token}  # every top example is on WORD
-    assert row[4] == "token" and row[5] == 1.0
+    assert row[4] == "token" and row[5] == 1.0 and row[6] == token and row[7] == 1
     assert all(a >= b for a, b in zip([e[3] for e in found], [e[3] for e in found][1:], strict=False))
     contexts = np.frombuffer(examples[1], dtype=np.float16).reshape(20, 15)
     assert np.allclose(contexts[:, 10], [e[3] for e in found], rtol=1e-2)  # the token itself sits at 10
@@ -106,6 +106,8 @@ def test_the_planted_neuron_is_found_and_its_statistics_match_a_direct_computati
     assert row[1] == pytest.approx(float(acts.std(unbiased=False)), rel=1e-5)
     assert row[2] == pytest.approx(float(acts.max()), rel=1e-6)
     assert row[3] == pytest.approx(float((acts > 0).double().mean()))
+    assert row[8] == pytest.approx(float(acts.min()), rel=1e-6)
+    assert row[9] == pytest.approx(float((acts < 0).double().mean()))
     on_word = acts[windows.tokens == token]
     assert float(on_word.min()) > 5.0 and float(acts[windows.tokens != token].max()) < 0.5
 
