@@ -276,7 +276,9 @@ class TokenSelectivity:
         self.tokens = tokens
         self.vocab = torch.unique(tokens[tokens >= 0])  # sorted
         last = max(self.vocab.numel() - 1, 0)
-        self.slots = torch.searchsorted(self.vocab, tokens.clamp_min(0)).clamp_max(last)  # [neuron, 1 + matched]
+        self.slots = torch.searchsorted(self.vocab, tokens.clamp_min(0)).clamp_max(
+            last
+        )  # [neuron, 1 + matched]
         self.sums = torch.zeros(tokens.shape, dtype=torch.float64)
         self.counts = torch.zeros(tokens.shape, dtype=torch.int64)
 

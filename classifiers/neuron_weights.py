@@ -2,8 +2,9 @@
 
 **The effective output direction** of neuron n is ``s_n · g_post ⊙ W_out[n]``: ``s_n`` the sign
 of its dominant tail (+1 when its typical positive top activation, the median of its top
-examples, is at least its typical negative one), ``g_post`` the gain of the post-MLP norm where the family has one (Gemma 2/3,
-OLMo 2; the norm's scale is positive, so the gain alone sets the direction). It is read against
+examples, is at least its typical negative one), ``g_post`` the gain of the post-MLP norm where
+the family has one (Gemma 2/3, OLMo 2; the norm's scale is positive, so the gain alone sets the
+direction). It is read against
 ``W_U*``: the unembedding with the final norm folded in (``diag(gain) W_U``, rows centred over
 ``d_model`` when the final norm is a LayerNorm, which removes the mean) and then centred over
 the vocabulary, as Gurnee et al. 2024 read W_U.

@@ -73,8 +73,25 @@ WHERE n.family IN ('prediction', 'suppression') GROUP BY m.name, n.family ORDER 
     ),
     (
         "The strongest neurons of each family",
-        """SELECT model, family, layer, neuron, round(CAST(max AS NUMERIC), 2) AS max_activation
+        """SELECT model, family, layer, neuron, sign, round(CAST(typical_top AS NUMERIC), 2) AS typical_top,
+    round(CAST(max AS NUMERIC), 2) AS max_activation
 FROM top_neurons WHERE family_rank <= 3 ORDER BY model, family, family_rank""",
+    ),
+    (
+        "How many neurons fire mainly negative, per model?",
+        """SELECT m.name AS model, sum(CASE WHEN n.sign = -1 THEN 1 ELSE 0 END) AS negative,
+    count(*) AS neurons,
+    round(CAST(avg(CASE WHEN n.sign = -1 THEN 1.0 ELSE 0.0 END) AS NUMERIC), 3) AS share_negative
+FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
+WHERE n.sign IS NOT NULL AND coalesce(n.family, '') != 'dead' GROUP BY m.name ORDER BY m.name""",
+    ),
+    (
+        "How well do the weight read-outs hold under intervention, per layer?",
+        """SELECT m.name AS model, n.layer, count(*) AS sampled,
+    sum(CASE WHEN n.check_overlap >= 8 THEN 1 ELSE 0 END) AS confirmed,
+    round(CAST(avg(n.check_overlap) AS NUMERIC), 1) AS mean_overlap
+FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
+WHERE n.check_overlap IS NOT NULL GROUP BY m.name, n.layer ORDER BY m.name, n.layer""",
     ),
     (
         "Dead neurons per model and layer",

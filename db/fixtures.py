@@ -4,11 +4,13 @@ fixtures.py); nothing here loads a model.
 ``build_fixture`` writes the small hand-made database the tests assert on: two models, the four v1
 classifiers with planted scores and label statistics, an induction validation per model (fixture-a's
 supported, fixture-b's failed, so its induction labels are unconfirmed), a logit lens and a neuron
-unit with every family, examples and the document they point at; ``add_beyond_units`` adds the later
-classifiers to one model (the function-vector unit as stored before label statistics, all NULL).
-``build_synthetic`` writes one of any size, deterministic in its seed: random scores for every
-registered classifier with evidence shaped like the real ones', a validation each (some failing), a
-logit lens and a neuron unit with examples.
+unit with every family, examples and the document they point at (fixture-a's a version-2 unit with
+both tails, the first-position list, token tests and an intervention check; fixture-b's as stored
+before migration 0009: version 1, the new columns NULL, only the positive tail);
+``add_beyond_units`` adds the later classifiers to one model (the function-vector unit as stored
+before label statistics, all NULL). ``build_synthetic`` writes one of any size, deterministic in its
+seed: random scores for every registered classifier with evidence shaped like the real ones', a
+validation each (some failing), a logit lens and a version-2 neuron unit with both tails.
 
     python -m db.fixtures OUT.db [--models N] [--layers N] [--heads N] [--neurons N] [--examples N]
 """
@@ -80,7 +82,12 @@ MODELS = {
 INDUCTION_CHECKS = {"fixture-a": (0.9, 0.1), "fixture-b": (0.265, 0.1)}
 DRAWS = [round(0.1 + 0.01 * i, 2) for i in range(20)]
 STABILITY_SEEDS = [0, 1, 2]
-FAMILIES = ["dead", "token", "prediction", "suppression", "partition", None]
+FAMILIES = ["dead", "token", "prediction", "suppression", "partition", None]  # those of version 1
+FAMILIES_V2 = [*FAMILIES, "first_position"]
+FAMILY_NULL = {"kurtosis": 9.5, "skew_high": 1.8, "skew_low": -1.6, "draws": 1000}
+CHECK_MIN_OVERLAP = 8  # of the 10 promoted tokens, for a read-out to count as confirmed
+# fixture-a's intervention check: (layer, neuron) -> how many of its 10 promoted tokens rose
+CHECKED = {(0, 2): 8, (1, 1): 9, (1, 2): 3}
 TEXT = "The cat sat on the mat. The dog sat on the log."
 WORDS = [
     "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
@@ -105,6 +112,25 @@ def fixture_neuron(unit_id: int, layer: int, neuron: int, **fields: object) -> N
     return Neuron(unit_id=unit_id, layer=layer, neuron=neuron, **(NEURON_STATS | fields))
 
 
+def intervention_statistics(overlaps: dict[tuple[int, int], int]) -> dict[str, Any]:
+    """A version-2 neuron unit's ``statistics``: the family null and the intervention check
+    summarised from each sampled neuron's ``(layer, neuron) -> check_overlap``."""
+    confirmed = [o >= CHECK_MIN_OVERLAP for o in overlaps.values()]
+    by_layer: dict[str, dict[str, int]] = {}
+    for (layer, _), overlap in sorted(overlaps.items()):
+        counts = by_layer.setdefault(str(layer), {"neurons": 0, "confirmed": 0})
+        counts["neurons"] += 1
+        counts["confirmed"] += overlap >= CHECK_MIN_OVERLAP
+    return {
+        "family_null": FAMILY_NULL,
+        "intervention": {
+            "neurons": len(overlaps), "windows": 16, "tokens": 33, "min_overlap": CHECK_MIN_OVERLAP,
+            "agreement": sum(confirmed) / len(confirmed) if confirmed else None,
+            "mean_overlap": sum(overlaps.values()) / max(len(overlaps), 1), "by_layer": by_layer,
+        },
+    }  # fmt: skip
+
+
 def model_with_run(
     session: Session, name: str, layers: int, heads: int, **fields: object
 ) -> tuple[Model, Run]:
@@ -113,7 +139,7 @@ def model_with_run(
     model = Model(**{
         "name": name, "source": "local", "location": f"/fixtures/{name}", "revision": None,
         "resolved_sha": name * 4, "family": "fixture", "architecture": "gpt2", "n_layers": layers,
-        "n_heads": heads, "n_kv_heads": heads, "d_model": 16, "d_head": 4, "d_mlp": 6, "d_vocab": 8,
+        "n_heads": heads, "n_kv_heads": heads, "d_model": 16, "d_head": 4, "d_mlp": 6, "d_vocab": 10,
         "n_params": 1000, "parallel_attn_mlp": False, "quantization": None, "bos_token": "<s>",
         "license": "mit", "created_at": NOW,
     } | fields)  # fmt: skip
@@ -288,12 +314,14 @@ def _add_lens(session: Session, model: Model, run: Run) -> None:
 
 
 def _neuron_unit(
-    session: Session, model: Model, run: Run, document: Document, token_ids: list[int], context: int
-) -> Unit:
-    """A neuron unit (``context`` tokens either side of an example) with its tokenized document."""
+    session: Session, model: Model, run: Run, document: Document, token_ids: list[int], context: int,
+    **fields: Any,
+) -> Unit:  # fmt: skip
+    """A neuron unit (``context`` tokens either side of an example) with its tokenized document;
+    ``fields`` overrides the unit's columns (version, statistics)."""
     unit = add_unit(
         session, model.id, run.id, "neuron_summary", "neurons",
-        config={"context_before": context, "context_after": context},
+        config={"context_before": context, "context_after": context, "top_k": 20}, **fields,
     )  # fmt: skip
     spans = _word_spans(document.text)[: len(token_ids)]
     session.add(
@@ -307,7 +335,8 @@ def build_fixture(engine: Engine) -> None:
     with session_factory(engine).begin() as session:
         document = add_document(session, "fixture-corpus", "c" * 64, "pets", TEXT)
         for name, (layers, heads, planted) in MODELS.items():
-            model, run = model_with_run(session, name, layers, heads)
+            families = FAMILIES_V2 if name == "fixture-a" else FAMILIES
+            model, run = model_with_run(session, name, layers, heads, d_mlp=len(families))
             for classifier, scored in planted.items():
                 unit = add_unit(
                     session, model.id, run.id, "head_classifier", classifier, THRESHOLDS[classifier]
@@ -322,26 +351,76 @@ def build_fixture(engine: Engine) -> None:
                     effect_top, min_effect = INDUCTION_CHECKS[name]
                     add_validation(session, unit.id, [list(h) for h in scored], effect_top, None, min_effect)
             _add_lens(session, model, run)
-            session.add_all(Token(model_id=model.id, token_id=i, text=f"t{i}") for i in range(8))
-            unit = _neuron_unit(session, model, run, document, [0, 1, 2, 3, 4], context=1)
-            for layer in range(2):
-                for n, family in enumerate(FAMILIES):
-                    top = float(n + layer)
-                    session.add(
-                        fixture_neuron(
-                            unit.id,
-                            layer,
-                            n,
-                            max=top,
-                            family=family,
-                            frac_active=0.0 if family == "dead" else 0.4,
-                        )
-                    )
-                    acts = np.array([[0.1, top, 0.2], [np.nan, 0.5, 0.1]], dtype=np.float16)
-                    session.add(NeuronExample(
-                        unit_id=unit.id, layer=layer, neuron=n, context_acts=acts.tobytes(),
-                        examples=[[document.id, 1, 1, top], [document.id, 0, 0, 0.5]],
-                    ))  # fmt: skip
+            session.add_all(Token(model_id=model.id, token_id=i, text=f"t{i}") for i in range(10))
+            if name == "fixture-a":
+                unit = _neuron_unit(
+                    session, model, run, document, [0, 1, 2, 3, 4], 1, version=2,
+                    statistics=intervention_statistics(CHECKED),
+                )  # fmt: skip
+                _neurons_v2(session, unit, document)
+            else:
+                _neurons_v1(
+                    session, _neuron_unit(session, model, run, document, [0, 1, 2, 3, 4], 1), document
+                )
+
+
+def _neurons_v1(session: Session, unit: Unit, document: Document) -> None:
+    """Two layers of one neuron per version-1 family, stored as before migration 0009: the new
+    columns NULL and one (positive) example list each."""
+    for layer in range(2):
+        for n, family in enumerate(FAMILIES):
+            top = float(n + layer)
+            session.add(
+                fixture_neuron(
+                    unit.id, layer, n, max=top, family=family, frac_active=0.0 if family == "dead" else 0.4
+                )
+            )
+            acts = np.array([[0.1, top, 0.2], [np.nan, 0.5, 0.1]], dtype=np.float16)
+            session.add(NeuronExample(
+                unit_id=unit.id, layer=layer, neuron=n, context_acts=acts.tobytes(),
+                examples=[[document.id, 1, 1, top], [document.id, 0, 0, 0.5]],
+            ))  # fmt: skip
+
+
+def _neurons_v2(session: Session, unit: Unit, document: Document) -> None:
+    """Two layers of one neuron per version-2 family. Neuron n's largest activation is n + layer,
+    and its typical top activation grows with n as well, but the first_position neuron's largest
+    activation (60 + layer, at a window's first position) is by far the largest while its typical
+    top is the smallest: ranked by typical top it comes last, by max it would come first (and its
+    layer-0 twin, whose max is smaller but typical top larger, ranks before it in its family).
+    Neurons 3 and 5 fire mainly negative. Each neuron has its positive and negative example lists
+    (first positions left out); the first_position neuron its first-position list too."""
+    for layer in range(2):
+        for n, family in enumerate(FAMILIES_V2):
+            first = family == "first_position"
+            sign = -1 if n in (3, 5) else 1
+            top = 60.0 + layer if first else float(n + layer)  # the largest activation, anywhere
+            positive = 0.6 if first else top  # the largest away from first positions
+            bottom = top + 0.5 if sign < 0 else 0.5 * positive  # the most negative, as |activation|
+            typical = 0.5 - 0.1 * layer if first else 0.75 * (bottom if sign < 0 else positive)
+            candidate = n == 1
+            session.add(fixture_neuron(
+                unit.id, layer, n, max=top, min=-bottom, family=family, sign=sign, typical_top=typical,
+                frac_active=0.0 if family == "dead" else 0.4, frac_negative=0.0 if family == "dead" else 0.3,
+                first_max_abs=top if first else 0.5, direction_norm=1.0,
+                token_id=1 if candidate else None, token_mean=0.9 * typical if candidate else None,
+                token_count=12 if candidate else 0, matched_mean=0.1 if candidate else None,
+                check_overlap=CHECKED.get((layer, n)),
+                top_tokens=[[t, round(2.0 - 0.1 * t, 2)] for t in range(10)], bottom_tokens=[[0, -2.0]],
+            ))  # fmt: skip
+            lists = {
+                "positive": ([[document.id, 1, 1, positive], [document.id, 4, 4, 0.4]],
+                             [[0.1, positive, 0.2], [0.2, 0.4, np.nan]]),
+                "negative": ([[document.id, 2, 2, -bottom], [document.id, 3, 3, -0.5 * bottom]],
+                             [[0.1, -bottom, -0.2], [-0.2, -0.5 * bottom, 0.1]]),
+            }  # fmt: skip
+            if first:
+                lists["first"] = ([[document.id, 0, 0, top]], [[np.nan, top, 0.1]])
+            for tail, (examples, acts) in lists.items():
+                session.add(NeuronExample(
+                    unit_id=unit.id, layer=layer, neuron=n, tail=tail, examples=examples,
+                    context_acts=np.array(acts, dtype=np.float16).tobytes(),
+                ))  # fmt: skip
 
 
 def _scored_unit(
@@ -467,28 +546,46 @@ def _synthetic_neurons(
     session: Session, rng: np.random.Generator, model: Model, run: Run, document: Document,
     token_ids: list[int], examples: int, context: int = 7,
 ) -> None:  # fmt: skip
-    """``model.d_mlp`` neurons a layer, families in turn, each with random examples and context."""
-    unit = _neuron_unit(session, model, run, document, token_ids, context)
-    rows, tops = [], []
+    """A version-2 unit: ``model.d_mlp`` neurons a layer, families in turn, each with random
+    statistics, a positive and a negative example list with context (first_position neurons a
+    first-position list too); neuron 1 of each layer is checked by intervention."""
+    unit = _neuron_unit(session, model, run, document, token_ids, context, version=2)
+    rows, tops, checked = [], [], {}
     for layer in range(model.n_layers):
         for n in range(model.d_mlp):
-            family = FAMILIES[n % len(FAMILIES)]
+            family = FAMILIES_V2[n % len(FAMILIES_V2)]
+            high, low = float(rng.gamma(2.0)), -float(rng.gamma(1.5))
+            sign = 1 if high >= -low else -1
+            typical = 0.6 * (high if sign > 0 else -low)
+            first = 10.0 * typical if family == "first_position" else 0.5 * typical
+            if n == 1:
+                checked[(layer, n)] = int(rng.integers(0, 11))
+            live = family != "dead"
             rows.append(NEURON_STATS | {
-                "unit_id": unit.id, "layer": layer, "neuron": n, "max": float(rng.gamma(2.0)),
-                "frac_active": 0.0 if family == "dead" else 0.3, "hist_high": 5.0, "family": family,
+                "unit_id": unit.id, "layer": layer, "neuron": n, "max": max(high, first), "min": low,
+                "frac_active": 0.3 if live else 0.0, "frac_negative": 0.2 if live else 0.0,
+                "hist_low": -5.0, "hist_high": 5.0, "family": family, "sign": sign, "typical_top": typical,
+                "first_max_abs": first, "direction_norm": 1.0, "token_id": None, "token_mean": None,
+                "token_count": 0, "matched_mean": None, "check_overlap": checked.get((layer, n)),
                 "histogram": [int(c) for c in rng.integers(0, 1000, 32)],
                 "top_tokens": [[i, 1.0] for i in range(10)],
                 "bottom_tokens": [[i, -1.0] for i in range(10, 20)],
             })  # fmt: skip
-            at = rng.integers(context, len(token_ids) - context, examples)
-            tops.append({
-                "unit_id": unit.id, "layer": layer, "neuron": n,
-                "examples": [[document.id, int(p), token_ids[p], float(examples - i)]
-                             for i, p in enumerate(at)],
-                "context_acts": rng.random((examples, 2 * context + 1)).astype("<f2").tobytes(),
-            })  # fmt: skip
+            tails = {"positive": high, "negative": low}
+            if family == "first_position":
+                tails["first"] = first
+            for tail, extreme in tails.items():
+                at = rng.integers(context, len(token_ids) - context, examples)
+                acts = rng.random((examples, 2 * context + 1)) * (-1.0 if tail == "negative" else 1.0)
+                tops.append({
+                    "unit_id": unit.id, "layer": layer, "neuron": n, "tail": tail,
+                    "examples": [[document.id, int(p), token_ids[p], extreme * (examples - i) / examples]
+                                 for i, p in enumerate(at)],
+                    "context_acts": acts.astype("<f2").tobytes(),
+                })  # fmt: skip
     insert_rows(session, Neuron, rows)
     insert_rows(session, NeuronExample, tops)
+    unit.statistics = intervention_statistics(checked)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@
 >>> db.label_evidence("induction")      # every label: interval, null, q, seed stability, validation
 >>> db.neurons(family="prediction")
 >>> db.examples("smollm2-135m-instruct", layer=29, neuron=1260)   # tokens in context
+>>> db.examples("smollm2-135m-instruct", layer=29, neuron=1260, tail="negative")
 >>> db.query("SELECT * FROM induction_mosaic")
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from db.neuron_examples import decode_examples, load_document
+from db.neuron_examples import TAILS, decode_examples, load_document
 from db.readonly import readonly_engine, run_query
 
 
@@ -91,14 +92,18 @@ class SurveyDatabase:
             {"m.name": model},
         )
 
-    def examples(self, model: str, layer: int, neuron: int) -> pd.DataFrame:
-        """One neuron's max-activating examples, best first: the token, its activation, the
-        document title, and the context tokens with the neuron's activation on each."""
+    def examples(self, model: str, layer: int, neuron: int, tail: str = "positive") -> pd.DataFrame:
+        """One tail of a neuron's top examples, most extreme first: the token, its activation, the
+        document title, and the context tokens with the neuron's activation on each. ``tail`` is
+        ``positive`` (largest activations), ``negative`` (most negative; version-2 units) or
+        ``first`` (a window's first position; first_position neurons of version-2 units)."""
+        if tail not in TAILS:
+            raise ValueError(f"unknown tail {tail!r}; valid: {', '.join(TAILS)}")
         found = self._read(
             """SELECT e.unit_id, e.examples, e.context_acts, u.config FROM neuron_examples e
             JOIN latest_units u ON u.id = e.unit_id JOIN models m ON m.id = u.model_id
             WHERE {where}""",
-            {"m.name": model, "e.layer": layer, "e.neuron": neuron},
+            {"m.name": model, "e.layer": layer, "e.neuron": neuron, "e.tail": tail},
         )
         if found.empty:
             return pd.DataFrame(columns=["rank", "token", "activation", "document", "context"])

@@ -1,4 +1,4 @@
-"""Decode a neuron's stored max-activating examples into tokens in context.
+"""Decode a neuron's stored top examples (one tail of them) into tokens in context.
 
 ``neuron_examples`` keeps token positions and float16 context activations; the text lives once
 in ``documents`` with per-unit character offsets. Used by the Python API and by the wiki.
@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+# the example lists a neuron can have (``neuron_examples.tail``); version-1 units kept only positive
+TAILS = ("positive", "negative", "first")
 # document id -> (text, title, offsets [[start, end], ...]) for the unit's tokenization
 DocumentLoader = Callable[[int], tuple[str, str, list[list[int]]]]
 
 
 @dataclass(frozen=True)
 class Example:
-    """One max-activating example: the token, its activation, the document title, and the
+    """One top example: the token, its (signed) activation, the document title, and the
     context tokens with the neuron's activation on each (``focus`` indexes the token itself)."""
 
     rank: int
@@ -45,7 +47,7 @@ def load_document(conn: Connection, unit_id: int, document_id: int) -> tuple[str
 def decode_examples(
     examples: list[list[Any]], context_acts: bytes, config: dict[str, Any], document: DocumentLoader
 ) -> list[Example]:
-    """The examples of one ``neuron_examples`` row, best first."""
+    """The examples of one ``neuron_examples`` row, most extreme first."""
     before = int(config["context_before"])
     width = before + 1 + int(config["context_after"])
     acts = np.frombuffer(context_acts, dtype=np.float16).reshape(len(examples), width)

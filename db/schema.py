@@ -309,7 +309,9 @@ class Neuron(Base):
     max: Mapped[float] = mapped_column(Float, doc="largest activation")
     min: Mapped[float | None] = mapped_column(Float, doc="smallest (most negative) activation")
     frac_active: Mapped[float] = mapped_column(Float, doc="share of corpus tokens with activation > 0")
-    frac_negative: Mapped[float | None] = mapped_column(Float, doc="share of corpus tokens with activation < 0")
+    frac_negative: Mapped[float | None] = mapped_column(
+        Float, doc="share of corpus tokens with activation < 0"
+    )
     hist_low: Mapped[float] = mapped_column(Float, doc="histogram lower edge")
     hist_high: Mapped[float] = mapped_column(Float, doc="histogram upper edge")
     histogram: Mapped[list[int]] = mapped_column(JSON, doc="equal-width bins over [hist_low, hist_high]")
@@ -354,7 +356,9 @@ class Neuron(Base):
     token_mean: Mapped[float | None] = mapped_column(
         Float, doc="sign x mean activation on the candidate token over the corpus's second half"
     )
-    token_count: Mapped[int | None] = mapped_column(Integer, doc="occurrences of the candidate in the second half")
+    token_count: Mapped[int | None] = mapped_column(
+        Integer, doc="occurrences of the candidate in the second half"
+    )
     matched_mean: Mapped[float | None] = mapped_column(
         Float, doc="sign x mean activation on the candidate's frequency-matched tokens (second half)"
     )
@@ -363,7 +367,8 @@ class Neuron(Base):
         "tokens are among the 10 whose logits rise most when the neuron is driven; null otherwise"
     )  # fmt: skip
     family: Mapped[str | None] = mapped_column(
-        String(20), index=True,
+        String(20),
+        index=True,
         doc="dead, first_position, token, prediction, suppression, partition, or null (docs/methods.md)",
     )
 
@@ -373,9 +378,7 @@ class NeuronExample(Base):
     with its activation, plus the neuron's activations on the context tokens around it."""
 
     __tablename__ = "neuron_examples"
-    __table_args__ = (
-        UniqueConstraint("unit_id", "layer", "neuron", "tail", name="uq_neuron_examples_tail"),
-    )
+    __table_args__ = (UniqueConstraint("unit_id", "layer", "neuron", "tail", name="uq_neuron_examples_tail"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     unit_id: Mapped[int] = mapped_column(
@@ -384,7 +387,8 @@ class NeuronExample(Base):
     layer: Mapped[int] = mapped_column(Integer, doc="layer, from 0")
     neuron: Mapped[int] = mapped_column(Integer, doc="neuron within the layer's MLP, from 0")
     tail: Mapped[str] = mapped_column(
-        String(10), server_default="positive",
+        String(10),
+        server_default="positive",
         doc="positive (largest activations) | negative (most negative) | first (largest |activation| at "
         "a window's first position; kept for first_position neurons); the first two leave first "
         "positions out",

@@ -9,7 +9,8 @@ follow the classifier registry, so ``db.migrate`` rebuilds them whenever their S
 - ``label_evidence.status``: confirmed (every validation supported), unconfirmed (one failed), not validated;
 - ``seed_jaccard`` (in ``units.statistics`` JSON): ``survey.open(url).label_evidence()`` adds it to the view;
 - ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
-- ``top_neurons``: the 10 strongest neurons (by max activation) of each family in each model;
+- ``top_neurons``: the 10 strongest neurons of each family in each model, by typical top activation
+  (``coalesce(typical_top, max)``: version-1 rows have no typical top), with their dominant sign;
 - ``run_provenance``: every unit with its model, definition hash, run, code (version, dirty), libraries.
 
 A label is unconfirmed on the wiki when its unit's validation failed. ``units.statistics`` is JSON,
@@ -92,11 +93,14 @@ JOIN models m ON m.id = u.model_id
 
 TOP_NEURONS = """
 CREATE VIEW top_neurons AS
-SELECT model, family, layer, neuron, max, vocab_kurtosis, vocab_skew, top_token_share, family_rank
+SELECT model, family, layer, neuron, sign, typical_top, max, vocab_kurtosis, vocab_skew, top_token_share,
+    family_rank
 FROM (
-    SELECT m.name AS model, n.family, n.layer, n.neuron, n.max, n.vocab_kurtosis, n.vocab_skew,
-        n.top_token_share,
-        row_number() OVER (PARTITION BY m.id, n.family ORDER BY n.max DESC, n.layer, n.neuron) AS family_rank
+    SELECT m.name AS model, n.family, n.layer, n.neuron, n.sign, n.typical_top, n.max, n.vocab_kurtosis,
+        n.vocab_skew, n.top_token_share,
+        row_number() OVER (
+            PARTITION BY m.id, n.family ORDER BY coalesce(n.typical_top, n.max) DESC, n.layer, n.neuron
+        ) AS family_rank
     FROM neurons n
     JOIN latest_units u ON u.id = n.unit_id
     JOIN models m ON m.id = u.model_id

@@ -320,7 +320,8 @@ def _summarise_layer(
         row.update(
             layer=layer, neuron=n, vocab_mean=moments[n][0], vocab_var=moments[n][1],
             vocab_skew=moments[n][2], vocab_kurtosis=moments[n][3],
-            top_tokens=_pairs(top_ids[n], top_values[n]), bottom_tokens=_pairs(bottom_ids[n], bottom_values[n]),
+            top_tokens=_pairs(top_ids[n], top_values[n]),
+            bottom_tokens=_pairs(bottom_ids[n], bottom_values[n]),
             check_overlap=None,
         )  # fmt: skip
         rows.append(row)
@@ -407,26 +408,28 @@ def check_promoted_tokens(
         for i in chosen
     ]  # fmt: skip
     started = time.perf_counter()
-    rises = logit_rises(loaded.adapter, ids, nudges)
-    measured = rises.topk(TOP_TOKENS, dim=1).indices.tolist()
+    measured = (
+        logit_rises(loaded.adapter, ids, nudges).topk(TOP_TOKENS, dim=1).indices.tolist() if nudges else []
+    )
     overlaps = []
     for i, top in zip(chosen, measured, strict=True):
         stored = {pair[0] for pair in neurons[i]["top_tokens"]}
         neurons[i]["check_overlap"] = len(stored & set(top))
         overlaps.append(neurons[i]["check_overlap"])
-    n_layers = loaded.adapter.dims.n_layers
-    by_third: dict[str, list[int]] = {"early": [], "middle": [], "late": []}
+    by_layer: dict[int, list[int]] = {}
     for i, overlap in zip(chosen, overlaps, strict=True):
-        third = ("early", "middle", "late")[min(3 * neurons[i]["layer"] // n_layers, 2)]
-        by_third[third].append(overlap)
+        by_layer.setdefault(neurons[i]["layer"], []).append(overlap)
     agreement = _share_at_least(overlaps)
-    echo(f"neurons: intervention check on {len(chosen)} neurons, {agreement:.1%} share >= "
+    echo(f"neurons: intervention check on {len(chosen)} neurons, {agreement or 0:.1%} share >= "
          f"{CHECK_MIN_OVERLAP}/10 promoted tokens [{time.perf_counter() - started:.1f} s]")  # fmt: skip
     return {
         "neurons": len(chosen), "windows": int(ids.shape[0]), "tokens": int(ids.shape[1]),
         "min_overlap": CHECK_MIN_OVERLAP, "agreement": agreement,
         "mean_overlap": sum(overlaps) / max(len(overlaps), 1),
-        "by_third": {name: {"neurons": len(v), "agreement": _share_at_least(v)} for name, v in by_third.items()},
+        "by_layer": {
+            str(layer): {"neurons": len(v), "confirmed": sum(o >= CHECK_MIN_OVERLAP for o in v)}
+            for layer, v in sorted(by_layer.items())
+        },
     }  # fmt: skip
 
 

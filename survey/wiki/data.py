@@ -258,39 +258,50 @@ def token_texts(conn: Connection, model_id: int, ids: set[int]) -> dict[int, str
 
 @dataclass
 class NeuronUnit:
-    """A model's newest neuron-summary unit."""
+    """A model's newest neuron-summary unit: version 1 kept one example tail and no statistics;
+    version 2's ``statistics`` hold the family null and the intervention check."""
 
     id: int
+    version: int
     config: dict[str, Any]
     dataset: dict[str, Any]
+    statistics: dict[str, Any]
 
 
 def load_neuron_unit(conn: Connection, model_id: int) -> NeuronUnit | None:
     """The newest neuron unit of the model, if any."""
     for row in _rows(
         conn,
-        "SELECT id, config, dataset FROM latest_units WHERE model_id = :model AND kind = 'neuron_summary'",
+        """SELECT id, version, config, dataset, statistics FROM latest_units
+        WHERE model_id = :model AND kind = 'neuron_summary'""",
         model=model_id,
     ):
-        return NeuronUnit(row["id"], decode_json(row["config"]) or {}, decode_json(row["dataset"]) or {})
+        return NeuronUnit(
+            row["id"], row["version"], decode_json(row["config"]) or {}, decode_json(row["dataset"]) or {},
+            decode_json(row["statistics"]) or {},
+        )  # fmt: skip
     return None
 
 
 NEURON_COLUMNS = (
-    "layer, neuron, mean, std, skew, kurtosis, max, frac_active, hist_low, hist_high, histogram, "
-    "w_in_norm, w_out_norm, vocab_mean, vocab_var, vocab_skew, vocab_kurtosis, top_tokens, bottom_tokens, "
-    "top_token_share, family"
+    "layer, neuron, mean, std, skew, kurtosis, max, min, frac_active, frac_negative, sign, typical_top, "
+    "first_max_abs, hist_low, hist_high, histogram, w_in_norm, w_out_norm, direction_norm, vocab_mean, "
+    "vocab_var, vocab_skew, vocab_kurtosis, top_tokens, bottom_tokens, top_token_share, token_id, "
+    "token_mean, token_count, matched_mean, check_overlap, family"
 )
+STRENGTH = "coalesce(typical_top, max)"  # the ranking key; version-1 rows have no typical top
 
 
 def interesting_neurons(conn: Connection, unit_id: int, per_family: int) -> dict[int, list[dict[str, Any]]]:
-    """Per layer: the ``per_family`` strongest neurons (by max activation) of each family,
-    the unclassified ones included, strongest first."""
+    """Per layer: the ``per_family`` strongest neurons of each family, the unclassified ones
+    included, strongest first. Strength is the typical top activation (the median of the dominant
+    tail's top examples, first window positions left out), so a neuron whose only large
+    activations are massive ones at the first position does not lead; max for version-1 rows."""
     sql = f"""SELECT * FROM (
-        SELECT {NEURON_COLUMNS}, row_number() OVER (
-            PARTITION BY layer, coalesce(family, '') ORDER BY max DESC, neuron) AS family_rank
+        SELECT {NEURON_COLUMNS}, {STRENGTH} AS strength, row_number() OVER (
+            PARTITION BY layer, coalesce(family, '') ORDER BY {STRENGTH} DESC, neuron) AS family_rank
         FROM neurons WHERE unit_id = :unit AND coalesce(family, '') != 'dead') ranked
-    WHERE family_rank <= :k ORDER BY layer, max DESC, neuron"""
+    WHERE family_rank <= :k ORDER BY layer, strength DESC, neuron"""
     by_layer: dict[int, list[dict[str, Any]]] = {}
     for row in _rows(conn, sql, unit=unit_id, k=per_family):
         for key in ("histogram", "top_tokens", "bottom_tokens"):

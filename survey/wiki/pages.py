@@ -10,23 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 from markupsafe import Markup
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from classifiers.registry import classifier_class, classifier_names
 from classifiers.statistics import ALPHA
-from db.neuron_examples import Example, decode_examples, load_document
 from survey.wiki import svg
 from survey.wiki.data import (
     STATISTICS,
     HeadUnit,
     ModelRecord,
-    NeuronUnit,
-    decode_json,
     family_counts,
     interesting_neurons,
     load_head_units,
@@ -41,11 +37,18 @@ from survey.wiki.evidence import (
     validation_status,
     validation_test,
 )
+from survey.wiki.neurons import (
+    ExampleReader,
+    check_by_layer,
+    family_null,
+    intervention,
+    layer_check,
+    sign_name,
+)
 from survey.wiki.render import PageWriter
 from survey.wiki.similar import HeadRef
 
 TOP_HEADS = 5
-EXAMPLES_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,8 @@ def write_model(
         heatmap=lambda unit, href: model_heatmap(model, unit, href, 14.0), top_heads=top_heads,
         missing=missing_classifiers(model, units), info=classifier_info, neuron_unit=neuron_unit,
         family_totals=_totals(counts), head_name=head_name, evidence=unit_evidence,
-        validation_test=validation_test,
+        validation_test=validation_test, check=intervention(neuron_unit),
+        check_layers=check_by_layer(neuron_unit), family_null=family_null(neuron_unit),
     )  # fmt: skip
     head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
     neurons = interesting_neurons(conn, neuron_unit.id, neurons_per_family) if neuron_unit else {}
@@ -283,7 +287,9 @@ def write_model(
             families=counts.get(layer, {}),
             tokens=tokens,
             neuron_unit=neuron_unit,
-            examples=(lambda n, layer=layer: examples.read(layer, n)) if examples else (lambda n: []),
+            check=layer_check(neuron_unit, layer),
+            example_lists=examples.lists if examples else (lambda n: []),
+            sign_name=sign_name,
             histogram=svg.histogram,
             highlighted=svg.highlighted,
         )
@@ -383,39 +389,6 @@ def _totals(counts: dict[int, dict[str, int]]) -> dict[str, int]:
 
 
 def _token_ids(neurons: list[dict[str, Any]]) -> set[int]:
-    return {int(pair[0]) for n in neurons for key in ("top_tokens", "bottom_tokens") for pair in n[key] or []}
-
-
-class ExampleReader:
-    """Reads and decodes neuron examples of one neuron unit, each document loaded once."""
-
-    def __init__(self, conn: Connection, unit: NeuronUnit) -> None:
-        self.conn, self.unit = conn, unit
-        self.document = cache(self._document)
-
-    def read(self, layer: int, neuron: int) -> list[Example]:
-        """The neuron's top examples, best first (at most ``EXAMPLES_SHOWN``)."""
-        row = self.conn.execute(
-            text(
-                "SELECT examples, context_acts FROM neuron_examples "
-                "WHERE unit_id = :u AND layer = :l AND neuron = :n"
-            ),
-            {"u": self.unit.id, "l": layer, "n": neuron},
-        ).first()
-        if row is None:
-            return []
-        examples = decode_json(row.examples)
-        return decode_examples(
-            examples[:EXAMPLES_SHOWN],
-            _first_rows(row.context_acts, len(examples)),
-            self.unit.config,
-            self.document,
-        )
-
-    def _document(self, document_id: int) -> tuple[str, str, list[list[int]]]:
-        return load_document(self.conn, self.unit.id, document_id)
-
-
-def _first_rows(context_acts: bytes, n_examples: int) -> bytes:
-    width = len(context_acts) // 2 // max(n_examples, 1)
-    return bytes(context_acts[: 2 * width * min(n_examples, EXAMPLES_SHOWN)])
+    """Every token id a layer page shows of its neurons: read-out tokens and token-test candidates."""
+    ids = {int(pair[0]) for n in neurons for key in ("top_tokens", "bottom_tokens") for pair in n[key] or []}
+    return ids | {int(n["token_id"]) for n in neurons if n["token_id"] is not None}

@@ -203,14 +203,20 @@ def _shade(value: float) -> str:
     return color(value)
 
 
+POSITIVE_SHADE = "255,120,0"  # orange: a context token's positive activation
+NEGATIVE_SHADE = "30,110,230"  # blue: a negative one
+
+
 def highlighted(context: Sequence[tuple[str, float]], peak: float, focus: int) -> Markup:
-    """Context tokens as spans shaded by activation / ``peak``; the ``focus`` token is outlined."""
+    """Context tokens as spans shaded by |activation| / ``peak``, orange where the activation is
+    positive and blue where it is negative; the ``focus`` token is outlined."""
     spans = []
     for i, (text, activation) in enumerate(context):
-        alpha = max(0.0, min(1.0, activation / peak)) if peak > 0 else 0.0
+        alpha = max(0.0, min(1.0, abs(activation) / peak)) if peak > 0 else 0.0
+        shade = NEGATIVE_SHADE if activation < 0 else POSITIVE_SHADE
         css = ' class="focus"' if i == focus else ""
         spans.append(
-            f'<span{css} style="background:rgba(255,120,0,{alpha:.2f})" title="{activation:.3g}">'
+            f'<span{css} style="background:rgba({shade},{alpha:.2f})" title="{activation:.3g}">'
             f"{markdown_safe(text.replace(chr(10), '↵'))}</span>"
         )
     return Markup('<span class="context">' + "".join(spans) + "</span>")

@@ -9,7 +9,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db.engine import session_factory
-from db.fixtures import NOW, add_document, add_head_scores, add_unit, fixture_neuron, model_with_run
+from db.fixtures import (
+    NOW,
+    add_document,
+    add_head_scores,
+    add_unit,
+    fixture_neuron,
+    intervention_statistics,
+    model_with_run,
+)
 from db.schema import NeuronExample, Run, Token, TokenizedDocument
 
 HOSTILE = [
@@ -57,9 +65,12 @@ def add_hostile_model(engine: Engine) -> None:
 
 
 def _hostile_neurons(session: Session, model_id: int, run_id: int) -> None:
+    """A version-2 neuron unit: one neuron whose token-test candidate, promoted tokens and examples of
+    both tails (the negative one on ``HOSTILE[1]``) are hostile, in a document with a hostile title."""
     document = add_document(session, HOSTILE[0], "h" * 64, HOSTILE[4], TEXT)
-    unit = add_unit(session, model_id, run_id, "neuron_summary", "neurons",
-                    config={"context_before": 2, "context_after": 2}, dataset_hash="h" * 64)  # fmt: skip
+    unit = add_unit(session, model_id, run_id, "neuron_summary", "neurons", version=2,
+                    config={"context_before": 2, "context_after": 2, "top_k": 20}, dataset_hash="h" * 64,
+                    statistics=intervention_statistics({(0, 0): 3}))  # fmt: skip
     offsets, at = [], 0
     for piece in HOSTILE:
         offsets.append([at, at + len(piece)])
@@ -71,11 +82,17 @@ def _hostile_neurons(session: Session, model_id: int, run_id: int) -> None:
     )
     session.add(
         fixture_neuron(
-            unit.id, 0, 0, max=4.0, frac_active=0.5, hist_high=4.0, histogram=[3, 2, 1], family="token",
+            unit.id, 0, 0, max=4.0, min=-3.0, frac_active=0.5, frac_negative=0.3, hist_high=4.0,
+            histogram=[3, 2, 1], family="token", sign=1, typical_top=3.0, first_max_abs=0.5,
+            direction_norm=1.0, token_id=5, token_mean=2.0, token_count=9, matched_mean=0.2, check_overlap=3,
             top_tokens=[[i, 1.0] for i in range(4)], bottom_tokens=[[i, -1.0] for i in range(4, 8)],
         )
     )  # fmt: skip
-    acts = np.array([[0.5, 1.0, 4.0, 1.0, 0.5], [0.1, 0.2, 2.0, 0.2, 0.1]], dtype=np.float16)
-    session.add(NeuronExample(unit_id=unit.id, layer=0, neuron=0,
-                              examples=[[document.id, 2, 2, 4.0], [document.id, 5, 5, 2.0]],
-                              context_acts=acts.tobytes()))  # fmt: skip
+    positive = np.array([[0.5, 1.0, 4.0, 1.0, 0.5], [0.1, 0.2, 2.0, 0.2, 0.1]], dtype=np.float16)
+    negative = np.array([[np.nan, 0.5, -3.0, -0.5, 0.2]], dtype=np.float16)
+    session.add_all([
+        NeuronExample(unit_id=unit.id, layer=0, neuron=0, tail="positive", context_acts=positive.tobytes(),
+                      examples=[[document.id, 2, 2, 4.0], [document.id, 5, 5, 2.0]]),
+        NeuronExample(unit_id=unit.id, layer=0, neuron=0, tail="negative", context_acts=negative.tobytes(),
+                      examples=[[document.id, 1, 1, -3.0]]),
+    ])  # fmt: skip

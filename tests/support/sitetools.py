@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -67,6 +68,51 @@ class TableParser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
+
+
+@dataclass
+class Found:
+    """One element of a page: its descendants (tag, attributes) and its whitespace-collapsed text."""
+
+    elements: list[tuple[str, dict[str, str | None]]] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return re.sub(r"\s+", " ", "".join(self.parts)).strip()
+
+
+class WithinParser(HTMLParser):
+    """Every ``tag`` element whose classes include ``css``, with what is inside it."""
+
+    def __init__(self, tag: str, css: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tag, self.css = tag, css
+        self.found: list[Found] = []
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._depth:
+            self.found[-1].elements.append((tag, dict(attrs)))
+            self._depth += tag == self.tag
+        elif tag == self.tag and self.css in (dict(attrs).get("class") or "").split():
+            self.found.append(Found())
+            self._depth = 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._depth and tag == self.tag:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.found[-1].parts.append(data)
+
+
+def within(path: Path, tag: str, css: str) -> list[Found]:
+    """Every ``tag`` element of the page with class ``css``, in page order."""
+    parser = WithinParser(tag, css)
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.found
 
 
 def table_rows(path: Path) -> list[tuple[str, list[str]]]:

@@ -115,6 +115,58 @@ def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_ha
         assert "induction_score" in list(connection.execute(text("SELECT * FROM head_wide")).keys())
 
 
+def test_a_0008_neuron_unit_upgrades_as_version_1_and_top_neurons_still_ranks_it(backend_url: str) -> None:
+    from alembic import command
+
+    from db.migrate import alembic_config
+    from db.views import views_hash
+
+    engine = make_engine(backend_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0008")
+        connection.execute(text(
+            "INSERT INTO models (id, name, source, location, resolved_sha, architecture, n_layers, n_heads, "
+            "n_kv_heads, d_model, d_head, d_mlp, d_vocab, n_params, parallel_attn_mlp, created_at) "
+            "VALUES (1, 'm', 'local', '/m', 'abc', 'llama', 1, 1, 1, 8, 8, 2, 10, 100, false, "
+            "CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO runs (id, model_id, code_version, config, device, dtype, started_at, status) "
+            "VALUES (1, 1, 'old', '{}', 'cpu', 'float32', CURRENT_TIMESTAMP, 'done')"
+        ))  # fmt: skip
+        connection.execute(text(
+            "INSERT INTO units (id, model_id, run_id, kind, name, version, config, dataset_hash, dataset, "
+            "created_at) VALUES (1, 1, 1, 'neuron_summary', 'neurons', 1, '{}', 'd', '{}', CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+        for neuron, top in ((0, 2.0), (1, 5.0)):
+            connection.execute(text(
+                "INSERT INTO neurons (unit_id, layer, neuron, mean, std, skew, kurtosis, max, frac_active, "
+                "hist_low, hist_high, histogram, w_in_norm, w_out_norm, vocab_mean, vocab_var, vocab_skew, "
+                "vocab_kurtosis, top_tokens, bottom_tokens, top_token_share, family) VALUES (1, 0, :neuron, "
+                "0, 1, 0, 3, :top, 0.5, -1, 1, '[1]', 1, 1, 0, 1, 2, 20, '[[1, 2.0]]', '[[2, -2.0]]', 0.5, "
+                "'prediction')"
+            ), {"neuron": neuron, "top": top})  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO neuron_examples (unit_id, layer, neuron, examples, context_acts) "
+                "VALUES (1, 0, 1, '[]', :acts)"
+            ),
+            {"acts": b""},
+        )
+    engine.dispose()
+    engine = open_database(backend_url)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        new_columns = "SELECT sign, typical_top, min, token_id, check_overlap FROM neurons ORDER BY neuron"
+        assert connection.execute(text(new_columns)).all() == [(None,) * 5] * 2
+        assert connection.execute(text("SELECT tail FROM neuron_examples")).all() == [("positive",)]
+        ranked = "SELECT neuron, family_rank, sign, typical_top FROM top_neurons ORDER BY family_rank"
+        assert connection.execute(text(ranked)).all() == [(1, 1, None, None), (0, 2, None, None)]  # by max
+        assert connection.execute(text("SELECT views_hash FROM view_state")).scalar() == views_hash()
+
+
 def test_views_are_rebuilt_when_the_classifier_registry_changes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from db import views
 

@@ -211,7 +211,8 @@ def evidence(n: int, **fields: torch.Tensor) -> NeuronEvidence:
         nonzero_fraction=torch.full((n,), 0.5), largest_abs=torch.full((n,), 2.0),
         first_abs=torch.full((n,), 1.0), typical_top=torch.full((n,), 1.5),
         token_mean=torch.full((n,), float("nan")), token_count=torch.zeros(n, dtype=torch.int64),
-        matched_means=torch.full((n, 5), float("nan")), vocab_moments=torch.tensor([[0.0, 0.01, 0.0, 3.0]] * n),
+        matched_means=torch.full((n, 5), float("nan")),
+        vocab_moments=torch.tensor([[0.0, 0.01, 0.0, 3.0]] * n),
     )  # fmt: skip
     return NeuronEvidence(**(plain | fields))
 
@@ -219,7 +220,11 @@ def evidence(n: int, **fields: torch.Tensor) -> NeuronEvidence:
 def test_families_follow_their_documented_rules() -> None:
     null = VocabNull(kurtosis=6.0, skew_high=0.8, skew_low=-0.8, draws=1000)
     moments = torch.tensor([[0.0, 0.01, 0.0, 3.0]] * 9)
-    moments[4], moments[5], moments[6] = torch.tensor([0, 0.01, 2.0, 12.0]), torch.tensor([0, 0.01, -2.0, 12.0]), torch.tensor([0, 0.2, 0.0, 3.0])
+    moments[4], moments[5], moments[6] = (
+        torch.tensor([0, 0.01, 2.0, 12.0]),
+        torch.tensor([0, 0.01, -2.0, 12.0]),
+        torch.tensor([0, 0.2, 0.0, 3.0]),
+    )
     moments[7] = torch.tensor([0, 0.01, 0.5, 12.0])  # peaked, but its skew is within the null
     token_mean = torch.tensor([float("nan"), float("nan"), 1.0, 0.4, 0, 0, 0, 0, 1.0])
     matched = torch.full((9, 5), 0.1)

@@ -86,10 +86,11 @@ def test_the_planted_neuron_is_found_and_its_statistics_match_a_direct_computati
     ).error
     assert error is None, lines
     token = loaded.tokenizer.convert_tokens_to_ids(WORD)
-    (row,) = rows(engine, f"SELECT mean, std, max, frac_active, family, top_token_share, token_id, sign, "
-                          f"min, frac_negative FROM neurons WHERE layer = {LAYER} AND neuron = {NEURON}")  # fmt: skip
-    (examples,) = rows(engine, f"SELECT examples, context_acts FROM neuron_examples "
-                               f"WHERE layer = {LAYER} AND neuron = {NEURON} AND tail = 'positive'")  # fmt: skip
+    where = f"WHERE layer = {LAYER} AND neuron = {NEURON}"
+    (row,) = rows(engine, "SELECT mean, std, max, frac_active, family, top_token_share, token_id, sign, "
+                          f"min, frac_negative FROM neurons {where}")  # fmt: skip
+    (examples,) = rows(engine, f"SELECT examples, context_acts FROM neuron_examples {where} "
+                               "AND tail = 'positive'")  # fmt: skip
     import json
 
     found = json.loads(examples[0])

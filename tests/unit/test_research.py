@@ -47,6 +47,22 @@ def test_every_example_query_answers_its_question_on_the_fixture(
     assert columns and rows, question
 
 
+def _answer(question: str, url: str) -> list[tuple[object, ...]]:
+    sql = next(sql for q, sql in EXAMPLES if q == question)
+    return [tuple(row) for row in run_query(url, sql)[1]]
+
+
+def test_the_neuron_v2_examples_answer_from_the_version_2_unit_only(fixture_db: Path) -> None:
+    url = f"sqlite:///{fixture_db}"
+    # fixture-a (version 2): neurons 3 and 5 of both layers fire mainly negative, of 12 live neurons;
+    # fixture-b is stored as version 1 (no sign) and is left out
+    assert _answer("How many neurons fire mainly negative, per model?", url) == [("fixture-a", 4, 12, 0.333)]
+    assert _answer("How well do the weight read-outs hold under intervention, per layer?", url) == [
+        ("fixture-a", 0, 1, 1, 8.0),
+        ("fixture-a", 1, 2, 1, 6.0),
+    ]
+
+
 def test_there_are_at_least_ten_examples_and_the_schema_doc_shows_every_one() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "schema.md").read_text()
     assert len(EXAMPLES) >= 10
@@ -123,6 +139,16 @@ def test_views_answer_the_common_questions(fixture_db: Path) -> None:
     assert mosaic[["model", "layer", "head"]].values.tolist() == [["fixture-a", 2, 1], ["fixture-b", 2, 0]]
     top = db.query("SELECT * FROM top_neurons WHERE model = 'fixture-a' AND family = 'prediction'")
     assert top.family_rank.tolist() == [1, 2] and top.layer.tolist() == [1, 0]
+    first = db.query(
+        "SELECT * FROM top_neurons WHERE model = 'fixture-a' AND family = 'first_position' "
+        "ORDER BY family_rank"
+    )
+    assert first.layer.tolist() == [0, 1]  # by typical top activation: layer 1's larger max does not lead
+    assert first["max"].iloc[0] < first["max"].iloc[1] and first.typical_top.is_monotonic_decreasing
+    legacy = db.query("SELECT * FROM top_neurons WHERE model = 'fixture-b' AND family = 'token'")
+    assert legacy.layer.tolist() == [1, 0] and legacy.typical_top.isna().all()  # version 1: by max
+    negative = db.query("SELECT * FROM top_neurons WHERE model = 'fixture-a' AND family = 'suppression'")
+    assert set(negative.sign) == {-1}
     assert set(db.runs().unit) == {
         "previous_token",
         "duplicate_token",
@@ -169,11 +195,25 @@ def test_pandas_api_reads_heads_neurons_and_examples(fixture_db: Path) -> None:
     assert isinstance(heads, pd.DataFrame) and len(heads) == 12
     assert heads.sort_values("rank").iloc[0][["layer", "head"]].tolist() == [2, 0]
     assert set(db.neurons(family="dead").model) == {"fixture-a", "fixture-b"}
+    signs = db.neurons("fixture-a").set_index(["layer", "neuron"]).sign
+    assert signs[(1, 3)] == signs[(1, 5)] == -1 and signs[(1, 2)] == 1
     examples = db.examples("fixture-a", layer=1, neuron=2)
-    assert examples["token"].tolist() == ["cat", "The"] and examples["document"].tolist() == ["pets"] * 2
+    assert examples["token"].tolist() == ["cat", "the"] and examples["document"].tolist() == ["pets"] * 2
     assert [t for t, _ in examples["context"][0]] == ["The", "cat", "sat"]
     assert examples["context"][0][1][1] == pytest.approx(3.0)
-    assert [t for t, _ in examples["context"][1]] == ["The", "cat"]  # NaN before the window start is dropped
+    negative = db.examples("fixture-a", layer=1, neuron=2, tail="negative")
+    assert negative["token"].tolist() == ["sat", "on"] and (negative["activation"] < 0).all()
+    assert negative["activation"].is_monotonic_increasing  # most negative first
+    assert negative["context"][0][1] == ("sat", pytest.approx(-1.5))
+    first = db.examples("fixture-a", layer=1, neuron=6, tail="first")
+    assert first["token"].tolist() == ["The"] and first["activation"].tolist() == [61.0]
+    assert db.examples("fixture-a", layer=1, neuron=2, tail="first").empty  # not a first_position neuron
+    legacy = db.examples("fixture-b", layer=1, neuron=2)  # stored before migration 0009: one list
+    assert legacy["token"].tolist() == ["cat", "The"]
+    assert [t for t, _ in legacy["context"][1]] == ["The", "cat"]  # NaN before the window start is dropped
+    assert db.examples("fixture-b", layer=1, neuron=2, tail="negative").empty
+    with pytest.raises(ValueError, match="unknown tail 'top'; valid: positive, negative, first"):
+        db.examples("fixture-a", layer=1, neuron=2, tail="top")
     lens = db.logit_lens("fixture-a")
     assert lens["layer"].tolist() == [0, 1, 2, 3] and lens["top1_agreement"].iloc[-1] == 1.0
     assert lens["relative_depth"].iloc[-1] == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import sqlite3
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from db.fixtures import MODELS
 from survey.errors import SurveyError
 from survey.wiki.build import build_site
 from survey.wiki.escape import markdown_safe, token_text
+from survey.wiki.svg import NEGATIVE_SHADE, POSITIVE_SHADE
 from tests.support.clitools import run_cli
 from tests.support.fixtures_hostile import HOSTILE, MODEL_NAME
-from tests.support.sitetools import build_fixture_site, parse, table_row, table_rows, visible_text
+from tests.support.sitetools import build_fixture_site, parse, table_row, table_rows, visible_text, within
 
 HOSTILE_SLUG = "evil-script-alert-model-script-m"
 
@@ -99,6 +101,123 @@ def test_layer_page_lists_heads_and_neurons_with_examples(site: Path) -> None:
     assert "L1H0" in text and "Neuron 1.4 (partition)" in text
     assert "promotes" in text and "cat" in text
     assert "top-1 agreement with the model's output 0.5" in text  # layer 1 of 4 in the fixture
+
+
+def _shown_neurons(page: Path) -> list[int]:
+    """The neurons a layer page shows, in page order."""
+    ids = [a.get("id") or "" for tag, a in parse(page).elements if tag == "h3"]
+    return [int(i.removeprefix("neuron-")) for i in ids if i.startswith("neuron-")]
+
+
+def _neuron_rows(site: Path, model: str, layer: int) -> dict[int, tuple[float, float | None, int | None]]:
+    """The layer's live neurons in the downloaded database: neuron -> (max, typical_top, sign)."""
+    with sqlite3.connect(site / "download/survey.db") as db:
+        rows = db.execute(
+            "SELECT n.neuron, n.max, n.typical_top, n.sign FROM neurons n JOIN units u ON u.id = n.unit_id "
+            "JOIN models m ON m.id = u.model_id WHERE m.name = ? AND n.layer = ? "
+            "AND coalesce(n.family, '') != 'dead'",
+            (model, layer),
+        ).fetchall()
+    return {neuron: (top, typical, sign) for neuron, top, typical, sign in rows}
+
+
+def _neuron_sections(page: Path, layer: int) -> dict[int, str]:
+    """The visible text of each neuron's section of a layer page."""
+    parts = re.split(rf"Neuron {layer}\.(\d+) \(", visible_text(page))
+    return {int(n): text for n, text in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def test_layer_page_ranks_neurons_by_typical_top_activation_not_max(site: Path) -> None:
+    rows = _neuron_rows(site, "fixture-a", 1)
+    by_max = sorted(rows, key=lambda n: -rows[n][0])
+    by_typical = sorted(rows, key=lambda n: -(rows[n][1] or 0.0))
+    assert by_max[0] == 6 and by_typical[-1] == 6  # the first-position neuron: largest max, least typical
+    assert _shown_neurons(site / "models/fixture-a/layer-1/index.html") == by_typical
+    text = visible_text(site / "models/fixture-a/layer-1/index.html")
+    assert "ranked by typical top activation: the median of the dominant tail's 20 top examples" in text
+    legacy = _neuron_rows(site, "fixture-b", 1)  # version 1: no typical top, ranked by max
+    assert _shown_neurons(site / "models/fixture-b/layer-1/index.html") == sorted(
+        legacy, key=lambda n: -legacy[n][0]
+    )
+    assert "ranked by max activation (this summary is version 1" in visible_text(
+        site / "models/fixture-b/layer-1/index.html"
+    )
+
+
+def test_layer_page_shows_both_tails_each_in_its_sign_colour(site: Path) -> None:
+    page = site / "models/fixture-a/layer-1/index.html"
+    shown = _shown_neurons(page)
+    positive, negative = within(page, "ol", "tail-positive"), within(page, "ol", "tail-negative")
+    assert len(positive) == len(negative) == len(shown) and len(within(page, "ol", "tail-first")) == 1
+    for lists, shade, other in (
+        (positive, POSITIVE_SHADE, NEGATIVE_SHADE),
+        (negative, NEGATIVE_SHADE, POSITIVE_SHADE),
+    ):
+        for found in lists:
+            focus = [
+                a.get("style") or ""
+                for tag, a in found.elements
+                if tag == "span" and a.get("class") == "focus"
+            ]
+            assert focus and all(f"rgba({shade}," in style and other not in style for style in focus)
+    activations = re.findall(r"(-?[\d.]+) on ", " ".join(f.text for f in negative))
+    assert activations and all(float(value) < 0 for value in activations)
+    rows = _neuron_rows(site, "fixture-a", 1)
+    headings = within(page, "p", "tail-negative")
+    assert ["(dominant)" in h.text for h in headings] == [rows[n][2] == -1 for n in shown]
+    sections = _neuron_sections(page, 1)
+    assert "First positions: the largest |activation| at a window's first position" in sections[6]
+    assert "61 on The" in sections[6] and "positive 0.4 -0.3 61" in sections[6]  # sign, typical, min, max
+    assert "promotes (when it fires in its dominant sign): t0 t1" in sections[1]
+    legacy = site / "models/fixture-b/layer-1/index.html"  # version 1: the positive list alone
+    assert within(legacy, "ol", "tail-negative") == [] and len(within(legacy, "ol", "tail-positive")) == 5
+    assert "(dominant)" not in visible_text(legacy) and "— — — 6 0.1" in visible_text(legacy)
+
+
+def test_layer_pages_show_the_intervention_check_and_the_token_test(site: Path) -> None:
+    layers = [visible_text(site / f"models/fixture-a/layer-{layer}/index.html") for layer in range(3)]
+    line = "Intervention check in this layer: {} of {} sampled neurons' promoted tokens confirmed (≥ 8/10"
+    assert line.format(1, 1) in layers[0] and line.format(1, 2) in layers[1]
+    assert "Intervention check in this layer" not in layers[2]  # no neuron of layer 2 was sampled
+    assert "Intervention check" not in visible_text(site / "models/fixture-b/layer-1/index.html")
+    sections = _neuron_sections(site / "models/fixture-a/layer-1/index.html", 1)
+    assert "intervention check: 9/10 promoted tokens confirmed" in sections[1]
+    assert "intervention check: 3/10 promoted tokens confirmed" in sections[2]
+    assert not any("intervention check" in sections[n] for n in (3, 4, 5, 6))
+    assert (
+        "token test: candidate t1 : mean activation in the dominant sign 1.35 over its 12 occurrences"
+        in sections[1]
+    )
+    assert "against 0.1 on frequency-matched tokens" in sections[1]
+    assert not any("token test" in sections[n] for n in (2, 3, 4, 5, 6))
+
+
+def test_model_page_shows_the_intervention_agreement_and_the_family_floors(site: Path) -> None:
+    page = site / "models/fixture-a/index.html"
+    text = visible_text(page)
+    assert "67% of 3 sampled neurons: their 10 promoted tokens share ≥ 8 with the 10 that really rise" in text
+    rows = [cells for _, cells in table_rows(page)]
+    at = rows.index(["layer", "sampled", "confirmed (≥ 8/10)"])
+    assert rows[at + 1 :] == [["0", "1", "1"], ["1", "2", "1"]]
+    assert (
+        "vocabulary kurtosis above 9.5" in text
+        and "above 1.8 (prediction) or below -1.6 (suppression)" in text
+    )
+    assert "1000 random directions" in text
+    legacy = visible_text(site / "models/fixture-b/index.html")
+    assert "This summary is version 1" in legacy and "Intervention check" not in legacy
+    assert "Family thresholds" not in legacy
+
+
+def test_hostile_strings_in_a_negative_tail_and_a_token_test_stay_text(site: Path) -> None:
+    page = site / f"models/{HOSTILE_SLUG}/layer-0/index.html"
+    (negative,) = within(page, "ol", "tail-negative")
+    assert HOSTILE[1] in negative.text and HOSTILE[4] in negative.text  # the token in context, the title
+    assert HOSTILE[1].replace(" ", "·") in negative.text  # the example's token itself
+    assert {tag for tag, _ in negative.elements} <= {"li", "code", "span"}
+    assert not any(key.startswith("on") for _, attrs in negative.elements for key in attrs)
+    (test,) = within(page, "p", "token-test")
+    assert HOSTILE[5].replace(" ", "·") in test.text and {tag for tag, _ in test.elements} == {"code"}
 
 
 def test_model_page_draws_the_logit_lens_over_depth(site: Path) -> None:
