@@ -22,7 +22,9 @@ Family labels (first match wins):
 - ``prediction`` / ``suppression``: the kurtosis of cos(direction, W_U*) over the vocabulary is
   above every one of 1,000 random directions of the model's residual space, and its skew is
   above (prediction) or below (suppression) every random direction's skew;
-- ``partition``: vocabulary variance above 5× the model's median neuron;
+- ``partition``: the variance of cos(direction, W_U*) over the vocabulary is above every random
+  direction's: the neuron splits the vocabulary more than chance does (most neurons' variance is
+  below the random directions', their W_out lying where W_U reads little);
 - otherwise no family (None).
 """
 
@@ -43,7 +45,6 @@ TOKEN_MIN_COUNT = 4
 TOKEN_MIN_MATCHED = 4
 TOKEN_MEAN_SHARE = 0.5
 NULL_DIRECTIONS = 1000
-PARTITION_VARIANCE_FACTOR = 5.0
 
 
 def unembedding_read(w_u: Tensor, gain: Tensor | None, centres: bool) -> Tensor:
@@ -101,6 +102,7 @@ class VocabNull:
     kurtosis: float  # the largest kurtosis of any random direction
     skew_high: float  # the largest skew
     skew_low: float  # the smallest skew
+    variance: float  # the largest variance
     draws: int
 
 
@@ -110,8 +112,9 @@ def vocab_null(w_u_read: Tensor, d_model: int, draws: int = NULL_DIRECTIONS, see
     directions = torch.randn(draws, d_model, generator=generator)
     moments = vocab_projection(directions, w_u_read)["moments"]
     return VocabNull(
-        float(moments[:, 3].max()), float(moments[:, 2].max()), float(moments[:, 2].min()), draws
-    )
+        float(moments[:, 3].max()), float(moments[:, 2].max()), float(moments[:, 2].min()),
+        float(moments[:, 1].max()), draws,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,6 @@ def token_selective(e: NeuronEvidence) -> Tensor:
 def families(e: NeuronEvidence, null: VocabNull) -> list[str | None]:
     """The family label of each neuron (see the module docstring)."""
     var, skew, kurt = e.vocab_moments[:, 1], e.vocab_moments[:, 2], e.vocab_moments[:, 3]
-    partition_floor = PARTITION_VARIANCE_FACTOR * var.median()
     dead = (e.nonzero_fraction < DEAD_ACTIVE_FRACTION) | (e.largest_abs < DEAD_MAX)
     first = e.first_abs >= FIRST_POSITION_RATIO * e.typical_top
     token = token_selective(e)
@@ -152,7 +154,7 @@ def families(e: NeuronEvidence, null: VocabNull) -> list[str | None]:
     rules = [
         ("dead", dead), ("first_position", first), ("token", token),
         ("prediction", peaked & (skew > null.skew_high)), ("suppression", peaked & (skew < null.skew_low)),
-        ("partition", var > partition_floor),
+        ("partition", var > null.variance),
     ]  # fmt: skip
     labels: list[str | None] = [None] * var.shape[0]
     for name, holds in reversed(rules):  # earlier rules overwrite later ones: first match wins

@@ -84,7 +84,7 @@ DRAWS = [round(0.1 + 0.01 * i, 2) for i in range(20)]
 STABILITY_SEEDS = [0, 1, 2]
 FAMILIES = ["dead", "token", "prediction", "suppression", "partition", None]  # those of version 1
 FAMILIES_V2 = [*FAMILIES, "first_position"]
-FAMILY_NULL = {"kurtosis": 9.5, "skew_high": 1.8, "skew_low": -1.6, "draws": 1000}
+FAMILY_NULL = {"kurtosis": 9.5, "skew_high": 1.8, "skew_low": -1.6, "variance": 0.004, "draws": 1000}
 CHECK_MIN_OVERLAP = 8  # of the 10 promoted tokens, for a read-out to count as confirmed
 # fixture-a's intervention check: (layer, neuron) -> how many of its 10 promoted tokens rose
 CHECKED = {(0, 2): 8, (1, 1): 9, (1, 2): 3}

@@ -42,7 +42,6 @@ from classifiers.neuron_weights import (
     DEAD_MAX,
     FIRST_POSITION_RATIO,
     NULL_DIRECTIONS,
-    PARTITION_VARIANCE_FACTOR,
     TOKEN_CANDIDATE_SHARE,
     TOKEN_MEAN_SHARE,
     TOKEN_MIN_COUNT,
@@ -269,7 +268,7 @@ FAMILY_GATES = {  # the constants that decide histograms, read-outs and family l
     "first_position_ratio": FIRST_POSITION_RATIO, "token_candidate_share": TOKEN_CANDIDATE_SHARE,
     "token_min_count": TOKEN_MIN_COUNT, "token_min_matched": TOKEN_MIN_MATCHED,
     "token_mean_share": TOKEN_MEAN_SHARE, "null_directions": NULL_DIRECTIONS,
-    "partition_variance_factor": PARTITION_VARIANCE_FACTOR, "check_min_overlap": CHECK_MIN_OVERLAP,
+    "check_min_overlap": CHECK_MIN_OVERLAP,
 }  # fmt: skip
 
 

@@ -218,7 +218,7 @@ def evidence(n: int, **fields: torch.Tensor) -> NeuronEvidence:
 
 
 def test_families_follow_their_documented_rules() -> None:
-    null = VocabNull(kurtosis=6.0, skew_high=0.8, skew_low=-0.8, draws=1000)
+    null = VocabNull(kurtosis=6.0, skew_high=0.8, skew_low=-0.8, variance=0.1, draws=1000)
     moments = torch.tensor([[0.0, 0.01, 0.0, 3.0]] * 9)
     moments[4], moments[5], moments[6] = (
         torch.tensor([0, 0.01, 2.0, 12.0]),

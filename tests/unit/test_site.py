@@ -201,6 +201,7 @@ def test_model_page_shows_the_intervention_agreement_and_the_family_floors(site:
     assert rows[at + 1 :] == [["0", "1", "1"], ["1", "2", "1"]]
     assert (
         "vocabulary kurtosis above 9.5" in text
+        and "variance above 0.004" in text
         and "above 1.8 (prediction) or below -1.6 (suppression)" in text
     )
     assert "1000 random directions" in text
