@@ -158,12 +158,6 @@ class TopK:
         low, high = torch.aminmax(acts.reshape(-1, acts.shape[-1]), dim=0) if extremes is None else extremes
         return low.neg() if self.tail == "negative" else high
 
-    def _eligible_rows(self, windows: int, tokens: int) -> Tensor:
-        """Flat rows this tail ranks: first positions for ``first``, every other one otherwise."""
-        rows = torch.arange(windows * tokens)
-        first = rows % tokens == 0
-        return rows[first] if self.tail == "first" else rows[~first]
-
     def update(
         self, acts: Tensor, first_position: int, extremes: tuple[Tensor, Tensor] | None = None
     ) -> None:
@@ -175,44 +169,48 @@ class TopK:
         changed = torch.nonzero(self._batch_best(acts, extremes) > self.values[:, -1]).flatten()
         if changed.numel() == 0:
             return
-        flat = acts.reshape(windows * tokens, n)
-        if changed.numel() < n:
-            flat = flat[:, changed]
-        eligible = self._eligible_rows(windows, tokens)
-        scores = flat[eligible]
-        if self.tail == "negative":
-            scores = scores.neg_()
-        elif self.tail == "first":
-            scores = scores.abs_()
+        if changed.numel() < n // 2:
+            acts = acts[:, :, changed]
+        else:  # most change: rank every neuron (the unchanged ones gain nothing above their floor)
+            changed = torch.arange(n)
+        offset = 0 if self.tail == "first" else 1
+        view = acts[:, :1].abs() if self.tail == "first" else acts[:, 1:]  # strided: no copy
         floor = self.values[changed, -1]
-        values, picked = self._candidates(scores, floor)  # [neuron, k]: best new values, their rows
-        rows = eligible[picked]  # rows of ``flat``
+        values, picked = self._candidates(view, floor, negate=self.tail == "negative")
+        rows = picked // view.shape[1] * tokens + picked % view.shape[1] + offset  # rows of ``flat``
         merged = torch.cat([self.values[changed], values], dim=1)  # [neuron, 2k]
         best = merged.topk(self.k, dim=1)
         is_new = best.indices >= self.k  # [neuron, k]
         new_rows = rows.gather(1, (best.indices - self.k).clamp_min(0))  # flat row of each new slot
         old = best.indices.clamp_max(self.k - 1)
         positions = torch.where(is_new, new_rows + first_position, self.positions[changed].gather(1, old))
+        flat = acts.reshape(windows * tokens, -1)
         context = self._contexts_at(flat, new_rows, tokens)  # [neuron, k, width]
         old_context = self.contexts[changed].gather(1, old[:, :, None].expand(-1, -1, self.context.width))
         self.values[changed] = best.values
         self.positions[changed] = positions
         self.contexts[changed] = torch.where(is_new[:, :, None], context, old_context)
 
-    def _candidates(self, flat: Tensor, floor: Tensor) -> tuple[Tensor, Tensor]:
-        """Each neuron's best (at most k) activations above ``floor`` in ``flat [row, neuron]``:
-        values ``[neuron, k]`` (-inf padded) and flat rows. Dense top-k while most entries
-        qualify; once the floors are high, only the few entries above them are sorted."""
-        above = flat > floor
-        n = flat.shape[1]
+    def _candidates(self, view: Tensor, floor: Tensor, negate: bool) -> tuple[Tensor, Tensor]:
+        """Each neuron's best (at most k) scores above ``floor`` in ``view [window, token,
+        neuron]`` (the score is the value, or its negation with ``negate``): values ``[neuron,
+        k]`` (-inf padded) and rows of ``view`` flattened to ``[window * token]``. Dense top-k
+        while most entries qualify; once the floors are high, only the few entries above them
+        are sorted."""
+        above = view < -floor if negate else view > floor
+        n = view.shape[-1]
         if int(above.sum()) > n * self.k // 2:
-            take = min(self.k, flat.shape[0])
-            values, rows = flat.topk(take, dim=0)
+            scores = view.reshape(-1, n)
+            scores = -scores if negate else scores
+            take = min(self.k, scores.shape[0])
+            values, rows = scores.topk(take, dim=0)
             pad = self.k - take
             values = torch.nn.functional.pad(values.T, (0, pad), value=float("-inf"))
             return values, torch.nn.functional.pad(rows.T, (0, pad))
-        row, neuron = torch.nonzero(above, as_tuple=True)
-        value = flat[row, neuron]
+        window, token, neuron = torch.nonzero(above, as_tuple=True)
+        value = view[window, token, neuron]
+        value = -value if negate else value
+        row = window * view.shape[1] + token
         order = torch.argsort(-value, stable=True)
         order = order[torch.argsort(neuron[order], stable=True)]  # by neuron, then best first
         row, neuron, value = row[order], neuron[order], value[order]

@@ -288,7 +288,7 @@ def _summarise_layer(
     adapter = loaded.adapter
     stats = tracker.moments.result()
     sign, typical = tracker.dominant()
-    token, share = tracker.top_tokens(windows.tokens, sign)
+    _, share = tracker.top_tokens(windows.tokens, sign)
     tails = tracker.tails
     first_abs = tails["first"].values[:, 0].clamp_min(0)  # -inf (empty) -> 0
     weights_of = adapter.neuron_weights(layer)
@@ -410,13 +410,12 @@ def check_promoted_tokens(
     measured = (
         logit_rises(loaded.adapter, ids, nudges).topk(TOP_TOKENS, dim=1).indices.tolist() if nudges else []
     )
-    overlaps = []
-    for i, top in zip(chosen, measured, strict=True):
-        stored = {pair[0] for pair in neurons[i]["top_tokens"]}
-        neurons[i]["check_overlap"] = len(stored & set(top))
-        overlaps.append(neurons[i]["check_overlap"])
+    overlaps: list[int] = []
     by_layer: dict[int, list[int]] = {}
-    for i, overlap in zip(chosen, overlaps, strict=True):
+    for i, top in zip(chosen, measured, strict=True):
+        overlap = len({pair[0] for pair in neurons[i]["top_tokens"]} & set(top))
+        neurons[i]["check_overlap"] = overlap
+        overlaps.append(overlap)
         by_layer.setdefault(neurons[i]["layer"], []).append(overlap)
     agreement = _share_at_least(overlaps)
     echo(f"neurons: intervention check on {len(chosen)} neurons, {agreement or 0:.1%} share >= "

@@ -175,12 +175,24 @@ def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp
     assert error is None
     with engine.connect() as connection:
         per_layer = connection.execute(text("SELECT layer, count(*) FROM neurons GROUP BY layer")).all()
-        examples = connection.execute(text("SELECT count(*) FROM neuron_examples")).scalar()
+        by_tail = dict(
+            connection.execute(text("SELECT tail, count(*) FROM neuron_examples GROUP BY tail")).all()
+        )
         by_family = text("SELECT family, count(*) FROM neurons GROUP BY family")
         families = {name: count for name, count in connection.execute(by_family)}
+        negative = connection.execute(text("SELECT avg(sign < 0) FROM neurons")).scalar()
+        statistics = connection.execute(
+            text("SELECT statistics FROM units WHERE kind = 'neuron_summary'")
+        ).scalar_one()
     engine.dispose()
-    assert per_layer == [(layer, 1536) for layer in range(30)] and examples == 30 * 1536
+    assert per_layer == [(layer, 1536) for layer in range(30)]
+    assert by_tail["positive"] == by_tail["negative"] == 30 * 1536
+    assert by_tail.get("first", 0) == families.get("first_position", 0) > 0
     assert families.get("prediction", 0) > 10 and families.get("suppression", 0) > 10
+    assert 0.3 < negative < 0.7  # a gated MLP's neurons fire negative about as often as positive
+    check = json.loads(statistics)["intervention"]
+    last = check["by_layer"]["29"]  # the read-out is the direct path, which is all a last-layer neuron has
+    assert check["neurons"] == 200 and last["neurons"] > 0 and last["confirmed"] == last["neurons"]
 
 
 def test_smollm2_does_ioi_and_its_dla_decomposes_the_logit_difference(smollm2: LoadedModel) -> None:
