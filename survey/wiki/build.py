@@ -10,7 +10,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,11 +42,19 @@ from survey.wiki.data import (
 from survey.wiki.escape import markdown_safe
 from survey.wiki.evidence import ClassEvidence, class_evidence, validation_failed
 from survey.wiki.pages import SiteModel, classifier_info, head_name, label_mark, site_models, write_model
+from survey.wiki.release import (
+    CHECKSUMS,
+    DATABASE_FOLDER,
+    FILE_LIMIT,
+    Release,
+    oversized,
+    publish_release,
+    write_checksums,
+)
 from survey.wiki.render import PageWriter, html_link
 from survey.wiki.resources import SKELETON
 from survey.wiki.similar import HeadRef, nearest_heads, profiles
 
-DOWNLOAD = "download/survey.db"
 MARKER = ".interp-survey-site"  # in every built site: only such a folder (or an empty one) is replaced
 MOSAIC_HEIGHT = 180.0
 
@@ -73,10 +80,11 @@ def build_site(
     download = _download_of(url)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
-        docs, fragments = Path(tmp) / "docs", Path(tmp) / "fragments"
+        docs, fragments, staged = Path(tmp) / "docs", Path(tmp) / "fragments", Path(tmp) / "release"
+        published = None if download is None else publish_release(download, staged)
         writer = PageWriter(docs, fragments)
         with engine.connect() as conn:
-            job = _plan(conn, writer, similar, neurons_per_family, download)
+            job = _plan(conn, writer, similar, neurons_per_family, published)
         _render_models(url, job, writer, echo)
         models = job.models
         render_s = time.perf_counter() - start
@@ -86,9 +94,17 @@ def build_site(
         mkdocs_start = time.perf_counter()
         _run_mkdocs(config)
         mkdocs_s = time.perf_counter() - mkdocs_start
-    if download is not None:
-        _copy_database(download, out / DOWNLOAD)
+        if published is not None:
+            shutil.copytree(staged, out, dirs_exist_ok=True)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
+    write_checksums(out)
+    too_big = oversized(out)
+    if too_big:
+        name, size = too_big[0]
+        raise SurveyError(
+            f"{len(too_big)} site file(s) over the {FILE_LIMIT // 2**20} MiB static-host limit, "
+            f"the largest {name} ({size / 2**20:,.1f} MiB)"
+        )
     echo(f"built {writer.pages} pages in {render_s + mkdocs_s:.1f} s (mkdocs {mkdocs_s:.1f} s)")
     return BuildReport(out, writer.pages, len(models), render_s, mkdocs_s)
 
@@ -107,7 +123,7 @@ class RenderJob:
 
 
 def _plan(
-    conn: Connection, writer: PageWriter, k_similar: int, neurons_per_family: int, download: Path | None
+    conn: Connection, writer: PageWriter, k_similar: int, neurons_per_family: int, published: Release | None
 ) -> RenderJob:
     """Load the models, find similar heads, and write the pages that span models."""
     models = site_models(load_models(conn))
@@ -115,7 +131,7 @@ def _plan(
         raise SurveyError("the database has no surveyed model yet; run `survey run` first")
     grids = load_score_grids(conn)
     heads, matrix, _ = profiles(grids)
-    _write_front(conn, writer, models, grids, download)
+    _write_front(conn, writer, models, grids, published)
     return RenderJob(models, nearest_heads(heads, matrix, k_similar), neurons_per_family)
 
 
@@ -165,7 +181,7 @@ def _progress(
 
 def _write_front(
     conn: Connection, writer: PageWriter, models: list[SiteModel], grids: dict[str, dict[int, np.ndarray]],
-    download: Path | None,
+    published: Release | None,
 ) -> None:  # fmt: skip
     """Home, schema and one page per classifier (with its mosaic and each model's label evidence)."""
     n_neurons = sum(int(m.record.row["n_layers"]) * int(m.record.row["d_mlp"]) for m in models)
@@ -185,10 +201,9 @@ def _write_front(
         unconfirmed=_labelled_counts(summaries, unconfirmed=True),
         classifiers=[classifier_info(n) for n in names],
     )
-    size = f"{download.stat().st_size / 1e6:,.1f} MB" if download else ""
     writer.write(
         "schema.md", "schema.md.j2", schema=Markup(schema_markdown()), examples=EXAMPLES,
-        download=DOWNLOAD if download else None, download_size=size,
+        release=published, database_folder=DATABASE_FOLDER, checksums=CHECKSUMS,
         backend=conn.engine.url.get_backend_name(),
     )  # fmt: skip
     history = unit_versions(conn)
@@ -269,17 +284,6 @@ def _download_of(url: str | None) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
     return Path(parsed.database).expanduser().resolve()
-
-
-def _copy_database(source: Path, target: Path) -> None:
-    """A consistent snapshot of the SQLite database (the backup API), for the download link."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    src, dst = sqlite3.connect(f"file:{source}?mode=ro", uri=True), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
 
 
 def _nav(models: list[SiteModel]) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from survey.wiki.data import (
     load_neuron_unit,
     token_texts,
 )
+from survey.wiki.escape import markdown_safe
 from survey.wiki.evidence import (
     ClassEvidence,
     class_evidence,
@@ -86,6 +87,12 @@ def head_name(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
+def docstring_html(text: str) -> Markup:
+    """A docstring's text, escaped, with its reST inline literals (double backticks) as code."""
+    parts = [str(markdown_safe(part)) for part in re.split(r"``(.+?)``", text)]
+    return Markup("".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts)))
+
+
 def classifier_info(name: str) -> dict[str, Any]:
     """A registered classifier's definition; a stub for names stored but no longer registered."""
     if name not in classifier_names():
@@ -105,7 +112,7 @@ def classifier_info(name: str) -> dict[str, Any]:
         "summary": cls.summary,
         "formula": cls.formula,
         "threshold": config.threshold,
-        "doc": " ".join((cls.__doc__ or "").split()),
+        "doc": docstring_html(" ".join((cls.__doc__ or "").split())),
         "version": cls.version,
         "dataset": config.dataset_line(),
     }

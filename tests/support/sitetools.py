@@ -108,6 +108,15 @@ class WithinParser(HTMLParser):
             self.found[-1].parts.append(data)
 
 
+def published_database(site: Path) -> Path:
+    """The site's database, joined from its published chunks (once per site) beside the site."""
+    joined = site.parent / f"{site.name}-joined.db"
+    if not joined.exists():
+        chunks = sorted((site / "db").glob("survey.db.*"))
+        joined.write_bytes(b"".join(chunk.read_bytes() for chunk in chunks))
+    return joined
+
+
 def within(path: Path, tag: str, css: str) -> list[Found]:
     """Every ``tag`` element of the page with class ``css``, in page order."""
     parser = WithinParser(tag, css)

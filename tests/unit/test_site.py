@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import posixpath
 import re
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from db.fixtures import MODELS
 from survey.errors import SurveyError
 from survey.wiki.build import build_site
 from survey.wiki.escape import markdown_safe, token_text
+from survey.wiki.release import oversized, publish_database, publish_parquet
 from survey.wiki.svg import NEGATIVE_SHADE, POSITIVE_SHADE
 from tests.support.clitools import run_cli
 from tests.support.fixtures_hostile import HOSTILE, MODEL_NAME
-from tests.support.sitetools import build_fixture_site, parse, table_row, table_rows, visible_text, within
+from tests.support.sitetools import (
+    build_fixture_site,
+    parse,
+    published_database,
+    table_row,
+    table_rows,
+    visible_text,
+    within,
+)
 
 HOSTILE_SLUG = "evil-script-alert-model-script-m"
 
@@ -111,7 +123,7 @@ def _shown_neurons(page: Path) -> list[int]:
 
 def _neuron_rows(site: Path, model: str, layer: int) -> dict[int, tuple[float, float | None, int | None]]:
     """The layer's live neurons in the downloaded database: neuron -> (max, typical_top, sign)."""
-    with sqlite3.connect(site / "download/survey.db") as db:
+    with sqlite3.connect(published_database(site)) as db:
         rows = db.execute(
             "SELECT n.neuron, n.max, n.typical_top, n.sign FROM neurons n JOIN units u ON u.id = n.unit_id "
             "JOIN models m ON m.id = u.model_id WHERE m.name = ? AND n.layer = ? "
@@ -258,12 +270,57 @@ def test_hostile_strings_are_shown_as_text_and_never_live(site: Path) -> None:
     assert "`tick`" in head  # an OV token
 
 
-def test_schema_page_links_a_database_download(site: Path) -> None:
+def test_the_release_publishes_the_database_in_chunks_parquet_tables_and_checksums(site: Path) -> None:
     links = [a.get("href") for tag, a in parse(site / "schema.html").elements if tag == "a"]
-    assert "download/survey.db" in links
-    with sqlite3.connect(site / "download/survey.db") as db:
-        assert db.execute("SELECT count(*) FROM models").fetchone()[0] == len(MODELS) + 1
-    assert "SELECT" in visible_text(site / "schema.html")
+    assert "db/config.json" in links and "SHA256SUMS" in links and "parquet/models.parquet" in links
+    config = json.loads((site / "db/config.json").read_text())
+    joined = published_database(site)
+    assert config["serverMode"] == "chunked" and config["requestChunkSize"] == 4096
+    assert joined.stat().st_size == config["databaseLengthBytes"]
+    assert hashlib.sha256(joined.read_bytes()).hexdigest() == config["sha256"]
+    with sqlite3.connect(joined) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        models = db.execute("SELECT count(*) FROM models").fetchone()[0]
+        neurons = db.execute("SELECT count(*) FROM neurons").fetchone()[0]
+    assert models == len(MODELS) + 1
+    assert len(pd.read_parquet(site / "parquet/models.parquet")) == models
+    assert len(pd.read_parquet(site / "parquet/neurons.parquet")) == neurons
+    sums = dict(line.split("  ", 1)[::-1] for line in (site / "SHA256SUMS").read_text().splitlines())
+    files = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert set(sums) == files
+    assert all(hashlib.sha256((site / name).read_bytes()).hexdigest() == sums[name] for name in sums)
+    assert oversized(site) == [] and "SELECT" in visible_text(site / "schema.html")
+
+
+def test_a_database_splits_into_page_aligned_chunks_that_join_back(tmp_path: Path) -> None:
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE t (x TEXT)")
+        db.executemany("INSERT INTO t VALUES (?)", [(f"row {i} " * 20,) for i in range(3000)])
+    config = publish_database(source, tmp_path / "out", chunk_bytes=8 * 4096)
+    chunks = sorted((tmp_path / "out/db").glob("survey.db.*"))
+    assert len(chunks) == -(-config.databaseLengthBytes // (8 * 4096)) > 3
+    assert all(c.stat().st_size == 8 * 4096 for c in chunks[:-1]) and chunks[0].name == "survey.db.0000"
+    joined = tmp_path / "joined.db"
+    joined.write_bytes(b"".join(c.read_bytes() for c in chunks))
+    with sqlite3.connect(joined) as db:
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 3000
+    with pytest.raises(ValueError, match="multiple of the 4096-byte page"):
+        publish_database(source, tmp_path / "bad", chunk_bytes=5000)
+
+
+def test_a_large_table_is_split_into_parquet_parts_and_oversized_files_are_found(tmp_path: Path) -> None:
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE big (x BLOB)")
+        db.executemany("INSERT INTO big VALUES (?)", [(os.urandom(1000),) for _ in range(400)])
+    parts = publish_parquet(source, tmp_path / "out", limit=100_000)
+    assert len(parts) > 1 and all(p.stat().st_size <= 100_000 for p in parts)
+    assert sum(len(pd.read_parquet(p)) for p in parts) == 400
+    assert [name for name, _ in oversized(tmp_path / "out", limit=100_000)] == []
+    assert oversized(tmp_path, limit=100_000)[0][0] == "source.db"
 
 
 def test_search_index_holds_head_names_but_no_svg(site: Path) -> None:
@@ -347,7 +404,7 @@ def _slashes(page: Path) -> set[str]:
 
 def test_head_page_shows_each_score_with_its_interval_null_percentile_and_validation(site: Path) -> None:
     _, cells = table_row(site / "models/fixture-a/layer-2/head-1.html", "induction v1")
-    with sqlite3.connect(site / "download/survey.db") as db:
+    with sqlite3.connect(published_database(site)) as db:
         low, high, null_percentile, q = db.execute(
             "SELECT ci_low, ci_high, null_percentile, q_value FROM label_evidence "
             "WHERE model = 'fixture-a' AND classifier = 'induction' AND layer = 2 AND head = 1"
@@ -429,3 +486,20 @@ def test_a_validation_that_found_nothing_to_ablate_is_not_run_not_failed() -> No
     failed = [{"k": 3, "supported": False, "rank": 4, "z_score": 1.2, "effect_random": [0.0] * 20}]
     assert validation_status(failed) == "UNCONFIRMED: validation failed (rank 4/21, z 1.2)"
     assert label_status(failed) == "unconfirmed"
+
+
+def test_classifier_pages_render_docstring_literals_as_code_not_double_backticks(site: Path) -> None:
+    from classifiers.registry import classifier_class, classifier_names
+
+    literal = {}
+    for name in classifier_names():
+        found = re.findall(r"``(.+?)``", " ".join((classifier_class(name).__doc__ or "").split()))
+        if found:
+            literal[name] = found[0]
+    assert literal, "some classifier docstring has an inline literal"
+    for page in (site / "classifiers").glob("*.html"):
+        assert "``" not in visible_text(page), page.name
+    import html
+
+    name, text = next(iter(literal.items()))
+    assert f"<code>{html.escape(text, quote=False)}</code>" in (site / f"classifiers/{name}.html").read_text()
