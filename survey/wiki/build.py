@@ -255,7 +255,7 @@ def _mosaic_cell(
         grid.tolist(), title, lambda layer, head: html_link(here, model.head_page(layer, head)),
         width=min(8.0 * grid.shape[1], 240.0), height=MOSAIC_HEIGHT, css_class="heatmap mosaic-grid",
         label=f"{name} scores of {model.name}, depth normalised", scale=scale,
-        unconfirmed=lambda layer, head: labels.get((layer, head), False),
+        unconfirmed=lambda layer, head: labels.get((layer, head), False), axes=False,
     )  # fmt: skip
 
 

@@ -58,19 +58,27 @@ def heatmap(
     css_class: str,
     label: str,
     scale: float = 1.0,
+    axes: bool = True,
 ) -> Markup:
     """A grid of ``cells[row][column]`` filling ``width`` × ``height`` pixels; each cell a ``rect``
     coloured by value / ``scale``, with a ``<title>`` and, when it has one, a link; an unconfirmed
-    label is struck through. Rows run top to bottom (layer 0 at the top)."""
+    label is struck through. Rows run top to bottom (layer 0 at the top). With ``axes``, head
+    numbers run across the top, layer numbers down the left, and a colour bar gives the scale."""
     n_rows = len(cells)
     n_cols = max((len(row) for row in cells), default=0)
     if n_rows == 0 or n_cols == 0:
         return Markup("")
     w, h = width / n_cols, height / n_rows
+    left, top = (AXIS_LEFT, AXIS_TOP) if axes else (0.0, 0.0)
+    total_w, total_h = width + (left + LEGEND_WIDTH if axes else 0), height + top + (4 if axes else 0)
     parts = [
-        f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{width:g}" height="{height:g}" '
-        f'viewBox="0 0 {width:g} {height:g}" role="img" aria-label="{markdown_safe(label)}">'
+        f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{total_w:g}" '
+        f'height="{total_h:g}" viewBox="0 0 {total_w:g} {total_h:g}" role="img" '
+        f'aria-label="{markdown_safe(label)}">'
     ]
+    if axes:
+        parts += _axes(n_rows, n_cols, w, h) + _legend(left + width + 8, height, scale)
+    parts.append(f'<g transform="translate({left:g} {top:g})">')
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
             fill = color(None if cell.value is None else cell.value / scale)
@@ -85,8 +93,43 @@ def heatmap(
                     f'<path class="unconfirmed" d="{slash}" stroke="{UNCONFIRMED_STROKE}" stroke-width="1.5" '
                     'pointer-events="none"/>'
                 )
-    parts.append("</svg>")
+    parts.append("</g></svg>")
     return Markup("".join(parts))
+
+
+AXIS_LEFT, AXIS_TOP, LEGEND_WIDTH, LEGEND_STEPS = 34.0, 16.0, 64.0, 10
+
+
+def _axes(n_rows: int, n_cols: int, w: float, h: float) -> list[str]:
+    """Head numbers across the top, layer numbers down the left (thinned so labels never overlap)."""
+    parts = [f'<text class="axis" x="{AXIS_LEFT - 4:g}" y="10" text-anchor="end">L\\H</text>']
+    col_step, row_step = max(1, math.ceil(14 / w)), max(1, math.ceil(11 / h))
+    for c in range(0, n_cols, col_step):
+        x = AXIS_LEFT + (c + 0.5) * w
+        parts.append(f'<text class="axis" x="{x:.1f}" y="11" text-anchor="middle">{c}</text>')
+    for r in range(0, n_rows, row_step):
+        y = AXIS_TOP + (r + 0.5) * h + 3.5
+        parts.append(f'<text class="axis" x="{AXIS_LEFT - 4:g}" y="{y:.1f}" text-anchor="end">{r}</text>')
+    return parts
+
+
+def _legend(x: float, height: float, scale: float) -> list[str]:
+    """A colour bar from +scale (top) to -scale (bottom) with its three values."""
+    step = height / (2 * LEGEND_STEPS + 1)
+    parts = []
+    for i in range(2 * LEGEND_STEPS + 1):
+        value = 1 - i / LEGEND_STEPS
+        parts.append(
+            f'<rect class="legend" x="{x:.1f}" y="{AXIS_TOP + i * step:.2f}" width="10" '
+            f'height="{step + 0.5:.2f}" fill="{color(value)}"/>'
+        )
+    for value, y in (
+        (scale, AXIS_TOP + 8),
+        (0.0, AXIS_TOP + height / 2 + 3.5),
+        (-scale, AXIS_TOP + height - 1),
+    ):
+        parts.append(f'<text class="axis" x="{x + 14:.1f}" y="{y:.1f}">{value:.3g}</text>')
+    return parts
 
 
 def layer_head_heatmap(
@@ -100,6 +143,7 @@ def layer_head_heatmap(
     scale: float = 1.0,
     css_class: str = "heatmap",
     unconfirmed: Callable[[int, int], bool] = lambda layer, head: False,
+    axes: bool = True,
 ) -> Markup:
     """A model's layer×head grid (layers down, heads across) filling ``width`` × ``height``; each
     cell titled, linked and marked unconfirmed by the callbacks. Missing (NaN) scores are grey."""
@@ -110,7 +154,7 @@ def layer_head_heatmap(
         ]
         for layer, row in enumerate(scores)
     ]
-    return heatmap(grid, width=width, height=height, css_class=css_class, label=label, scale=scale)
+    return heatmap(grid, width=width, height=height, css_class=css_class, label=label, scale=scale, axes=axes)
 
 
 def depth_curve(

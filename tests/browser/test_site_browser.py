@@ -76,8 +76,10 @@ def test_model_page_heatmaps_have_a_cell_per_head_and_link_to_the_right_head(
     layers, heads, scores = MODELS["fixture-a"]
     assert page.locator("svg.heatmap").count() == len(scores)
     assert page.locator("svg.heatmap rect.cell").count() == len(scores) * layers * heads
-    box = page.locator("svg.heatmap").first.bounding_box()
-    assert box is not None and box["width"] == 14 * heads and box["height"] == 14 * layers
+    heatmap = page.locator("svg.heatmap").first
+    grid = heatmap.locator("g").first.bounding_box()  # the cells, beside the axes and the colour bar
+    assert grid is not None and grid["width"] == 14 * heads and grid["height"] == 14 * layers
+    assert heatmap.locator("text.axis").count() == 1 + heads + layers + 3  # corner, heads, layers, legend
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "model-page.png"), full_page=True)
     induction = page.locator("figure#grid-induction")

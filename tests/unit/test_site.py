@@ -503,3 +503,16 @@ def test_classifier_pages_render_docstring_literals_as_code_not_double_backticks
 
     name, text = next(iter(literal.items()))
     assert f"<code>{html.escape(text, quote=False)}</code>" in (site / f"classifiers/{name}.html").read_text()
+
+
+def test_model_heatmaps_have_layer_and_head_axes_and_a_colour_legend(site: Path) -> None:
+    layers, heads, scores = MODELS["fixture-a"]
+    svg = (site / "models/fixture-a/index.html").read_text(encoding="utf-8")
+    first = svg[svg.index('<svg class="heatmap"') : svg.index("</svg>", svg.index('<svg class="heatmap"'))]
+    ticks = re.findall(r'<text class="axis"[^>]*>([^<]*)</text>', first)
+    assert "L\\\\H" in ticks or "L\\H" in ticks
+    assert [str(h) for h in range(heads)] == ticks[1 : 1 + heads]  # head numbers across the top
+    assert [str(layer) for layer in range(layers)] == ticks[1 + heads : 1 + heads + layers]  # layers down
+    assert first.count('class="legend"') == 21 and len(ticks) == 1 + heads + layers + 3
+    mosaic = (site / "classifiers/induction.html").read_text(encoding="utf-8")
+    assert 'class="axis"' not in mosaic  # the mosaic's small grids stay bare
