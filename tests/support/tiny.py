@@ -7,6 +7,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
+from survey.adapters import adapt
+from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+
 # Families with grouped-query attention get 4 query heads over 2 key/value heads.
 GQA_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2"}
 PARALLEL_TYPES = {"gptj", "phi", "gpt_neox"}
@@ -49,6 +52,16 @@ def tiny_tokenizer():  # type: ignore[no-untyped-def]
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
+
+
+def loaded_in_memory(model: PreTrainedModel, name: str, sha: str) -> LoadedModel:
+    """``model`` held in memory with the tiny tokenizer and ``<s>`` as BOS, as the runner takes a
+    loaded model; ``sha`` stands for its resolved revision."""
+    tokenizer = tiny_tokenizer()
+    return LoadedModel(
+        ModelSource("local", name, "memory"), model, tokenizer, adapt(model),
+        BosPolicy.for_tokenizer(tokenizer, "<s>"), sha, None,
+    )  # fmt: skip
 
 
 def save_tiny(model_type: str, folder: Path) -> Path:

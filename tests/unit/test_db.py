@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from db.engine import make_engine, open_database
 from db.migrate import current_revision, head_revision
@@ -77,7 +79,10 @@ def test_make_engine_accepts_memory_sqlite() -> None:
         assert connection.execute(text("SELECT 1")).scalar() == 1
 
 
-def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_hash(backend_url: str) -> None:
+@contextmanager
+def stored_at(backend_url: str, revision: str) -> Iterator[Connection]:
+    """A database migrated only to ``revision``, holding model 1 and its run 1; yields the open
+    transaction to add rows as that revision stored them."""
     from alembic import command
 
     from db.migrate import alembic_config
@@ -86,12 +91,11 @@ def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_ha
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0006")
+        command.upgrade(config, revision)
         connection.execute(text(
             "INSERT INTO models (id, name, source, location, resolved_sha, architecture, n_layers, "
             "n_heads, n_kv_heads, d_model, d_head, d_mlp, d_vocab, n_params, parallel_attn_mlp, "
-            "quantization, "
-            "created_at) "
+            "quantization, created_at) "
             "VALUES (1, 'm', 'local', '/m', 'abc', 'llama', 1, 1, 1, 8, 8, 16, 10, 100, false, 'none', "
             "CURRENT_TIMESTAMP)"
         ))  # fmt: skip
@@ -99,12 +103,17 @@ def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_ha
             "INSERT INTO runs (id, model_id, code_version, config, device, dtype, started_at, status) "
             "VALUES (1, 1, 'old', '{}', 'cpu', 'float32', CURRENT_TIMESTAMP, 'done')"
         ))  # fmt: skip
+        yield connection
+    engine.dispose()
+
+
+def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_hash(backend_url: str) -> None:
+    with stored_at(backend_url, "0006") as connection:
         connection.execute(text(
             "INSERT INTO units (model_id, run_id, kind, name, version, config, dataset_hash, dataset, "
             "created_at) "
             "VALUES (1, 1, 'head_classifier', 'induction', 1, '{}', 'd', '{}', CURRENT_TIMESTAMP)"
         ))  # fmt: skip
-    engine.dispose()
     engine = open_database(backend_url)
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:
@@ -116,26 +125,9 @@ def test_a_0006_database_upgrades_keeping_its_units_under_an_empty_definition_ha
 
 
 def test_a_0008_neuron_unit_upgrades_as_version_1_and_top_neurons_still_ranks_it(backend_url: str) -> None:
-    from alembic import command
-
-    from db.migrate import alembic_config
     from db.views import views_hash
 
-    engine = make_engine(backend_url)
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0008")
-        connection.execute(text(
-            "INSERT INTO models (id, name, source, location, resolved_sha, architecture, n_layers, n_heads, "
-            "n_kv_heads, d_model, d_head, d_mlp, d_vocab, n_params, parallel_attn_mlp, created_at) "
-            "VALUES (1, 'm', 'local', '/m', 'abc', 'llama', 1, 1, 1, 8, 8, 2, 10, 100, false, "
-            "CURRENT_TIMESTAMP)"
-        ))  # fmt: skip
-        connection.execute(text(
-            "INSERT INTO runs (id, model_id, code_version, config, device, dtype, started_at, status) "
-            "VALUES (1, 1, 'old', '{}', 'cpu', 'float32', CURRENT_TIMESTAMP, 'done')"
-        ))  # fmt: skip
+    with stored_at(backend_url, "0008") as connection:
         connection.execute(text(
             "INSERT INTO units (id, model_id, run_id, kind, name, version, config, dataset_hash, dataset, "
             "created_at) VALUES (1, 1, 1, 'neuron_summary', 'neurons', 1, '{}', 'd', '{}', CURRENT_TIMESTAMP)"
@@ -155,7 +147,6 @@ def test_a_0008_neuron_unit_upgrades_as_version_1_and_top_neurons_still_ranks_it
             ),
             {"acts": b""},
         )
-    engine.dispose()
     engine = open_database(backend_url)
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:

@@ -14,21 +14,16 @@ from classifiers import parse_selection
 from classifiers.logit_lens import LensAccumulator
 from classifiers.neuron_stats import NeuronConfig
 from db.engine import open_database
-from survey.adapters import adapt
-from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.loading.loaders import LoadedModel
 from survey.run.runner import survey_model
 from survey.units.base import RunConfig
 from survey.units.logit_lens import LensConfig, plan_lens, run_lens
-from tests.support.tiny import VOCAB, tiny_model, tiny_tokenizer
+from tests.support.tiny import VOCAB, loaded_in_memory, tiny_model
 from tests.unit.test_neurons import word_corpus
 
 
 def loaded_tiny(model_type: str) -> LoadedModel:
-    model, tokenizer = tiny_model(model_type), tiny_tokenizer()
-    return LoadedModel(
-        ModelSource("local", f"tiny-{model_type}", "memory"), model, tokenizer, adapt(model),
-        BosPolicy.for_tokenizer(tokenizer, "<s>"), "2" * 64, None,
-    )  # fmt: skip
+    return loaded_in_memory(tiny_model(model_type), f"tiny-{model_type}", "2" * 64)
 
 
 def test_the_statistics_match_their_definitions() -> None:

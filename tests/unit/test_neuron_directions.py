@@ -16,10 +16,10 @@ from classifiers.neuron_weights import effective_directions, unembedding_read, v
 from db.engine import open_database
 from survey.adapters import adapt
 from survey.engine.neuron_intervention import NeuronNudge, logit_rises
-from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.loading.loaders import LoadedModel
 from survey.run.runner import survey_model
 from survey.units.base import RunConfig
-from tests.support.tiny import tiny_model, tiny_tokenizer
+from tests.support.tiny import loaded_in_memory, tiny_model, tiny_tokenizer
 from tests.unit.test_neurons import word_corpus
 
 LAYER, NEURON = 1, 7
@@ -59,11 +59,7 @@ def gated_negative_model():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def gated() -> LoadedModel:
-    model, tokenizer = gated_negative_model(), tiny_tokenizer()
-    return LoadedModel(
-        ModelSource("local", "gated-negative", "memory"), model, tokenizer, adapt(model),
-        BosPolicy.for_tokenizer(tokenizer, "<s>"), "2" * 64, None,
-    )  # fmt: skip
+    return loaded_in_memory(gated_negative_model(), "gated-negative", "2" * 64)
 
 
 def test_a_negative_gated_neuron_pointing_at_a_token_is_labelled_suppression(

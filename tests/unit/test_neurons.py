@@ -19,15 +19,14 @@ from sqlalchemy import create_engine, text
 from classifiers import parse_selection
 from classifiers.neuron_stats import NeuronConfig
 from db.engine import open_database
-from survey.adapters import adapt
 from survey.corpus.sources import resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
-from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.loading.loaders import LoadedModel
 from survey.run.runner import survey_model
 from survey.units.base import RunConfig
 from survey.units.neurons import cut_windows
 from tests.support.clitools import db_bytes, run_cli
-from tests.support.tiny import tiny_model, tiny_tokenizer
+from tests.support.tiny import loaded_in_memory, tiny_model, tiny_tokenizer
 
 LAYER, NEURON, WORD = 0, 5, "w42"
 CONFIG = dict(window=16, max_windows_per_doc=4, token_budget=4096, top_k=20, batch_size=8)
@@ -62,11 +61,7 @@ def word_corpus(path: Path, docs: int = 80, words: int = 70, seed: int = 0) -> P
 
 @pytest.fixture
 def loaded() -> LoadedModel:
-    model, tokenizer = planted_neuron_model(), tiny_tokenizer()
-    return LoadedModel(
-        ModelSource("local", "planted-neuron", "memory"), model, tokenizer, adapt(model),
-        BosPolicy.for_tokenizer(tokenizer, "<s>"), "1" * 64, None,
-    )  # fmt: skip
+    return loaded_in_memory(planted_neuron_model(), "planted-neuron", "1" * 64)
 
 
 def rows(engine, sql: str) -> list[tuple]:  # type: ignore[no-untyped-def, type-arg]

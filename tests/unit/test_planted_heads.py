@@ -11,11 +11,10 @@ import torch
 
 from classifiers import parse_selection
 from classifiers.validation import AblationConfig
-from survey.adapters import adapt
 from survey.engine.ablation import head_means, mean_ablated, next_token_loss
-from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.loading.loaders import LoadedModel
 from tests.support.planted import PLANTED, planted_gpt2
-from tests.support.tiny import tiny_tokenizer
+from tests.support.tiny import loaded_in_memory
 from tests.support.units import ScoredHead as UnitResult
 from tests.support.units import plan_units, score_units
 
@@ -24,11 +23,7 @@ SAME_ATTENTION = {"induction": PLANTED["anti_induction"], "anti_induction": PLAN
 
 @pytest.fixture(scope="module")
 def planted() -> LoadedModel:
-    model, tokenizer = planted_gpt2(), tiny_tokenizer()
-    return LoadedModel(
-        ModelSource("local", "planted", "memory"), model, tokenizer, adapt(model),
-        BosPolicy.for_tokenizer(tokenizer, "<s>"), "0" * 64, None,
-    )  # fmt: skip
+    return loaded_in_memory(planted_gpt2(), "planted", "0" * 64)
 
 
 @pytest.fixture(scope="module")
