@@ -272,11 +272,11 @@ class TokenSelectivity:
 
     def __init__(self, tokens: Tensor) -> None:
         self.tokens = tokens
-        self.vocab = torch.unique(tokens[tokens >= 0])  # sorted
+        self.valid = tokens >= 0
+        self.vocab = torch.unique(tokens[self.valid])  # sorted
         last = max(self.vocab.numel() - 1, 0)
-        self.slots = torch.searchsorted(self.vocab, tokens.clamp_min(0)).clamp_max(
-            last
-        )  # [neuron, 1 + matched]
+        self.slots = torch.searchsorted(self.vocab, tokens.clamp_min(0)).clamp_max(last)  # like tokens
+        self.neuron = torch.arange(tokens.shape[0])[:, None].expand_as(tokens)
         self.sums = torch.zeros(tokens.shape, dtype=torch.float64)
         self.counts = torch.zeros(tokens.shape, dtype=torch.int64)
 
@@ -290,10 +290,8 @@ class TokenSelectivity:
         per_token = torch.zeros(self.vocab.numel(), acts.shape[1])
         per_token.index_add_(0, slot, acts[hit].float())
         seen = torch.bincount(slot, minlength=self.vocab.numel())
-        valid = self.tokens >= 0
-        neuron = torch.arange(acts.shape[1])[:, None].expand_as(self.slots)
-        self.sums += torch.where(valid, per_token[self.slots, neuron], 0).double()
-        self.counts += torch.where(valid, seen[self.slots], 0)
+        self.sums += torch.where(self.valid, per_token[self.slots, self.neuron], 0).double()
+        self.counts += torch.where(self.valid, seen[self.slots], 0)
 
     def means(self) -> Tensor:
         """``[neuron, 1 + matched]`` mean activation on each token (NaN where it never occurred)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import inspect
+from sqlalchemy import Connection, Engine, inspect
 
 from db.readonly import readonly_engine
 from survey.errors import SurveyError
@@ -20,6 +20,22 @@ def _flat(value: object) -> object:
     return value
 
 
+def table_names(engine: Engine, *, views: bool) -> list[str]:
+    """Every table but Alembic's, and with ``views`` every view, sorted."""
+    inspector = inspect(engine)
+    names = [n for n in inspector.get_table_names() if n != "alembic_version"]
+    return sorted(names + (inspector.get_view_names() if views else []))
+
+
+def read_frame(connection: Connection, name: str) -> pd.DataFrame:
+    """A table or view as a frame, its JSON columns as JSON text (bytes stay bytes)."""
+    frame = pd.read_sql_table(name, connection)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(_flat)
+    return frame
+
+
 def export_all(url: str | None, out: Path, fmt: str) -> Iterator[tuple[Path, int]]:
     """Write each table and view to ``out/<name>.<fmt>``; yield (path, rows). Binary columns
     become hex strings in CSV."""
@@ -29,15 +45,10 @@ def export_all(url: str | None, out: Path, fmt: str) -> Iterator[tuple[Path, int
     except OSError as exc:
         raise SurveyError(f"cannot create {out}: {exc.strerror}") from None
     try:
-        inspector = inspect(engine)
-        tables = [n for n in inspector.get_table_names() if n != "alembic_version"]
-        names = tables + inspector.get_view_names()
+        names = table_names(engine, views=True)
         with engine.connect() as connection:
-            for name in sorted(names):
-                frame = pd.read_sql_table(name, connection)
-                for column in frame.columns:
-                    if frame[column].dtype == object:
-                        frame[column] = frame[column].map(_flat)
+            for name in names:
+                frame = read_frame(connection, name)
                 path = out / f"{name}.{fmt}"
                 if fmt == "parquet":
                     frame.to_parquet(path, index=False)

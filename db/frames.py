@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from db.neuron_examples import TAILS, decode_examples, load_document
+from classifiers.neuron_stats import TAILS
+from db.neuron_examples import decode_examples, load_document
 from db.readonly import readonly_engine, run_query
 
 

@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
-# the example lists a neuron can have (``neuron_examples.tail``); version-1 units kept only positive
-TAILS = ("positive", "negative", "first")
 # document id -> (text, title, offsets [[start, end], ...]) for the unit's tokenization
 DocumentLoader = Callable[[int], tuple[str, str, list[list[int]]]]
 

@@ -371,7 +371,7 @@ def _example_rows(layer: int, tail: str, top: TopK, windows: Windows) -> list[di
     filled = top.values > float("-inf")
     window = top.positions.clamp_min(0) // length
     within = top.positions.clamp_min(0) % length
-    token_ids = torch.where(filled, windows.tokens[window, within], -1)
+    token_ids = example_tokens(top, windows.tokens)
     token_index = (windows.start[window] + within).tolist()
     doc_index = windows.doc_index[window].tolist()
     values, ids, full = top.activations().tolist(), token_ids.tolist(), filled.tolist()

@@ -77,11 +77,11 @@ def build_site(
     engine = readonly_engine(url)
     out = out.resolve()
     _check_output(out)
-    download = _download_of(url)
+    sqlite_file = _sqlite_file(url)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
         docs, fragments, staged = Path(tmp) / "docs", Path(tmp) / "fragments", Path(tmp) / "release"
-        published = None if download is None else publish_release(download, staged)
+        published = None if sqlite_file is None else publish_release(sqlite_file, staged)
         writer = PageWriter(docs, fragments)
         with engine.connect() as conn:
             job = _plan(conn, writer, similar, neurons_per_family, published)
@@ -279,7 +279,7 @@ def _check_output(out: Path) -> None:
         )
 
 
-def _download_of(url: str | None) -> Path | None:
+def _sqlite_file(url: str | None) -> Path | None:
     parsed = parse_database_url(database_url(url))
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from db.neuron_examples import TAILS, Example, decode_examples, load_document
+from classifiers.neuron_stats import TAILS
+from db.neuron_examples import Example, decode_examples, load_document
 from survey.wiki.data import NeuronUnit, decode_json
 
 EXAMPLES_SHOWN = 3

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from db.export import read_frame, table_names
+from db.readonly import readonly_engine
 from survey.errors import SurveyError
 
 FILE_LIMIT = 25 * 1024 * 1024
@@ -32,7 +34,6 @@ PAGE_SIZE = 4096
 DATABASE_FOLDER = "db"
 PARQUET_FOLDER = "parquet"
 CHECKSUMS = "SHA256SUMS"
-TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
 SUFFIX_LENGTH = 4  # up to 10,000 chunks: 160 GB
 
 
@@ -108,15 +109,18 @@ def _snapshot(source: Path, target: Path) -> None:
 
 def publish_parquet(source: Path, out: Path, limit: int = FILE_LIMIT) -> list[Path]:
     """One Parquet file per table of ``source`` under ``out/parquet`` (``<table>.parquet``, or
-    ``<table>-0001.parquet`` … when one file would pass ``limit``); returns the files."""
+    ``<table>-0001.parquet`` … when one file would pass ``limit``), read as ``survey export``
+    reads them; returns the files."""
     folder = out / PARQUET_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as db:
-        tables = [row[0] for row in db.execute(TABLES)]
-        for table in tables:
-            frame = pd.read_sql_query(f'SELECT * FROM "{table}"', db)
-            written += _write_parts(frame, folder, table, limit)
+    engine = readonly_engine(f"sqlite:///{source}")
+    try:
+        with engine.connect() as connection:
+            for table in table_names(engine, views=False):
+                written += _write_parts(read_frame(connection, table), folder, table, limit)
+    finally:
+        engine.dispose()
     return written
 
 
