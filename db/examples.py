@@ -60,16 +60,15 @@ WHERE previous_token_label = 1 GROUP BY model ORDER BY model""",
     ),
     (
         "Neuron families per model",
-        """SELECT m.name AS model, n.family, count(*) AS neurons
-FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
-WHERE n.family IS NOT NULL GROUP BY m.name, n.family ORDER BY m.name, n.family""",
+        """SELECT model, family, sum(neurons) AS neurons FROM neuron_layers
+WHERE family IS NOT NULL GROUP BY model, family ORDER BY model, family""",
     ),
     (
         "Which layers hold the prediction and suppression neurons? (relative depth)",
-        """SELECT m.name AS model, n.family, round(avg((n.layer + 0.5) / m.n_layers), 2) AS mean_depth,
-    count(*) AS neurons
-FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
-WHERE n.family IN ('prediction', 'suppression') GROUP BY m.name, n.family ORDER BY m.name, n.family""",
+        """SELECT model, family,
+    round(sum(neurons * (layer + 0.5) / n_layers) / sum(neurons), 2) AS mean_depth, sum(neurons) AS neurons
+FROM neuron_layers WHERE family IN ('prediction', 'suppression') GROUP BY model, family
+ORDER BY model, family""",
     ),
     (
         "The strongest neurons of each family",
@@ -79,25 +78,21 @@ FROM top_neurons WHERE family_rank <= 3 ORDER BY model, family, family_rank""",
     ),
     (
         "How many neurons fire mainly negative, per model?",
-        """SELECT m.name AS model, sum(CASE WHEN n.sign = -1 THEN 1 ELSE 0 END) AS negative,
-    count(*) AS neurons,
-    round(CAST(avg(CASE WHEN n.sign = -1 THEN 1.0 ELSE 0.0 END) AS NUMERIC), 3) AS share_negative
-FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
-WHERE n.sign IS NOT NULL AND coalesce(n.family, '') != 'dead' GROUP BY m.name ORDER BY m.name""",
+        """SELECT model, sum(negative) AS negative, sum(signed) AS neurons,
+    round(CAST(1.0 * sum(negative) / sum(signed) AS NUMERIC), 3) AS share_negative
+FROM neuron_layers WHERE coalesce(family, '') != 'dead' GROUP BY model HAVING sum(signed) > 0
+ORDER BY model""",
     ),
     (
         "How well do the weight read-outs hold under intervention, per layer?",
-        """SELECT m.name AS model, n.layer, count(*) AS sampled,
-    sum(CASE WHEN n.check_overlap >= 8 THEN 1 ELSE 0 END) AS confirmed,
-    round(CAST(avg(n.check_overlap) AS NUMERIC), 1) AS mean_overlap
-FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
-WHERE n.check_overlap IS NOT NULL GROUP BY m.name, n.layer ORDER BY m.name, n.layer""",
+        """SELECT model, layer, sum(sampled) AS sampled, sum(confirmed) AS confirmed,
+    round(CAST(1.0 * sum(overlap_sum) / sum(sampled) AS NUMERIC), 1) AS mean_overlap
+FROM neuron_layers WHERE sampled > 0 GROUP BY model, layer ORDER BY model, layer""",
     ),
     (
         "Dead neurons per model and layer",
-        """SELECT m.name AS model, n.layer, count(*) AS dead
-FROM neurons n JOIN latest_units u ON u.id = n.unit_id JOIN models m ON m.id = u.model_id
-WHERE n.family = 'dead' GROUP BY m.name, n.layer ORDER BY m.name, n.layer""",
+        """SELECT model, layer, neurons AS dead FROM neuron_layers WHERE family = 'dead'
+ORDER BY model, layer""",
     ),
     (
         "What computed each result: model revision, code version, device and dtype per unit",

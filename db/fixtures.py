@@ -18,14 +18,18 @@ validation each (some failing), a logit lens and a version-2 neuron unit with bo
 from __future__ import annotations
 
 import argparse
+import json
+import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from classifiers import (
     ClassifierConfig,
@@ -489,29 +493,34 @@ def build_synthetic(
             )
             patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
             for name in classifier_names():
-                unit = add_unit(
-                    session,
-                    model.id,
-                    run.id,
-                    "head_classifier",
-                    name,
-                    classifier_class(name).default_config.threshold,
-                )
-                scores = rng.beta(0.5, 4.0, (layers, heads))
-                shared = _evidence(name, patterns, rng)
-                add_head_scores(
-                    session, unit, scores, [[{"score": s, **shared} for s in row] for row in scores.tolist()]
-                )
-                draws = [round(float(d), 4) for d in rng.gamma(2.0, 0.05, len(DRAWS))]
-                effect_top = round(float(max(draws) * rng.uniform(0.7, 3.0)), 4)
-                if name == "function_vector":
-                    _zero_shot_validation(
-                        session, unit.id, [0, 0], layers // 2, effect_top=effect_top, effect_random=draws
-                    )
-                else:
-                    add_validation(session, unit.id, [[0, 0], [layers - 1, heads - 1]], effect_top, draws)
+                _random_head_unit(session, rng, model, run, name, patterns)
             _add_lens(session, model, run)
             _synthetic_neurons(session, rng, model, run, document, [WORDS.index(w) for w in words], examples)
+
+
+def _random_head_unit(
+    session: Session, rng: np.random.Generator, model: Model, run: Run, name: str,
+    patterns: dict[str, dict[str, Any]], **fields: Any,
+) -> Unit:  # fmt: skip
+    """A unit of classifier ``name`` with random scores, evidence shaped like the real one's and a
+    validation (a zero-shot check for function vectors); ``fields`` overrides the unit's columns."""
+    layers, heads = model.n_layers, model.n_heads
+    unit = add_unit(
+        session, model.id, run.id, "head_classifier", name, classifier_class(name).default_config.threshold,
+        **fields,
+    )  # fmt: skip
+    scores = rng.beta(0.5, 4.0, (layers, heads))
+    shared = _evidence(name, patterns, rng)
+    add_head_scores(session, unit, scores, [[{"score": s, **shared} for s in row] for row in scores.tolist()])
+    draws = [round(float(d), 4) for d in rng.gamma(2.0, 0.05, len(DRAWS))]
+    effect_top = round(float(max(draws) * rng.uniform(0.7, 3.0)), 4)
+    if name == "function_vector":
+        _zero_shot_validation(
+            session, unit.id, [0, 0], layers // 2, effect_top=effect_top, effect_random=draws
+        )
+    else:
+        add_validation(session, unit.id, [[0, 0], [layers - 1, heads - 1]], effect_top, draws)
+    return unit
 
 
 def _evidence(name: str, patterns: dict[str, dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
@@ -586,6 +595,135 @@ def _synthetic_neurons(
     insert_rows(session, Neuron, rows)
     insert_rows(session, NeuronExample, tops)
     unit.statistics = intervention_statistics(checked)
+
+
+@dataclass(frozen=True)
+class ScaleModel:
+    """One model of :func:`build_at_scale`: its shape, and its neuron summary (neurons per layer,
+    examples per tail)."""
+
+    name: str
+    layers: int
+    heads: int
+    neurons: int
+    examples: int
+
+
+NEURON_COLUMNS = (
+    "unit_id", "layer", "neuron", "mean", "std", "skew", "kurtosis", "max", "min", "frac_active",
+    "frac_negative", "hist_low", "hist_high", "histogram", "sign", "typical_top", "first_max_abs",
+    "w_in_norm", "w_out_norm", "direction_norm", "vocab_mean", "vocab_var", "vocab_skew", "vocab_kurtosis",
+    "top_tokens", "bottom_tokens", "top_token_share", "token_count", "check_overlap", "family",
+)  # fmt: skip
+HISTOGRAMS = 512  # distinct random histograms the neurons of a scaled database draw from
+
+
+def build_at_scale(path: Path, models: list[ScaleModel], seed: int = 0) -> None:
+    """A new, migrated SQLite database at ``path`` holding ``models`` as :func:`build_synthetic`
+    writes them (random scores, evidence and a validation for every classifier, a logit lens, a
+    version-2 neuron unit with both tails), but fast enough for a nightly-sized database: one
+    transaction with the journal and syncing off, and the neuron rows drawn a layer at a time and
+    written with sqlite3's ``executemany``."""
+    open_database(f"sqlite:///{path}").dispose()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA journal_mode = OFF")
+    raw.execute("PRAGMA synchronous = OFF")
+    engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
+    rng = np.random.default_rng(seed)
+    words = [str(w) for w in rng.choice(WORDS, 400)]
+    token_ids = [WORDS.index(w) for w in words]
+    try:
+        with session_factory(engine).begin() as session:
+            document = add_document(session, "synthetic", "s" * 64, "synthetic document", " ".join(words))
+            for m, shape in enumerate(models):
+                model, run = model_with_run(
+                    session, shape.name, shape.layers, shape.heads, family="synthetic", architecture="llama",
+                    resolved_sha=f"{m:064d}", d_model=64 * shape.heads, d_head=64, d_mlp=shape.neurons,
+                    d_vocab=len(WORDS), n_params=10**8,
+                )  # fmt: skip
+                insert_rows(
+                    session,
+                    Token,
+                    [{"model_id": model.id, "token_id": i, "text": w} for i, w in enumerate(WORDS)],
+                )
+                patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
+                for name in classifier_names():
+                    _random_head_unit(session, rng, model, run, name, patterns)
+                _add_lens(session, model, run)
+                unit = _neuron_unit(session, model, run, document, token_ids, 7, version=2)
+                checked = _bulk_neurons(raw, rng, unit.id, shape, document.id, token_ids, 7)
+                unit.statistics = intervention_statistics(checked)
+        raw.execute("PRAGMA journal_mode = WAL")
+    finally:
+        engine.dispose()
+        raw.close()
+
+
+def _bulk_neurons(
+    raw: sqlite3.Connection, rng: np.random.Generator, unit_id: int, shape: ScaleModel, document_id: int,
+    token_ids: list[int], context: int,
+) -> dict[tuple[int, int], int]:  # fmt: skip
+    """The neurons and example lists of :func:`_synthetic_neurons`, drawn a layer at a time; returns
+    the intervention check's overlaps (neuron 1 of each layer)."""
+    n, k, width = shape.neurons, shape.examples, 2 * context + 1
+    family = [FAMILIES_V2[i % len(FAMILIES_V2)] for i in range(n)]
+    first_family = np.array([f == "first_position" for f in family])
+    live = np.array([f != "dead" for f in family])
+    histograms = [json.dumps(rng.integers(0, 1000, 32).tolist()) for _ in range(HISTOGRAMS)]
+    top, bottom = json.dumps([[i, 1.0] for i in range(10)]), json.dumps([[i, -1.0] for i in range(10, 20)])
+    insert = (
+        f"INSERT INTO neurons ({', '.join(NEURON_COLUMNS)}) VALUES ({', '.join('?' * len(NEURON_COLUMNS))})"
+    )
+    checked: dict[tuple[int, int], int] = {}
+    for layer in range(shape.layers):
+        high, low = rng.gamma(2.0, size=n), -rng.gamma(1.5, size=n)
+        sign = np.where(high >= -low, 1, -1)
+        typical = 0.6 * np.where(sign > 0, high, -low)
+        first = np.where(first_family, 10.0 * typical, 0.5 * typical)
+        if n > 1:
+            checked[(layer, 1)] = int(rng.integers(0, 11))
+        hist = [histograms[p] for p in rng.integers(0, HISTOGRAMS, n).tolist()]
+        drawn = zip(np.maximum(high, first).tolist(), low.tolist(), (0.3 * live).tolist(), sign.tolist(),
+                    typical.tolist(), first.tolist(), hist, family, strict=True)  # fmt: skip
+        raw.executemany(insert, (
+            (unit_id, layer, i, 0.1, 1.0, 0.0, 3.0, peak, lo, active, 2 * active / 3, -5.0, 5.0, histogram, s,
+             t, f, 1.0, 1.0, 1.0, 0.0, 0.01, 1.0, 12.0, top, bottom, 0.5, 0, checked.get((layer, i)), fam)
+            for i, (peak, lo, active, s, t, f, histogram, fam) in enumerate(drawn)
+        ))  # fmt: skip
+        for tail, extreme, which in (
+            ("positive", high, np.arange(n)), ("negative", low, np.arange(n)),
+            ("first", first, np.flatnonzero(first_family)),
+        ):  # fmt: skip
+            at = rng.integers(context, len(token_ids) - context, (len(which), k)).tolist()
+            acts = (rng.random((len(which), k * width)) * (-1.0 if tail == "negative" else 1.0)).astype("<f2")
+            values = (extreme[which, None] * (k - np.arange(k)) / k).tolist()
+            raw.executemany(
+                "INSERT INTO neuron_examples (unit_id, layer, neuron, tail, examples, context_acts) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (unit_id, layer, i, tail, json.dumps(
+                        [[document_id, p, token_ids[p], v] for p, v in zip(at[j], values[j], strict=True)]
+                    ), acts[j].tobytes())
+                    for j, i in enumerate(which.tolist())
+                ),
+            )  # fmt: skip
+    return checked
+
+
+def add_rescored_unit(engine: Engine, model: str, classifier: str, seed: int = 1) -> int:
+    """Give ``model`` a new unit of ``classifier`` with fresh random scores, evidence and
+    validation (a new definition hash, so it is the model's newest): the one-model change an
+    incremental site build must pick up. Returns the unit's id."""
+    rng = np.random.default_rng(seed)
+    patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
+    with session_factory(engine).begin() as session:
+        row = session.scalars(select(Model).where(Model.name == model)).one()
+        run = session.scalars(select(Run).where(Run.model_id == row.id)).first()
+        if run is None:
+            raise ValueError(f"model {model!r} has no run")
+        return _random_head_unit(
+            session, rng, row, run, classifier, patterns, definition_hash=f"{seed:064x}"
+        ).id
 
 
 class _Parser(argparse.ArgumentParser):

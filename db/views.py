@@ -11,6 +11,11 @@ follow the classifier registry, so ``db.migrate`` rebuilds them whenever their S
 - ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
 - ``top_neurons``: the 10 strongest neurons of each family in each model, by typical top activation
   (``coalesce(typical_top, max)``: version-1 rows have no typical top), with their dominant sign;
+- ``neuron_layers``: per model, layer and neuron family (NULL: none): neurons, how many fire mainly
+  negative (of ``signed``: version 2 only), how many the intervention check sampled, how many it
+  confirmed (an overlap of at least 8 of 10 tokens, as ``survey/units/neurons.py`` counts) and their
+  overlaps' sum. The questions about all neurons read this small view, so that they stay cheap
+  where the database is read over HTTP (the published site);
 - ``run_provenance``: every unit with its model, definition hash, run, code (version, dirty), libraries.
 
 A label is unconfirmed on the wiki when its unit's validation failed. ``units.statistics`` is JSON,
@@ -109,6 +114,20 @@ FROM (
 WHERE family_rank <= 10
 """
 
+NEURON_LAYERS = """
+CREATE VIEW neuron_layers AS
+SELECT m.name AS model, m.n_layers, n.layer, n.family, count(*) AS neurons,
+    sum(CASE WHEN n.sign = -1 THEN 1 ELSE 0 END) AS negative,
+    count(n.sign) AS signed,
+    count(n.check_overlap) AS sampled,
+    sum(CASE WHEN n.check_overlap >= 8 THEN 1 ELSE 0 END) AS confirmed,
+    sum(n.check_overlap) AS overlap_sum
+FROM neurons n
+JOIN latest_units u ON u.id = n.unit_id
+JOIN models m ON m.id = u.model_id
+GROUP BY m.id, m.name, m.n_layers, n.layer, n.family
+"""
+
 RUN_PROVENANCE = """
 CREATE VIEW run_provenance AS
 SELECT m.name AS model, m.source, m.revision, m.resolved_sha, m.quantization,
@@ -129,6 +148,7 @@ def view_sql() -> dict[str, str]:
         "label_evidence": LABEL_EVIDENCE,
         "induction_mosaic": INDUCTION_MOSAIC,
         "top_neurons": TOP_NEURONS,
+        "neuron_layers": NEURON_LAYERS,
         "run_provenance": RUN_PROVENANCE,
     }
 

@@ -211,9 +211,16 @@ def site_group() -> None:
 @click.option(
     "--out", "out", default="public", show_default=True, type=click.Path(path_type=Path), metavar="DIR"
 )
-def site_build_command(db_url: str | None, out: Path) -> None:
-    """Render every page from the database and build the HTML site into DIR (replaced)."""
-    _build_site(db_url, out)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Render every model's layer and head pages, even those unchanged since the last build.",
+)
+def site_build_command(db_url: str | None, out: Path, full: bool) -> None:
+    """Build the HTML site from the database into DIR. A DIR built before is updated: only the
+    models whose results changed get their layer and head pages rendered again, and the changes
+    page lists what is new since that build."""
+    _build_site(db_url, out, full=full)
 
 
 @site_group.command("serve")
@@ -228,14 +235,12 @@ def site_serve_command(out: Path, port: int) -> None:
     serve(out, port, click.echo)
 
 
-def _build_site(db_url: str | None, out: Path) -> None:
+def _build_site(db_url: str | None, out: Path, *, full: bool = False) -> None:
     from survey.wiki.build import build_site
 
-    report = build_site(db_url, out, click.echo)
-    click.echo(
-        f"site: {report.pages} pages for {report.models} models in {report.out}\n"
-        f"open {report.out / 'index.html'} in a browser, or run: survey site serve --out {out}"
-    )
+    report = build_site(db_url, out, click.echo, full=full)
+    click.echo(f"site: {report.pages} pages for {report.models} models in {report.out}")
+    click.echo(f"browse it with: survey site serve --out {out}  (search and SQL need HTTP)")
 
 
 @cli.command("classifiers")

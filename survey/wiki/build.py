@@ -13,8 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,15 @@ from db.readonly import readonly_engine
 from db.schema_doc import schema_markdown
 from survey.errors import SurveyError
 from survey.provenance import code_version
-from survey.wiki import hook, svg
+from survey.wiki import hook, mosaic, svg
+from survey.wiki.changes import (
+    RELEASE_STATE,
+    ReleaseState,
+    changes,
+    data_epoch,
+    read_release_state,
+    release_state,
+)
 from survey.wiki.data import (
     UnitSummary,
     load_labels,
@@ -41,7 +48,8 @@ from survey.wiki.data import (
 )
 from survey.wiki.escape import markdown_safe
 from survey.wiki.evidence import ClassEvidence, class_evidence, validation_failed
-from survey.wiki.pages import SiteModel, classifier_info, head_name, label_mark, site_models, write_model
+from survey.wiki.incremental import fingerprints, read_manifest, replace_site, write_manifest
+from survey.wiki.pages import SiteModel, classifier_info, site_models, write_model
 from survey.wiki.release import (
     CHECKSUMS,
     DATABASE_FOLDER,
@@ -51,52 +59,74 @@ from survey.wiki.release import (
     publish_release,
     write_checksums,
 )
-from survey.wiki.render import PageWriter, html_link
+from survey.wiki.render import DirectPages, PageWriter
 from survey.wiki.resources import SKELETON
+from survey.wiki.search import index_site
+from survey.wiki.shell import SHELL_MARKDOWN, SHELL_PAGE, PageConverter, Shell
 from survey.wiki.similar import HeadRef, nearest_heads, profiles
 
+CHANGED_HEADS_SHOWN = 12  # per model and class on the changes page
 MARKER = ".interp-survey-site"  # in every built site: only such a folder (or an empty one) is replaced
-MOSAIC_HEIGHT = 180.0
 
 
 @dataclass(frozen=True)
 class BuildReport:
-    """What a build produced."""
+    """What a build produced: ``rendered`` of the ``models`` had their layer and head pages
+    rendered (the others' were unchanged since the last build into the folder)."""
 
     out: Path
     pages: int
     models: int
+    rendered: int
     render_s: float
     mkdocs_s: float
 
 
 def build_site(
-    url: str | None, out: Path, echo: Callable[[str], None], *, neurons_per_family: int = 3, similar: int = 5
-) -> BuildReport:
-    """Build the whole site from the database at ``url`` into ``out`` (replaced)."""
+    url: str | None, out: Path, echo: Callable[[str], None], *, full: bool = False,
+    neurons_per_family: int = 3, similar: int = 5,
+) -> BuildReport:  # fmt: skip
+    """Build the site from the database at ``url`` into ``out``. A folder built before keeps the
+    layer and head pages of every model whose fingerprint is unchanged, unless ``full``; the
+    result is the same file for file."""
     engine = readonly_engine(url)
     out = out.resolve()
     _check_output(out)
     sqlite_file = _sqlite_file(url)
+    built_before = {} if full else read_manifest(out)
+    previous = read_release_state(out)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
-        docs, fragments, staged = Path(tmp) / "docs", Path(tmp) / "fragments", Path(tmp) / "release"
-        published = None if sqlite_file is None else publish_release(sqlite_file, staged)
-        writer = PageWriter(docs, fragments)
+        folder = Path(tmp)
+        docs, fragments, direct = folder / "docs", folder / "fragments", folder / "direct"
+        published = None if sqlite_file is None else publish_release(sqlite_file, folder / "release")
         with engine.connect() as conn:
-            job = _plan(conn, writer, similar, neurons_per_family, published)
+            job = _plan(conn, PageWriter(docs, fragments), similar, neurons_per_family, published, previous)
+            shell_html = _shell_page(folder, _nav(job.models), job.source_date)
+            prints = fingerprints(
+                conn, job.models, job.similar, {"neurons_per_family": neurons_per_family, "similar": similar},
+                shell_html,
+            )  # fmt: skip
+        job.changed = {m.slug for m in job.models if built_before.get(m.slug) != prints[m.slug]}
+        converter = PageConverter(Shell.from_html(shell_html), _skeleton_config())
+        direct.mkdir()
+        writer = PageWriter(docs, fragments, DirectPages(direct, converter))
         _render_models(url, job, writer, echo)
-        models = job.models
         render_s = time.perf_counter() - start
-        echo(f"rendered {writer.pages} pages in {render_s:.1f} s; mkdocs is building the HTML …")
+        echo(f"rendered {writer.pages} pages in {render_s:.1f} s; mkdocs is building the front pages …")
         shutil.copytree(SKELETON / "assets", docs / "assets")
-        config = _mkdocs_config(Path(tmp), docs, fragments, out, _nav(models))
         mkdocs_start = time.perf_counter()
-        _run_mkdocs(config)
+        _run_mkdocs(
+            _mkdocs_config(folder, docs, fragments, folder / "site", _nav(job.models)), job.source_date
+        )
         mkdocs_s = time.perf_counter() - mkdocs_start
-        if published is not None:
-            shutil.copytree(staged, out, dirs_exist_ok=True)
+        kept = [m.slug for m in job.models if m.slug not in job.changed]
+        sources = [folder / "site", direct] + ([folder / "release"] if published is not None else [])
+        replace_site(out, sources, kept)
+    (out / RELEASE_STATE).write_text(job.state.to_json(), encoding="utf-8")
+    index_site(out)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
+    write_manifest(out, prints)
     write_checksums(out)
     too_big = oversized(out)
     if too_big:
@@ -105,48 +135,75 @@ def build_site(
             f"{len(too_big)} site file(s) over the {FILE_LIMIT // 2**20} MiB static-host limit, "
             f"the largest {name} ({size / 2**20:,.1f} MiB)"
         )
-    echo(f"built {writer.pages} pages in {render_s + mkdocs_s:.1f} s (mkdocs {mkdocs_s:.1f} s)")
-    return BuildReport(out, writer.pages, len(models), render_s, mkdocs_s)
+    pages = _page_count(out)
+    echo(
+        f"built {pages} pages in {time.perf_counter() - start:.1f} s (mkdocs {mkdocs_s:.1f} s); "
+        f"layer and head pages rendered for {len(job.changed)} of {len(job.models)} models"
+    )
+    return BuildReport(out, pages, len(job.models), len(job.changed), render_s, mkdocs_s)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RenderJob:
-    """What every model's pages need: the models, and each head's most similar heads."""
+    """What every model's pages need: the models, each head's most similar heads, the release's
+    state, and which models' layer and head pages to render."""
 
     models: list[SiteModel]
     similar: dict[HeadRef, list[tuple[HeadRef, float]]]
     neurons_per_family: int
+    state: ReleaseState
+    changed: set[str] = field(default_factory=set)
 
     @property
     def by_id(self) -> dict[int, SiteModel]:
         return {m.record.id: m for m in self.models}
 
+    @property
+    def source_date(self) -> int:
+        """The data's time, as the build's date (SOURCE_DATE_EPOCH): a rebuild writes the same files."""
+        return data_epoch(self.state)
+
 
 def _plan(
-    conn: Connection, writer: PageWriter, k_similar: int, neurons_per_family: int, published: Release | None
-) -> RenderJob:
+    conn: Connection, writer: PageWriter, k_similar: int, neurons_per_family: int, published: Release | None,
+    previous: ReleaseState | None,
+) -> RenderJob:  # fmt: skip
     """Load the models, find similar heads, and write the pages that span models."""
     models = site_models(load_models(conn))
     if not models:
         raise SurveyError("the database has no surveyed model yet; run `survey run` first")
     grids = load_score_grids(conn)
     heads, matrix, _ = profiles(grids)
-    _write_front(conn, writer, models, grids, published)
-    return RenderJob(models, nearest_heads(heads, matrix, k_similar), neurons_per_family)
+    state = release_state(conn, models)
+    _write_front(conn, writer, models, grids, published, state)
+    writer.write(
+        "changes.md", "changes.md.j2", changes=changes(previous, state), current=state,
+        pages={m.name: m.page() for m in models}, shown=CHANGED_HEADS_SHOWN,
+    )  # fmt: skip
+    return RenderJob(models, nearest_heads(heads, matrix, k_similar), neurons_per_family, state)
 
 
-_JOB: tuple[str | None, RenderJob, Path, Path] | None = None  # set before forking the render workers
+_JOB: tuple[str | None, RenderJob, PageWriter] | None = None  # set before forking the render workers
 
 
 def _render_one(index: int) -> tuple[str, int]:
-    """Worker: write one model's pages with a connection of its own; (model name, pages)."""
+    """Worker: write one model's pages with a connection of its own; (model name, pages). Layer
+    and head pages only when the model changed."""
     if _JOB is None:
         raise RuntimeError("the render job must be set before the workers fork")
-    url, job, docs, fragments = _JOB
-    writer = PageWriter(docs, fragments)
+    url, job, parent = _JOB
+    writer = PageWriter(parent.docs, parent.fragments, parent.direct)
     model = job.models[index]
     with readonly_engine(url).connect() as conn:
-        write_model(conn, writer, model, job.by_id, job.similar, job.neurons_per_family)
+        write_model(
+            conn,
+            writer,
+            model,
+            job.by_id,
+            job.similar,
+            job.neurons_per_family,
+            details=model.slug in job.changed,
+        )
     return model.name, writer.pages
 
 
@@ -154,7 +211,7 @@ def _render_models(url: str | None, job: RenderJob, writer: PageWriter, echo: Ca
     """Every model's pages, on as many forked workers as there are usable cores (pages of one
     model never depend on another's, and each worker writes its own files)."""
     global _JOB
-    _JOB = (url, job, writer.docs, writer.fragments)
+    _JOB = (url, job, writer)
     workers = min(len(os.sched_getaffinity(0)), len(job.models))
     try:
         if workers > 1:
@@ -179,23 +236,27 @@ def _progress(
         yield name
 
 
+def _page_count(out: Path) -> int:
+    """The site's pages (mkdocs's 404 page aside)."""
+    return sum(1 for page in out.rglob("*.html") if page.name != "404.html")
+
+
 def _write_front(
     conn: Connection, writer: PageWriter, models: list[SiteModel], grids: dict[str, dict[int, np.ndarray]],
-    published: Release | None,
+    published: Release | None, state: ReleaseState,
 ) -> None:  # fmt: skip
     """Home, schema and one page per classifier (with its mosaic and each model's label evidence)."""
     n_neurons = sum(int(m.record.row["n_layers"]) * int(m.record.row["d_mlp"]) for m in models)
     names = sorted(set(grids) | set(classifier_names()))
     summaries = load_unit_summaries(conn)
     labels = load_labels(conn)
-    built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     writer.write(
         "index.md",
         "index.md.j2",
         models=models,
         n_heads=sum(m.record.n_layers * m.record.n_heads for m in models),
         n_neurons=n_neurons,
-        built=built,
+        data_as_of=state.data_as_of,
         code_version=code_version(),
         labelled=_labelled_counts(summaries, unconfirmed=False),
         unconfirmed=_labelled_counts(summaries, unconfirmed=True),
@@ -217,13 +278,13 @@ def _write_front(
             "classifier.md.j2",
             info=classifier_info(name),
             history=history.get(name, []),
-            mosaic=[
-                (m, _mosaic_cell(m, name, by_model[m.record.id], labels.get(name, {}).get(m.record.id, {}),
-                                 page, scale))
-                for m in shown
-            ],
+            mosaic=mosaic.classifier_mosaic(shown, name, by_model, labels.get(name, {}), page, scale),
             evidence=_class_evidence(summaries.get(name, {}), shown),
         )  # fmt: skip
+    writer.write(
+        "sql.md", "sql.md.j2", release=published, examples=EXAMPLES, database_folder=DATABASE_FOLDER,
+        slugs={m.name: m.slug for m in models}, backend=conn.engine.url.get_backend_name(),
+    )  # fmt: skip
 
 
 def _class_evidence(by_model: dict[int, UnitSummary], models: list[SiteModel]) -> dict[int, ClassEvidence]:
@@ -233,30 +294,6 @@ def _class_evidence(by_model: dict[int, UnitSummary], models: list[SiteModel]) -
         for m in models
         if (s := by_model.get(m.record.id)) is not None
     }
-
-
-def _mosaic_cell(
-    model: SiteModel,
-    name: str,
-    grid: np.ndarray,
-    labels: dict[tuple[int, int], bool],
-    page: str,
-    scale: float,
-) -> Markup:
-    """One model's grid in a classifier's mosaic; ``labels`` maps each labelled head to whether it
-    is unconfirmed."""
-    here = str(Path(page).parent)
-
-    def title(layer: int, head: int) -> str:
-        at = (layer, head)
-        return f"{head_name(layer, head)} {grid[at]:.3f}{label_mark(at in labels, labels.get(at, False))}"
-
-    return svg.layer_head_heatmap(
-        grid.tolist(), title, lambda layer, head: html_link(here, model.head_page(layer, head)),
-        width=min(8.0 * grid.shape[1], 240.0), height=MOSAIC_HEIGHT, css_class="heatmap mosaic-grid",
-        label=f"{name} scores of {model.name}, depth normalised", scale=scale,
-        unconfirmed=lambda layer, head: labels.get((layer, head), False), axes=False,
-    )  # fmt: skip
 
 
 def _labelled_counts(summaries: dict[str, dict[int, UnitSummary]], *, unconfirmed: bool) -> dict[int, int]:
@@ -293,30 +330,67 @@ def _nav(models: list[SiteModel]) -> list[dict[str, Any]]:
     classifiers = sorted(classifier_names())
     return [
         {"Home": "index.md"},
+        {"Changes": "changes.md"},
         {"Database schema": "schema.md"},
+        {"SQL": "sql.md"},
         {"Classifiers": [{name: f"classifiers/{name}.md"} for name in classifiers]},
         {"Models": [{str(markdown_safe(m.name)): m.page()} for m in models]},
     ]
 
 
+def _skeleton_config() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((SKELETON / "mkdocs.yml").read_text(encoding="utf-8"))
+    return config
+
+
 def _mkdocs_config(folder: Path, docs: Path, fragments: Path, out: Path, nav: list[dict[str, Any]]) -> Path:
     """The skeleton's mkdocs.yml, pointed at the rendered docs, their fragments, the output
     folder and the fragment hook, with the navigation."""
-    config: dict[str, Any] = yaml.safe_load((SKELETON / "mkdocs.yml").read_text(encoding="utf-8"))
+    config = _skeleton_config()
     config.update(docs_dir=str(docs), site_dir=str(out), hooks=[str(Path(hook.__file__))], nav=nav)
-    config["not_in_nav"] = "/models/*/layer-*/"
+    config["theme"]["custom_dir"] = str(SKELETON / config["theme"]["custom_dir"])  # relative to the skeleton
+    config["not_in_nav"] = "/models/*/layer-*/\n/_wiki-shell/"
     config.setdefault("extra", {})["wiki_fragments"] = str(fragments)
     path = folder / "mkdocs.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 
-def _run_mkdocs(config_file: Path) -> None:
+def _shell_page(folder: Path, nav: list[dict[str, Any]], source_date: int) -> str:
+    """The theme's HTML for a page three folders deep and outside the navigation, built by mkdocs
+    from placeholder pages with the site's navigation (see :mod:`survey.wiki.shell`)."""
+    docs = folder / "shell-docs"
+    for page in [*_nav_pages(nav), SHELL_PAGE]:
+        (docs / page).parent.mkdir(parents=True, exist_ok=True)
+        (docs / page).write_text(SHELL_MARKDOWN if page == SHELL_PAGE else "# page\n", encoding="utf-8")
+    site = folder / "shell-site"
+    _run_mkdocs(_mkdocs_config(folder, docs, folder / "no-fragments", site, nav), source_date)
+    return (site / SHELL_PAGE).with_suffix(".html").read_text(encoding="utf-8")
+
+
+def _nav_pages(nav: list[Any] | dict[str, Any] | str) -> Iterator[str]:
+    """Every page the navigation names."""
+    if isinstance(nav, str):
+        yield nav
+    else:
+        for entry in nav.values() if isinstance(nav, dict) else nav:
+            yield from _nav_pages(entry)
+
+
+def _run_mkdocs(config_file: Path, source_date: int) -> None:
+    """Build with mkdocs, dated ``source_date`` (seconds since the epoch) where it writes a date."""
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
+    before = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(source_date)
     try:
         build(load_config(config_file=str(config_file)))
     except MkDocsException as exc:
         raise SurveyError(f"mkdocs could not build the site: {exc}") from None
+    finally:
+        if before is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = before

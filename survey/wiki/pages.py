@@ -259,9 +259,9 @@ def lens_curves(model: SiteModel, lens: list[dict[str, Any]], href: Callable[[st
 
 def write_model(
     conn: Connection, writer: PageWriter, model: SiteModel, others: dict[int, SiteModel],
-    similar: dict[HeadRef, list[tuple[HeadRef, float]]], neurons_per_family: int,
+    similar: dict[HeadRef, list[tuple[HeadRef, float]]], neurons_per_family: int, *, details: bool = True,
 ) -> None:  # fmt: skip
-    """The model page, its layer pages and its head pages."""
+    """The model page and, with ``details``, its layer pages and its head pages."""
     units = load_head_units(conn, model.record, evidence=True)
     neuron_unit = load_neuron_unit(conn, model.record.id)
     counts = family_counts(conn, neuron_unit.id) if neuron_unit else {}
@@ -276,6 +276,8 @@ def write_model(
         validation_test=validation_test, check=intervention(neuron_unit),
         check_layers=check_by_layer(neuron_unit), family_null=family_null(neuron_unit),
     )  # fmt: skip
+    if not details:
+        return
     head_tokens = token_texts(conn, model.record.id, evidence_token_ids(units))
     neurons = interesting_neurons(conn, neuron_unit.id, neurons_per_family) if neuron_unit else {}
     examples = ExampleReader(conn, neuron_unit) if neuron_unit else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -18,6 +20,9 @@ from markupsafe import Markup
 from survey.errors import SurveyError
 from survey.wiki.escape import markdown_safe, token_text
 from survey.wiki.resources import TEMPLATES
+
+if TYPE_CHECKING:
+    from survey.wiki.shell import PageConverter
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -68,16 +73,14 @@ class PageWriter:
     page, which is what made the build slow, and the search index holds only the page text.
     """
 
-    def __init__(self, docs: Path, fragments: Path) -> None:
-        self.docs, self.fragments = docs, fragments
+    def __init__(self, docs: Path, fragments: Path, direct: DirectPages | None = None) -> None:
+        self.docs, self.fragments, self.direct = docs, fragments, direct
         self.env = environment()
         self.pages = 0
 
     def write(self, path: str, template: str, **context: Any) -> None:
         """Render ``template`` to ``docs/path``; ``href(target)`` in it links relative to this page."""
         here = posixpath.dirname(path)
-        target = self.docs / path
-        target.parent.mkdir(parents=True, exist_ok=True)
         saved: list[str] = []
 
         def fragment(markup: Markup) -> Markup:
@@ -88,15 +91,43 @@ class PageWriter:
             href=lambda to: html_link(here, to), md=lambda to: posixpath.relpath(to, here or "."),
             fragment=fragment, **context,
         )  # fmt: skip
+        self.pages += 1
+        if self.direct is not None and is_direct(path):
+            target = self.direct.site / (path[:-3] + ".html")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.direct.converter.convert(text, saved), encoding="utf-8")
+            return
+        target = self.docs / path
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         if saved:
             store = fragment_file(self.fragments, path)
             store.parent.mkdir(parents=True, exist_ok=True)
             store.write_text(json.dumps(saved), encoding="utf-8")
-        self.pages += 1
 
 
 FRAGMENT_MARK = "wiki-fragment:"
+_FRAGMENT = re.compile(r"<!--" + re.escape(FRAGMENT_MARK) + r"(\d+)-->")
+_DIRECT = re.compile(r"\Amodels/[^/]+/layer-\d+/[^/]+\.md\Z")
+
+
+@dataclass(frozen=True)
+class DirectPages:
+    """Where layer and head pages go as finished HTML, and what converts them (mkdocs never sees
+    them: see :mod:`survey.wiki.shell`)."""
+
+    site: Path
+    converter: PageConverter
+
+
+def is_direct(path: str) -> bool:
+    """Whether the docs page ``path`` is a layer or head page."""
+    return _DIRECT.match(path) is not None
+
+
+def restore_fragments(html: str, fragments: list[str]) -> str:
+    """``html`` with each ``<!--wiki-fragment:N-->`` replaced by fragment N."""
+    return _FRAGMENT.sub(lambda match: fragments[int(match.group(1))], html) if fragments else html
 
 
 def fragment_file(folder: Path, page: str) -> Path:

@@ -77,7 +77,7 @@ def heatmap(
         f'aria-label="{markdown_safe(label)}">'
     ]
     if axes:
-        parts += _axes(n_rows, n_cols, w, h) + _legend(left + width + 8, height, scale)
+        parts += _axes(n_rows, n_cols, w, h) + legend(left + width + 8, height, scale)
     parts.append(f'<g transform="translate({left:g} {top:g})">')
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
@@ -113,7 +113,7 @@ def _axes(n_rows: int, n_cols: int, w: float, h: float) -> list[str]:
     return parts
 
 
-def _legend(x: float, height: float, scale: float) -> list[str]:
+def legend(x: float, height: float, scale: float) -> list[str]:
     """A colour bar from +scale (top) to -scale (bottom) with its three values."""
     step = height / (2 * LEGEND_STEPS + 1)
     parts = []

@@ -11,10 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from db.fixtures import MODELS
+from survey.wiki import mosaic
+from survey.wiki.data import ModelRecord
+from survey.wiki.pages import SiteModel
 from survey.wiki.serve import site_server
+from tests.support.fixtures_hostile import MODEL_NAME
 from tests.support.sitetools import build_fixture_site
 
 ARTIFACTS = Path(
@@ -34,9 +39,13 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _, report = build_fixture_site(tmp_path_factory.mktemp("browser-wiki"))
-    server = site_server(report.out, 0)
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_site(tmp_path_factory.mktemp("browser-wiki"))[1].out
+
+
+@pytest.fixture(scope="module")
+def base_url(site: Path) -> Iterator[str]:
+    server = site_server(site, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -111,22 +120,78 @@ def test_mosaic_shows_every_model_depth_normalised(page: Any, base_url: str) -> 
     page.goto(base_url + "classifiers/induction.html")
     figures = page.locator("figure.mosaic-model")
     assert figures.count() == len(MODELS) + 1
-    heights = {figures.nth(i).locator("svg").bounding_box()["height"] for i in range(figures.count())}
-    assert heights == {180}  # one height for every model, whatever its depth
+    heights = {figures.nth(i).locator("g.cells").bounding_box()["height"] for i in range(figures.count())}
+    assert heights == {mosaic.HEIGHT}  # one grid height for every model, whatever its depth
+    assert [figures.nth(i).locator("text.depth").count() for i in range(figures.count())] == [3] * 3
     n_cells = sum(layers * heads for layers, heads, _ in MODELS.values()) + 4
     assert page.locator("figure.mosaic-model rect.cell").count() == n_cells
+    caption = page.locator("figure.mosaic-model figcaption", has_text="fixture-a")
+    assert "4×3" in caption.inner_text()  # layers × heads
+    assert caption.locator("a").get_attribute("href") == "../models/fixture-a/index.html"
+    legend = page.locator("svg.mosaic-legend")
+    assert legend.count() == 1 and legend.locator("rect.legend").count() == 21  # one colour bar for all
     page.locator('a[href="../models/fixture-b/layer-2/head-0.html"] rect').click()
     page.wait_for_url("**/models/fixture-b/layer-2/head-0.html")
 
 
-def test_search_finds_a_head_by_name(page: Any, base_url: str) -> None:
+def test_mosaic_cells_keep_their_minimum_width_and_the_panels_wrap(page: Any, base_url: str) -> None:
+    page.goto(base_url + "classifiers/induction.html")
+    for layers, heads in ((12, 9), (80, 64), (24, 64)):  # panels the fixture lacks, put beside its own
+        model = SiteModel(ModelRecord(0, f"m{layers}x{heads}", {}), "m")
+        grid = mosaic.panel_svg(model, "induction", np.zeros((layers, heads)), {}, "classifiers", 1.0)
+        page.evaluate(
+            "html => document.querySelector('.mosaic-family').insertAdjacentHTML('beforeend', html)",
+            f'<figure class="mosaic-model"><figcaption>m{layers}x{heads}</figcaption>{grid}</figure>',
+        )
+        cell = page.locator(f'svg[aria-label*="m{layers}x{heads}"] rect.cell').first.bounding_box()
+        assert cell["width"] >= mosaic.MIN_CELL, (heads, cell)
+    area = page.locator(".mosaic-panels").bounding_box()
+    boxes = [f.bounding_box() for f in page.locator("figure.mosaic-model").all()]
+    assert all(b["x"] + b["width"] <= area["x"] + area["width"] + 0.5 for b in boxes)  # none overflows
+    assert len({b["y"] for b in boxes}) > 1  # the wide panels wrapped onto a new line
+
+
+def search(page: Any, base_url: str, query: str) -> list[str]:
+    """The result links, best first, for ``query`` typed into the Pagefind box of the home page."""
     page.goto(base_url + "index.html")
-    page.locator("input.md-search__input").click()
-    page.keyboard.type("L2H1")  # Material searches on key events
-    results = page.locator(".md-search-result__item a")
+    page.locator(".pagefind-ui__search-input").fill(query)
+    results = page.locator(".pagefind-ui__result-link")
     results.first.wait_for(timeout=15_000)
-    hrefs = [results.nth(i).get_attribute("href") or "" for i in range(results.count())]
-    assert any(href.endswith("models/fixture-a/layer-2/head-1.html") for href in hrefs), hrefs
+    return [results.nth(i).get_attribute("href") or "" for i in range(results.count())]
+
+
+@pytest.mark.parametrize("query", ["L2H1", "2.1"])
+def test_search_finds_a_head_by_name_and_by_layer_dot_head(page: Any, base_url: str, query: str) -> None:
+    hrefs = search(page, base_url, query)
+    heads = {f"/models/{model}/layer-2/head-1.html" for model in ("fixture-a", "fixture-b")}
+    assert set(hrefs[:2]) == heads, hrefs  # both models' L2H1 before any page that mentions it
+    page.locator('.pagefind-ui__result-link[href="/models/fixture-a/layer-2/head-1.html"]').click()
+    page.wait_for_url("**/models/fixture-a/layer-2/head-1.html")
+    assert page.errors == []
+
+
+@pytest.mark.parametrize(
+    ("query", "target"),
+    [("fixture-b", "/models/fixture-b/index.html"), ("previous_token", "/classifiers/previous_token.html")],
+)
+def test_search_finds_a_model_and_a_classifier_by_name_first(
+    page: Any, base_url: str, query: str, target: str
+) -> None:
+    hrefs = search(page, base_url, query)
+    assert hrefs[0] == target, hrefs
+    assert page.errors == []
+
+
+def test_search_from_a_file_url_says_it_needs_http(browser: Any, site: Path) -> None:
+    """Browsers refuse Pagefind's fetches from file://: the box says so instead of failing."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto((site / "models/fixture-a/layer-2/head-1.html").as_uri())
+    assert page.locator("#wiki-search").inner_text() == "search needs HTTP: run `survey site serve`"
+    assert page.locator(".pagefind-ui__search-input").count() == 0
+    assert errors == []
+    page.close()
 
 
 def test_hostile_strings_stay_text_in_the_browser(page: Any, base_url: str) -> None:
@@ -143,8 +208,9 @@ def test_hostile_strings_stay_text_in_the_browser(page: Any, base_url: str) -> N
         assert page.evaluate("[...document.scripts].filter(s => s.text.includes('alert')).length") == 0
     page.goto(base_url + f"models/{HOSTILE_SLUG}/index.html")
     assert "<img src=x onerror=alert('error')> | `x`" in page.locator("article").inner_text()  # shown as text
-    page.locator("input.md-search__input").click()
-    page.keyboard.type("evil")  # the hostile model: its title and snippets render as results
-    page.locator(".md-search-result__item").first.wait_for(timeout=15_000)
-    assert "evil<script>alert('model')</script>" in page.locator(".md-search-result").inner_text()
+    hrefs = search(page, base_url, "evil")  # the hostile model: its titles and excerpts render as results
+    assert hrefs and all(href.startswith(f"/models/{HOSTILE_SLUG}/") for href in hrefs), hrefs
+    results = page.locator(".pagefind-ui__results")
+    assert MODEL_NAME in results.inner_text()  # in the titles, shown as text
+    assert results.locator("script, img, [onclick], [onerror], [onmouseover]").count() == 0
     page.wait_for_timeout(300)  # let every result render before the dialog check in teardown

@@ -10,14 +10,19 @@ import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from db.fixtures import MODELS
 from survey.errors import SurveyError
+from survey.wiki import mosaic
 from survey.wiki.build import build_site
+from survey.wiki.data import ModelRecord
 from survey.wiki.escape import markdown_safe, token_text
+from survey.wiki.pages import SiteModel
 from survey.wiki.release import oversized, publish_database, publish_parquet
+from survey.wiki.search import index_site
 from survey.wiki.svg import NEGATIVE_SHADE, POSITIVE_SHADE
 from tests.support.clitools import run_cli
 from tests.support.fixtures_hostile import HOSTILE, MODEL_NAME
@@ -323,11 +328,22 @@ def test_a_large_table_is_split_into_parquet_parts_and_oversized_files_are_found
     assert oversized(tmp_path, limit=100_000)[0][0] == "source.db"
 
 
-def test_search_index_holds_head_names_but_no_svg(site: Path) -> None:
-    index = (site / "search/search_index.json").read_text(encoding="utf-8")
-    titles = {doc["title"] for doc in json.loads(index)["docs"]}
-    assert "L2H1 · fixture-a" in titles
-    assert "<rect" not in index and "<svg" not in index
+def test_search_is_a_pagefind_index_of_every_article_and_no_lunr_index(site: Path) -> None:
+    assert (site / "pagefind/pagefind-ui.js").is_file() and any((site / "pagefind/index").iterdir())
+    assert list(site.rglob("search_index.json")) == [] and not (site / "assets/iframe-worker").exists()
+    indexed = [p for p in site.rglob("*.html") if "data-pagefind-body" in p.read_text(encoding="utf-8")]
+    entry = json.loads((site / "pagefind/pagefind-entry.json").read_text(encoding="utf-8"))
+    assert entry["languages"]["en"]["page_count"] == len(indexed) >= 50  # every page but 404.html
+    head = (site / "models/fixture-a/layer-2/head-1.html").read_text(encoding="utf-8")
+    assert head.count("data-pagefind-body") == 1  # the article; the header and nav are not indexed
+    assert head.index('id="wiki-search"') < head.index("data-pagefind-body")  # the box is in the header
+    assert 'data-root="../../../"' in head  # the site root, from three folders deep
+    assert re.search(r'<span class="search-keywords"[^>]* data-pagefind-weight="10">L2H1 2\.1</span>', head)
+
+
+def test_index_site_fails_in_one_line_without_pages(tmp_path: Path) -> None:
+    with pytest.raises(SurveyError, match=r"^Pagefind could not index .*html files\.$"):
+        index_site(tmp_path)
 
 
 def test_build_refuses_an_empty_database_and_a_bad_url(tmp_path: Path) -> None:
@@ -515,4 +531,71 @@ def test_model_heatmaps_have_layer_and_head_axes_and_a_colour_legend(site: Path)
     assert [str(layer) for layer in range(layers)] == ticks[1 + heads : 1 + heads + layers]  # layers down
     assert first.count('class="legend"') == 21 and len(ticks) == 1 + heads + layers + 3
     mosaic = (site / "classifiers/induction.html").read_text(encoding="utf-8")
-    assert 'class="axis"' not in mosaic  # the mosaic's small grids stay bare
+    assert mosaic.count('class="legend"') == 21  # one colour bar for the whole mosaic
+    assert mosaic.count('class="axis"') == 3  # its values: the mosaic's small grids have no axes
+
+
+# --- The SQL page (sql.html; its behaviour in Chromium: tests/browser/test_sql_browser.py) ---
+
+
+def test_the_sql_page_carries_the_examples_the_model_slugs_and_its_engine(site: Path) -> None:
+    from db.examples import EXAMPLES
+    from survey.wiki.release import FILE_LIMIT
+
+    page = parse(site / "sql.html")
+    ids = {a.get("id") for _, a in page.elements}
+    assert {"sql-page", "sql-examples", "sql-query", "sql-run", "sql-status", "sql-results"} <= ids
+    raw = next(a["data-sql"] for _, a in page.elements if a.get("id") == "sql-page")
+    assert raw is not None and "<" not in raw  # the hostile model's name is \u003c-escaped
+    data = json.loads(raw)
+    assert data["examples"] == [[title, sql] for title, sql in EXAMPLES]
+    assert data["models"] == {"fixture-a": "fixture-a", "fixture-b": "fixture-b", MODEL_NAME: HOSTILE_SLUG}
+    assert data["config"] == "db/config.json" and (site / data["config"]).is_file()
+    scripts = [a.get("src") for tag, a in page.elements if tag == "script" and a.get("src")]
+    assert "assets/sql/sql-page.js" in scripts
+    assert 'href="sql.html"' in (site / "index.html").read_text()  # in the navigation
+    shipped = {p.name: p.stat().st_size for p in (site / "assets/sql").iterdir()}
+    assert {"sqlite3.js", "sqlite3.wasm", "sql-worker.js", "sql-page.js", "README.txt"} <= set(shipped)
+    assert any(name.startswith("LICENSE") for name in shipped)
+    assert max(shipped.values()) < FILE_LIMIT // 10  # every vendored file well under the limit
+
+
+def test_a_site_without_a_published_database_says_its_sql_page_has_nothing_to_query(tmp_path: Path) -> None:
+    from db.examples import EXAMPLES
+    from survey.wiki.render import PageWriter
+
+    writer = PageWriter(tmp_path / "docs", tmp_path / "fragments")
+    writer.write("sql.md", "sql.md.j2", release=None, examples=EXAMPLES, database_folder="db", slugs={},
+                 backend="postgresql")  # fmt: skip
+    text = (tmp_path / "docs/sql.md").read_text()
+    assert "postgresql database" in text and "survey query" in text and "data-sql" not in text
+
+
+def _site_model(name: str, family: str | None = None, n_params: int = 1, model_id: int = 1) -> SiteModel:
+    return SiteModel(ModelRecord(model_id, name, {"family": family, "n_params": n_params}), name)
+
+
+def test_mosaic_groups_models_by_family_and_runs_each_from_small_to_large() -> None:
+    models = [_site_model("b-large", "B", 900), _site_model("loner"), _site_model("b-small", "b", 10),
+              _site_model("a-one", "A", 500)]  # fmt: skip
+    assert [m.name for m in mosaic.order(models)] == ["a-one", "b-small", "b-large", "loner"]
+
+
+def test_mosaic_cells_are_never_slivers_and_every_grid_is_one_height() -> None:
+    for heads in range(1, 65):
+        assert mosaic.cell_width(heads) >= mosaic.MIN_CELL
+        assert heads * mosaic.cell_width(heads) >= mosaic.MIN_GRID
+    for layers, heads in ((12, 9), (80, 64)):
+        grid = np.zeros((layers, heads))
+        drawn = mosaic.panel_svg(_site_model("m"), "induction", grid, {}, "classifiers", 1.0)
+        scale_x, scale_y = map(float, re.findall(r"scale\(([\d.]+) ([\d.]+)\)", drawn)[0])
+        assert scale_x >= mosaic.MIN_CELL and scale_y * layers == pytest.approx(mosaic.HEIGHT, rel=1e-3)
+        assert drawn.count('class="cell"') == layers * heads
+
+
+def test_mosaic_panel_escapes_the_model_name_and_stays_small() -> None:
+    grid = np.random.default_rng(0).random((80, 64))
+    model = SiteModel(ModelRecord(1, MODEL_NAME, {}), "m")
+    drawn = mosaic.panel_svg(model, "induction", grid, {(3, 4): True}, "classifiers", 1.0)
+    assert "<script" not in drawn and drawn.count('class="unconfirmed"') == 1
+    assert len(drawn) < 155 * grid.size  # bytes a head, 34 of them the link: integer unit cells, hex fills

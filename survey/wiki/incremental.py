@@ -1,0 +1,118 @@
+"""Incremental builds: a fingerprint of everything a model's layer and head pages show, kept in a
+manifest in the site folder, so that a rebuild renders only the models whose fingerprint changed.
+
+A model's fingerprint covers its units (key, statistics, validations), its row, the heads most
+similar to each of its heads (they come from every model), the build settings, the code version,
+the templates and the theme's shell. Everything else (the front pages, the model pages, the release
+files, the search index) is rebuilt every time, so a full build and an incremental one write the
+same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from survey.provenance import code_version
+from survey.wiki.pages import SiteModel
+from survey.wiki.resources import TEMPLATES
+from survey.wiki.similar import HeadRef
+
+MANIFEST = ".interp-survey-manifest.json"
+
+
+def read_manifest(out: Path) -> dict[str, str]:
+    """Each model's fingerprint when the pages in ``out`` were built (none if unknown)."""
+    try:
+        return dict(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["models"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def write_manifest(out: Path, fingerprints: dict[str, str]) -> None:
+    (out / MANIFEST).write_text(
+        json.dumps({"models": fingerprints}, indent=1, sort_keys=True), encoding="utf-8"
+    )
+
+
+def fingerprints(
+    conn: Connection, models: list[SiteModel], similar: dict[HeadRef, list[tuple[HeadRef, float]]],
+    settings: dict[str, Any], shell: str,
+) -> dict[str, str]:  # fmt: skip
+    """Each model's fingerprint, by slug."""
+    common = _digest([code_version(), _templates_digest(), settings, _digest([shell])])
+    slugs = {m.record.id: m.slug for m in models}
+    near: dict[int, list[Any]] = {}
+    for ref, found in sorted(similar.items(), key=lambda item: astuple(item[0])):
+        near.setdefault(ref.model_id, []).append(
+            [ref.layer, ref.head, [[slugs.get(r.model_id), r.layer, r.head, d] for r, d in found]]
+        )
+    return {
+        m.slug: _digest([common, _unit_rows(conn, m.record.id), m.record.row, near.get(m.record.id, [])])
+        for m in models
+    }
+
+
+def _unit_rows(conn: Connection, model_id: int) -> list[list[Any]]:
+    """What identifies the model's stored results: every unit's key and statistics, and how many
+    validations it has."""
+    rows = conn.execute(
+        text(
+            """SELECT u.id, u.kind, u.name, u.version, u.dataset_hash, u.definition_hash, u.statistics,
+            (SELECT count(*) FROM validations v WHERE v.unit_id = u.id),
+            (SELECT max(v.id) FROM validations v WHERE v.unit_id = u.id)
+            FROM units u WHERE u.model_id = :model ORDER BY u.id"""
+        ),
+        {"model": model_id},
+    )
+    return [list(row) for row in rows]
+
+
+def _templates_digest() -> str:
+    return _digest([[p.name, p.read_text(encoding="utf-8")] for p in sorted(TEMPLATES.glob("*.j2"))])
+
+
+def _digest(parts: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def replace_site(out: Path, built: list[Path], kept: Iterable[str]) -> None:
+    """Make ``out`` what the ``built`` folders hold, keeping the layer and head pages of the
+    ``kept`` model slugs that ``out`` already has (``built`` has none of those)."""
+    (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
+    keep = set(kept)
+    for entry in list(out.iterdir()) if out.is_dir() else []:
+        if entry.name != "models":
+            _remove(entry)
+    models = out / "models"
+    for folder in list(models.iterdir()) if models.is_dir() else []:
+        for entry in list(folder.iterdir()) if folder.name in keep and folder.is_dir() else [folder]:
+            if not (folder.name in keep and entry.is_dir() and entry.name.startswith("layer-")):
+                _remove(entry)
+    for folder in built:
+        _merge(folder, out)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move every file of ``source`` into ``target``, folders merged."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        destination = target / entry.name
+        if entry.is_dir() and destination.is_dir():
+            _merge(entry, destination)
+        else:
+            shutil.move(entry, destination)

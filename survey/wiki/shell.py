@@ -1,0 +1,138 @@
+"""Layer and head pages without mkdocs: the theme renders one shell page, and each page is its own
+Markdown, converted with the same extensions and put into that shell.
+
+Layer and head pages are nearly all of a site's pages and are not in the navigation, so with
+``navigation.prune`` their theme HTML differs only in title, content and table of contents (every
+one sits three folders deep, so even the relative links agree). mkdocs spends most of its time per
+page in its theme and plugins; filling a shell costs a Markdown conversion and a write, which is
+what makes a 20,000-page build fit in a minute and lets a rebuild touch only the models that
+changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+
+import markdown
+import yaml
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
+
+from survey.errors import SurveyError
+from survey.wiki.render import restore_fragments
+
+SHELL_PAGE = "_wiki-shell/shell/shell/index.md"  # three folders deep, like models/<slug>/layer-<L>/
+_TITLE = "WIKISHELLTITLE"  # the title, and an h2 so that the theme renders a table of contents
+SHELL_MARKDOWN = f"---\ntitle: {_TITLE}\n---\n# {_TITLE}\n\n## {_TITLE}\n"
+_CONTENT = re.compile(rf'<h1 id="{_TITLE.lower()}">{_TITLE}</h1>\s*<h2 id="{_TITLE.lower()}_1">{_TITLE}</h2>')
+_TOC = re.compile(r'<nav class="md-nav md-nav--secondary".*?</nav>', re.S)
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+_LINK = re.compile(r"\A(?![a-z][a-z0-9+.-]*:|/|#)(?P<path>[^#?]*)\.md(?P<rest>[#?].*)?\Z", re.I)
+
+
+@dataclass(frozen=True)
+class Shell:
+    """The theme's HTML of a page three folders deep, cut where title, table of contents and
+    content go."""
+
+    parts: tuple[str, ...]  # text between the slots; the slots alternate title … toc … content …
+    slots: tuple[str, ...]
+
+    @classmethod
+    def from_html(cls, html: str) -> Shell:
+        """Cut the rendered shell page; SurveyError if the theme no longer renders it as expected."""
+        content, toc = _CONTENT.search(html), _TOC.search(html)
+        if content is None or toc is None:
+            raise SurveyError("the theme's shell page has no content or table of contents where expected")
+        marked = html[: toc.start()] + "\0toc\0" + html[toc.end() : content.start()] + "\0body\0"
+        marked += html[content.end() :]
+        pieces = re.split(r"\0(toc|body)\0|" + _TITLE, marked)
+        return cls(tuple(pieces[0::2]), tuple(s or "title" for s in pieces[1::2]))
+
+    def page(self, title: str, toc: str, body: str) -> str:
+        """A whole page: ``title`` is already HTML-safe (front matter titles are)."""
+        filled = {"title": title, "toc": toc, "body": body}
+        out = [self.parts[0]]
+        for slot, text in zip(self.slots, self.parts[1:], strict=True):
+            out += [filled[slot], text]
+        return "".join(out)
+
+
+class _MarkdownLinks(Treeprocessor):
+    """Relative links to ``.md`` pages point at their ``.html`` (what mkdocs does with
+    ``use_directory_urls: false``)."""
+
+    def run(self, root: Element) -> None:
+        for link in root.iter("a"):
+            match = _LINK.match(link.get("href", ""))
+            if match:
+                link.set("href", f"{match['path']}.html{match['rest'] or ''}")
+
+
+class MarkdownLinks(Extension):
+    """Relative ``.md`` links made ``.html``, for mkdocs's pages and the shell's alike."""
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802  (Python-Markdown's name)
+        md.treeprocessors.register(_MarkdownLinks(md), "wiki_md_links", 5)
+
+
+class PageConverter:
+    """Markdown of a layer or head page → the whole HTML page, as mkdocs would build it."""
+
+    def __init__(self, shell: Shell, config: dict[str, Any]) -> None:
+        extensions = ["toc", "tables", "fenced_code", *config.get("markdown_extensions", [])]
+        self.shell = shell
+        self.markdown = markdown.Markdown(extensions=[*extensions, MarkdownLinks()])
+
+    def convert(self, text: str, fragments: list[str]) -> str:
+        """The page for ``text`` (front matter with a title, then Markdown), fragments restored."""
+        front = _FRONT_MATTER.match(text)
+        if front is None:
+            raise SurveyError("a layer or head page has no front matter")
+        title = str(yaml.safe_load(front.group(1))["title"])
+        self.markdown.reset()
+        body = self.markdown.convert(text[front.end() :])
+        toc = _toc_html(getattr(self.markdown, "toc_tokens", []))
+        return self.shell.page(title, toc, restore_fragments(body, fragments))
+
+
+def _toc_html(tokens: list[dict[str, Any]]) -> str:
+    """The theme's secondary navigation (its ``partials/toc.html``) for these headings."""
+    if tokens and tokens[0]["level"] == 1:
+        tokens = tokens[0]["children"]
+    nav = '<nav class="md-nav md-nav--secondary" aria-label="Table of contents">'
+    if not tokens:
+        return nav + "</nav>"
+    return (
+        f'{nav}<label class="md-nav__title" for="__toc"><span class="md-nav__icon md-icon"></span>'
+        f'Table of contents</label><ul class="md-nav__list" data-md-component="toc" data-md-scrollfix>'
+        f"{''.join(_toc_item(t) for t in tokens)}</ul></nav>"
+    )
+
+
+def _toc_item(token: dict[str, Any]) -> str:
+    """One heading (and those under it), as the theme's ``partials/toc-item.html``."""
+    children = ""
+    if token["children"]:
+        items = "".join(_toc_item(t) for t in token["children"])
+        label = escape(token["name"])
+        children = f'<nav class="md-nav" aria-label="{label}"><ul class="md-nav__list">{items}</ul></nav>'
+    return (
+        f'<li class="md-nav__item"><a href="#{escape(token["id"])}" class="md-nav__link">'
+        f'<span class="md-ellipsis">{token["name"]}</span></a>{children}</li>'
+    )
+
+
+def read_shell(site: Path) -> Shell:
+    """The shell page mkdocs built into ``site``, removed from it."""
+    built = site / Path(SHELL_PAGE).with_suffix(".html")
+    shell = Shell.from_html(built.read_text(encoding="utf-8"))
+    built.unlink()
+    for folder in (built.parent, built.parent.parent, built.parent.parent.parent):
+        folder.rmdir()
+    return shell
