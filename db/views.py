@@ -25,6 +25,7 @@ which no one SQL expression reads alike on SQLite (before 3.38) and PostgreSQL, 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 from sqlalchemy import Connection, delete, insert, text
 
@@ -172,3 +173,42 @@ def rebuild_views(connection: Connection) -> None:
         connection.execute(text(statement))
     connection.execute(delete(ViewState))
     connection.execute(insert(ViewState).values(views_hash=views_hash()))
+
+
+# The published database (survey/wiki/release.py) is read over HTTP range requests, where every
+# page read is a request: its views are stored as tables, with an index for the access path of each
+# example question (db/examples.py), covering the columns it reads, so that an example reads a few
+# index pages rather than whole tables.
+PUBLISHED_INDEXES = [
+    "CREATE INDEX published_latest_units ON latest_units (id)",
+    "CREATE INDEX published_induction_depth ON head_wide (induction_label, relative_depth, model)",
+    "CREATE INDEX published_induction_duplicate ON head_wide (induction_label, duplicate_token_label, model, "
+    "layer, head, duplicate_token_score, induction_score)",
+    "CREATE INDEX published_induction_sink ON head_wide (induction_label, attention_sink_label, model, "
+    "layer, head, induction_score, attention_sink_score)",
+    "CREATE INDEX published_previous_depth ON head_wide (previous_token_label, model, relative_depth)",
+    "CREATE INDEX published_class_counts ON head_wide (model, previous_token_label, duplicate_token_label, "
+    "induction_label, attention_sink_label)",
+    "CREATE INDEX published_mosaic_rank ON induction_mosaic (rank, relative_depth, model, layer, head, "
+    "score)",
+    "CREATE INDEX published_label_status ON label_evidence (classifier, status, model, layer, head, score, "
+    "validation_rank, validation_z)",
+    "CREATE INDEX published_top_neurons ON top_neurons (model, family, family_rank)",
+]
+
+
+def materialize_views(connection: sqlite3.Connection) -> None:
+    """Store every view of a SQLite database as a table of the same name, with ``PUBLISHED_INDEXES``
+    (for the published copy only: a table does not follow later writes)."""
+    present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    names = [name for name in view_sql() if name in present]
+    for name in names:
+        connection.execute(f"CREATE TABLE published_{name} AS SELECT * FROM {name}")
+    for name in reversed(names):
+        connection.execute(f"DROP VIEW {name}")
+    for name in names:
+        connection.execute(f"ALTER TABLE published_{name} RENAME TO {name}")
+    for statement in PUBLISHED_INDEXES if names else []:
+        connection.execute(statement)
+    connection.execute("ANALYZE")
+    connection.commit()

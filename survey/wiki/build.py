@@ -48,7 +48,15 @@ from survey.wiki.data import (
 )
 from survey.wiki.escape import markdown_safe
 from survey.wiki.evidence import ClassEvidence, class_evidence, validation_failed
-from survey.wiki.incremental import fingerprints, read_manifest, replace_site, write_manifest
+from survey.wiki.incremental import (
+    MANIFEST,
+    Manifest,
+    fingerprints,
+    read_manifest,
+    replace_site,
+    write_manifest,
+)
+from survey.wiki.nearby import SCRIPT, similar_script
 from survey.wiki.pages import SiteModel, classifier_info, site_models, write_model
 from survey.wiki.release import (
     CHECKSUMS,
@@ -61,7 +69,7 @@ from survey.wiki.release import (
 )
 from survey.wiki.render import DirectPages, PageWriter
 from survey.wiki.resources import SKELETON
-from survey.wiki.search import index_site
+from survey.wiki.search import SEARCH_SOURCE, index_site
 from survey.wiki.shell import SHELL_MARKDOWN, SHELL_PAGE, PageConverter, Shell
 from survey.wiki.similar import HeadRef, nearest_heads, profiles
 
@@ -93,24 +101,28 @@ def build_site(
     out = out.resolve()
     _check_output(out)
     sqlite_file = _sqlite_file(url)
-    built_before = {} if full else read_manifest(out)
+    before = Manifest() if full else read_manifest(out)
     previous = read_release_state(out)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
         folder = Path(tmp)
-        docs, fragments, direct = folder / "docs", folder / "fragments", folder / "direct"
-        published = None if sqlite_file is None else publish_release(sqlite_file, folder / "release")
+        docs, fragments, direct, search = (
+            folder / name for name in ("docs", "fragments", "direct", "search")
+        )
+        published = (
+            None
+            if sqlite_file is None
+            else publish_release(sqlite_file, folder / "release", out, before.tables)
+        )
         with engine.connect() as conn:
             job = _plan(conn, PageWriter(docs, fragments), similar, neurons_per_family, published, previous)
             shell_html = _shell_page(folder, _nav(job.models), job.source_date)
-            prints = fingerprints(
-                conn, job.models, job.similar, {"neurons_per_family": neurons_per_family, "similar": similar},
-                shell_html,
-            )  # fmt: skip
-        job.changed = {m.slug for m in job.models if built_before.get(m.slug) != prints[m.slug]}
-        converter = PageConverter(Shell.from_html(shell_html), _skeleton_config())
+            prints = fingerprints(conn, job.models, {"neurons_per_family": neurons_per_family}, shell_html)
+        job.changed = {m.slug for m in job.models if before.models.get(m.slug) != prints[m.slug]}
+        converter = PageConverter(Shell.from_html(shell_html))
         direct.mkdir()
-        writer = PageWriter(docs, fragments, DirectPages(direct, converter))
+        search.mkdir()
+        writer = PageWriter(docs, fragments, DirectPages(direct, search, converter))
         _render_models(url, job, writer, echo)
         render_s = time.perf_counter() - start
         echo(f"rendered {writer.pages} pages in {render_s:.1f} s; mkdocs is building the front pages …")
@@ -120,14 +132,20 @@ def build_site(
             _mkdocs_config(folder, docs, fragments, folder / "site", _nav(job.models)), job.source_date
         )
         mkdocs_s = time.perf_counter() - mkdocs_start
+        for model in job.models:  # every build: a model's neighbours come from every model
+            script = similar_script(model, job.similar, job.by_id)
+            (folder / "site" / model.page()).with_name(SCRIPT).write_text(script, encoding="utf-8")
         kept = [m.slug for m in job.models if m.slug not in job.changed]
+        _front_search_pages(folder / "site", search)
+        (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
+        replace_site(out / SEARCH_SOURCE, [search], kept)
         sources = [folder / "site", direct] + ([folder / "release"] if published is not None else [])
-        replace_site(out, sources, kept)
+        replace_site(out, sources, kept, leave=SEARCH_SOURCE)
     (out / RELEASE_STATE).write_text(job.state.to_json(), encoding="utf-8")
     index_site(out)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
-    write_manifest(out, prints)
-    write_checksums(out)
+    files = write_checksums(out, before.files)
+    write_manifest(out, Manifest(prints, published.tables if published else {}, files))
     too_big = oversized(out)
     if too_big:
         name, size = too_big[0]
@@ -195,15 +213,7 @@ def _render_one(index: int) -> tuple[str, int]:
     writer = PageWriter(parent.docs, parent.fragments, parent.direct)
     model = job.models[index]
     with readonly_engine(url).connect() as conn:
-        write_model(
-            conn,
-            writer,
-            model,
-            job.by_id,
-            job.similar,
-            job.neurons_per_family,
-            details=model.slug in job.changed,
-        )
+        write_model(conn, writer, model, job.neurons_per_family, details=model.slug in job.changed)
     return model.name, writer.pages
 
 
@@ -236,9 +246,19 @@ def _progress(
         yield name
 
 
+def _front_search_pages(site: Path, search: Path) -> None:
+    """The pages mkdocs built, as search indexes them (see :mod:`survey.wiki.search`)."""
+    for page in site.rglob("*.html"):
+        if page.name != "404.html":
+            target = search / page.relative_to(site)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(page, target)
+
+
 def _page_count(out: Path) -> int:
     """The site's pages (mkdocs's 404 page aside)."""
-    return sum(1 for page in out.rglob("*.html") if page.name != "404.html")
+    pages = out.rglob("*.html")
+    return sum(1 for page in pages if page.name != "404.html" and SEARCH_SOURCE not in page.parts)
 
 
 def _write_front(

@@ -1,9 +1,10 @@
 """Incremental builds: a fingerprint of everything a model's layer and head pages show, kept in a
 manifest in the site folder, so that a rebuild renders only the models whose fingerprint changed.
 
-A model's fingerprint covers its units (key, statistics, validations), its row, the heads most
-similar to each of its heads (they come from every model), the build settings, the code version,
-the templates and the theme's shell. Everything else (the front pages, the model pages, the release
+A model's fingerprint covers its units (key, statistics, validations), its row, the build
+settings, the code version, the templates and the theme's shell. Its heads' most similar heads come
+from every model, so they are not in its pages but in a script beside them, written at every build
+(:mod:`survey.wiki.nearby`). Everything else (the front pages, the model pages, the release
 files, the search index) is rebuilt every time, so a full build and an incremental one write the
 same files.
 """
@@ -14,7 +15,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterable
-from dataclasses import astuple
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,41 +24,40 @@ from sqlalchemy import Connection, text
 from survey.provenance import code_version
 from survey.wiki.pages import SiteModel
 from survey.wiki.resources import TEMPLATES
-from survey.wiki.similar import HeadRef
 
 MANIFEST = ".interp-survey-manifest.json"
 
 
-def read_manifest(out: Path) -> dict[str, str]:
-    """Each model's fingerprint when the pages in ``out`` were built (none if unknown)."""
+@dataclass(frozen=True)
+class Manifest:
+    """What the last build into a folder knew: each model's fingerprint (by slug), each large
+    table's (see :func:`survey.wiki.release.table_fingerprints`), and each file's size, time and
+    sha256 (see :func:`survey.wiki.release.write_checksums`)."""
+
+    models: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, list[int]] = field(default_factory=dict)
+    files: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def read_manifest(out: Path) -> Manifest:
+    """The manifest of the build in ``out`` (empty: none, or unreadable)."""
     try:
-        return dict(json.loads((out / MANIFEST).read_text(encoding="utf-8"))["models"])
+        found = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return Manifest(dict(found["models"]), dict(found["tables"]), dict(found["files"]))
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return Manifest()
 
 
-def write_manifest(out: Path, fingerprints: dict[str, str]) -> None:
-    (out / MANIFEST).write_text(
-        json.dumps({"models": fingerprints}, indent=1, sort_keys=True), encoding="utf-8"
-    )
+def write_manifest(out: Path, manifest: Manifest) -> None:
+    (out / MANIFEST).write_text(json.dumps(asdict(manifest), sort_keys=True), encoding="utf-8")
 
 
 def fingerprints(
-    conn: Connection, models: list[SiteModel], similar: dict[HeadRef, list[tuple[HeadRef, float]]],
-    settings: dict[str, Any], shell: str,
-) -> dict[str, str]:  # fmt: skip
+    conn: Connection, models: list[SiteModel], settings: dict[str, Any], shell: str
+) -> dict[str, str]:
     """Each model's fingerprint, by slug."""
     common = _digest([code_version(), _templates_digest(), settings, _digest([shell])])
-    slugs = {m.record.id: m.slug for m in models}
-    near: dict[int, list[Any]] = {}
-    for ref, found in sorted(similar.items(), key=lambda item: astuple(item[0])):
-        near.setdefault(ref.model_id, []).append(
-            [ref.layer, ref.head, [[slugs.get(r.model_id), r.layer, r.head, d] for r, d in found]]
-        )
-    return {
-        m.slug: _digest([common, _unit_rows(conn, m.record.id), m.record.row, near.get(m.record.id, [])])
-        for m in models
-    }
+    return {m.slug: _digest([common, _unit_rows(conn, m.record.id), m.record.row]) for m in models}
 
 
 def _unit_rows(conn: Connection, model_id: int) -> list[list[Any]]:
@@ -83,21 +83,21 @@ def _digest(parts: list[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def replace_site(out: Path, built: list[Path], kept: Iterable[str]) -> None:
-    """Make ``out`` what the ``built`` folders hold, keeping the layer and head pages of the
-    ``kept`` model slugs that ``out`` already has (``built`` has none of those)."""
-    (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
+def replace_site(root: Path, built: list[Path], kept: Iterable[str], *, leave: str | None = None) -> None:
+    """Make ``root`` what the ``built`` folders hold, keeping the layer and head pages of the
+    ``kept`` model slugs that ``root`` already has (``built`` has none of those), and the entry
+    named ``leave``."""
     keep = set(kept)
-    for entry in list(out.iterdir()) if out.is_dir() else []:
-        if entry.name != "models":
+    for entry in list(root.iterdir()) if root.is_dir() else []:
+        if entry.name not in ("models", leave):
             _remove(entry)
-    models = out / "models"
+    models = root / "models"
     for folder in list(models.iterdir()) if models.is_dir() else []:
         for entry in list(folder.iterdir()) if folder.name in keep and folder.is_dir() else [folder]:
             if not (folder.name in keep and entry.is_dir() and entry.name.startswith("layer-")):
                 _remove(entry)
     for folder in built:
-        _merge(folder, out)
+        _merge(folder, root)
 
 
 def _remove(path: Path) -> None:

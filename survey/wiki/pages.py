@@ -47,7 +47,6 @@ from survey.wiki.neurons import (
     sign_name,
 )
 from survey.wiki.render import PageWriter
-from survey.wiki.similar import HeadRef
 
 TOP_HEADS = 5
 
@@ -258,8 +257,7 @@ def lens_curves(model: SiteModel, lens: list[dict[str, Any]], href: Callable[[st
 
 
 def write_model(
-    conn: Connection, writer: PageWriter, model: SiteModel, others: dict[int, SiteModel],
-    similar: dict[HeadRef, list[tuple[HeadRef, float]]], neurons_per_family: int, *, details: bool = True,
+    conn: Connection, writer: PageWriter, model: SiteModel, neurons_per_family: int, *, details: bool = True,
 ) -> None:  # fmt: skip
     """The model page and, with ``details``, its layer pages and its head pages."""
     units = load_head_units(conn, model.record, evidence=True)
@@ -286,7 +284,7 @@ def write_model(
         tokens = token_texts(conn, model.record.id, _token_ids(rows))
         writer.write(
             model.layer_page(layer),
-            "layer.md.j2",
+            "layer.html.j2",
             model=model,
             layer=layer,
             units=units,
@@ -303,8 +301,7 @@ def write_model(
             highlighted=svg.highlighted,
         )
         for head in range(model.record.n_heads):
-            found = similar.get(HeadRef(model.record.id, layer, head), [])
-            write_head(writer, model, units, layer, head, head_tokens, others, found)
+            write_head(writer, model, units, layer, head, head_tokens)
 
 
 def write_head(
@@ -314,10 +311,9 @@ def write_head(
     layer: int,
     head: int,
     tokens: dict[int, str],
-    others: dict[int, SiteModel],
-    similar: list[tuple[HeadRef, float]],
 ) -> None:
-    """One head page: scores, evidence, example pattern, OV tokens, validations, similar heads."""
+    """One head page: scores, evidence, example pattern, OV tokens, validations, and a place for
+    its most similar heads (read from the model's ``similar.js``: see :mod:`survey.wiki.nearby`)."""
     patterns: dict[tuple[str, tuple[int, ...]], Any] = {}  # two classifiers on one probe: one pattern
     ov_rows = []
     for unit in units:
@@ -332,7 +328,7 @@ def write_head(
     evidence = {unit.name: unit.evidence[layer][head] for unit in units if unit.evidence}
     writer.write(
         model.head_page(layer, head),
-        "head.md.j2",
+        "head.html.j2",
         model=model,
         layer=layer,
         head=head,
@@ -345,9 +341,6 @@ def write_head(
         successor=evidence.get("successor", {}),
         ov_rows=_first_per_input(ov_rows),
         patterns=[(probe, svg_) for (probe, _), svg_ in patterns.items()],
-        similar=[
-            (others[ref.model_id], ref, distance) for ref, distance in similar if ref.model_id in others
-        ],
         head_name=head_name,
         scalar_evidence=_scalar_evidence,
         example_rows=_example_rows,

@@ -71,6 +71,9 @@ class PageWriter:
     ``fragments/``; the build hook (:mod:`survey.wiki.hook`) puts it back into the finished HTML.
     Neither Python-Markdown nor the search indexer then parses thousands of SVG elements per
     page, which is what made the build slow, and the search index holds only the page text.
+
+    Layer and head pages come from HTML templates (``*.html.j2``, with their ``*.search.j2``) and
+    go to ``direct`` as finished pages, never through Markdown or mkdocs.
     """
 
     def __init__(self, docs: Path, fragments: Path, direct: DirectPages | None = None) -> None:
@@ -92,10 +95,16 @@ class PageWriter:
             fragment=fragment, **context,
         )  # fmt: skip
         self.pages += 1
-        if self.direct is not None and is_direct(path):
-            target = self.direct.site / (path[:-3] + ".html")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(self.direct.converter.convert(text, saved), encoding="utf-8")
+        if template.endswith(".html.j2"):  # a layer or head page, HTML put into the theme's shell
+            if self.direct is None or not is_direct(path):
+                raise SurveyError(f"{template} is for layer and head pages written as HTML, not {path}")
+            title, page = self.direct.converter.convert(text, saved)
+            search = template.removesuffix(".html.j2") + ".search.j2"
+            summary = self.env.get_template(search).render(**context)
+            for folder, html in ((self.direct.site, page), (self.direct.search, search_page(title, summary))):
+                target = folder / (path[:-3] + ".html")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(html, encoding="utf-8")
             return
         target = self.docs / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +126,17 @@ class DirectPages:
     them: see :mod:`survey.wiki.shell`)."""
 
     site: Path
+    search: Path  # what search indexes of each page: see survey.wiki.search
     converter: PageConverter
+
+
+def search_page(title: str, summary: str) -> str:
+    """The stand-in that search indexes for a layer or head page: its (HTML-safe) title and summary."""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head><body>'
+        f'<div data-pagefind-body><h1 data-pagefind-weight="0.5">{title}</h1><p>{summary.strip()}</p></div>'
+        "</body></html>\n"
+    )
 
 
 def is_direct(path: str) -> bool:

@@ -1,10 +1,10 @@
-"""Layer and head pages without mkdocs: the theme renders one shell page, and each page is its own
-Markdown, converted with the same extensions and put into that shell.
+"""Layer and head pages without mkdocs: the theme renders one shell page, and each page's HTML
+(from ``templates/*.html.j2``) is put into that shell.
 
 Layer and head pages are nearly all of a site's pages and are not in the navigation, so with
 ``navigation.prune`` their theme HTML differs only in title, content and table of contents (every
 one sits three folders deep, so even the relative links agree). mkdocs spends most of its time per
-page in its theme and plugins; filling a shell costs a Markdown conversion and a write, which is
+page in its theme and plugins; filling a shell costs a few string joins and a write, which is
 what makes a 20,000-page build fit in a minute and lets a rebuild touch only the models that
 changed.
 """
@@ -12,10 +12,9 @@ changed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from html import escape
+from dataclasses import dataclass, field
+from html import escape, unescape
 from pathlib import Path
-from typing import Any
 from xml.etree.ElementTree import Element
 
 import markdown
@@ -32,6 +31,7 @@ SHELL_MARKDOWN = f"---\ntitle: {_TITLE}\n---\n# {_TITLE}\n\n## {_TITLE}\n"
 _CONTENT = re.compile(rf'<h1 id="{_TITLE.lower()}">{_TITLE}</h1>\s*<h2 id="{_TITLE.lower()}_1">{_TITLE}</h2>')
 _TOC = re.compile(r'<nav class="md-nav md-nav--secondary".*?</nav>', re.S)
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+_HEADING = re.compile(r'<h(?P<level>[23]) id="(?P<id>[^"]+)">(?P<name>.*?)</h(?P=level)>', re.S)
 _LINK = re.compile(r"\A(?![a-z][a-z0-9+.-]*:|/|#)(?P<path>[^#?]*)\.md(?P<rest>[#?].*)?\Z", re.I)
 
 
@@ -75,56 +75,77 @@ class _MarkdownLinks(Treeprocessor):
 
 
 class MarkdownLinks(Extension):
-    """Relative ``.md`` links made ``.html``, for mkdocs's pages and the shell's alike."""
+    """Relative ``.md`` links made ``.html``, for mkdocs's pages (see :mod:`survey.wiki.hook`)."""
 
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802  (Python-Markdown's name)
         md.treeprocessors.register(_MarkdownLinks(md), "wiki_md_links", 5)
 
 
 class PageConverter:
-    """Markdown of a layer or head page → the whole HTML page, as mkdocs would build it."""
+    """A layer or head page's HTML (front matter with a title, then the body) → the whole page, as
+    mkdocs would build it.
 
-    def __init__(self, shell: Shell, config: dict[str, Any]) -> None:
-        extensions = ["toc", "tables", "fenced_code", *config.get("markdown_extensions", [])]
+    The templates (``*.html.j2``) write HTML, not Markdown: Python-Markdown was half of a page's
+    cost. The table of contents comes from the body's ``<h2 id>`` and ``<h3 id>`` headings.
+    """
+
+    def __init__(self, shell: Shell) -> None:
         self.shell = shell
-        self.markdown = markdown.Markdown(extensions=[*extensions, MarkdownLinks()])
 
-    def convert(self, text: str, fragments: list[str]) -> str:
-        """The page for ``text`` (front matter with a title, then Markdown), fragments restored."""
+    def convert(self, text: str, fragments: list[str]) -> tuple[str, str]:
+        """The title and the page for ``text``, fragments restored."""
         front = _FRONT_MATTER.match(text)
         if front is None:
             raise SurveyError("a layer or head page has no front matter")
         title = str(yaml.safe_load(front.group(1))["title"])
-        self.markdown.reset()
-        body = self.markdown.convert(text[front.end() :])
-        toc = _toc_html(getattr(self.markdown, "toc_tokens", []))
-        return self.shell.page(title, toc, restore_fragments(body, fragments))
+        body = restore_fragments(text[front.end() :], fragments)
+        return title, self.shell.page(title, _toc_html(_headings(body)), body)
 
 
-def _toc_html(tokens: list[dict[str, Any]]) -> str:
+@dataclass
+class _Heading:
+    """An entry of the table of contents: a heading's id, its HTML, and the headings under it."""
+
+    id: str
+    name: str
+    children: list[_Heading] = field(default_factory=list)
+
+
+def _headings(body: str) -> list[_Heading]:
+    """The h2 headings of ``body``, each with the h3 headings that follow it (h3s before any h2
+    stand alone)."""
+    top: list[_Heading] = []
+    for match in _HEADING.finditer(body):
+        heading = _Heading(match["id"], match["name"])
+        if match["level"] == "3" and top:
+            top[-1].children.append(heading)
+        else:
+            top.append(heading)
+    return top
+
+
+def _toc_html(headings: list[_Heading]) -> str:
     """The theme's secondary navigation (its ``partials/toc.html``) for these headings."""
-    if tokens and tokens[0]["level"] == 1:
-        tokens = tokens[0]["children"]
     nav = '<nav class="md-nav md-nav--secondary" aria-label="Table of contents">'
-    if not tokens:
+    if not headings:
         return nav + "</nav>"
     return (
         f'{nav}<label class="md-nav__title" for="__toc"><span class="md-nav__icon md-icon"></span>'
         f'Table of contents</label><ul class="md-nav__list" data-md-component="toc" data-md-scrollfix>'
-        f"{''.join(_toc_item(t) for t in tokens)}</ul></nav>"
+        f"{''.join(_toc_item(h) for h in headings)}</ul></nav>"
     )
 
 
-def _toc_item(token: dict[str, Any]) -> str:
+def _toc_item(heading: _Heading) -> str:
     """One heading (and those under it), as the theme's ``partials/toc-item.html``."""
     children = ""
-    if token["children"]:
-        items = "".join(_toc_item(t) for t in token["children"])
-        label = escape(token["name"])
+    if heading.children:
+        items = "".join(_toc_item(h) for h in heading.children)
+        label = escape(unescape(re.sub(r"<[^>]*>", "", heading.name)))
         children = f'<nav class="md-nav" aria-label="{label}"><ul class="md-nav__list">{items}</ul></nav>'
     return (
-        f'<li class="md-nav__item"><a href="#{escape(token["id"])}" class="md-nav__link">'
-        f'<span class="md-ellipsis">{token["name"]}</span></a>{children}</li>'
+        f'<li class="md-nav__item"><a href="#{heading.id}" class="md-nav__link">'
+        f'<span class="md-ellipsis">{heading.name}</span></a>{children}</li>'
     )
 
 

@@ -21,7 +21,7 @@ from survey.wiki.build import build_site
 from survey.wiki.data import ModelRecord
 from survey.wiki.escape import markdown_safe, token_text
 from survey.wiki.pages import SiteModel
-from survey.wiki.release import oversized, publish_database, publish_parquet
+from survey.wiki.release import is_build_state, oversized, publish_database, publish_parquet
 from survey.wiki.search import index_site
 from survey.wiki.svg import NEGATIVE_SHADE, POSITIVE_SHADE
 from tests.support.clitools import run_cli
@@ -92,7 +92,12 @@ def test_head_page_shows_scores_percentile_threshold_and_similar_heads(site: Pat
     text = visible_text(site / "models/fixture-a/layer-2/head-1.html")
     assert "induction v1" in text and "0.9" in text and "100" in text  # score, top percentile
     assert "Most similar heads in other models" in text
-    assert "fixture-b" in text  # the nearest heads are in the other models
+    script = (site / "models/fixture-a/similar.js").read_text(encoding="utf-8")
+    data = json.loads(script.removeprefix("window.surveySimilar = ").removesuffix(";\n"))
+    nearest = data["heads"]["2.1"]  # [slug, layer, head, distance], nearest first
+    assert nearest and {row[0] for row in nearest} <= {"fixture-b", HOSTILE_SLUG}  # other models only
+    assert [row[3] for row in nearest] == sorted(row[3] for row in nearest)
+    assert data["models"]["fixture-b"] == ["fixture-b", 6] and "<" not in script  # names as JSON, < escaped
     assert "second_repeat_loss" in text  # it is one of the validated induction heads
 
 
@@ -293,7 +298,8 @@ def test_the_release_publishes_the_database_in_chunks_parquet_tables_and_checksu
     assert len(pd.read_parquet(site / "parquet/models.parquet")) == models
     assert len(pd.read_parquet(site / "parquet/neurons.parquet")) == neurons
     sums = dict(line.split("  ", 1)[::-1] for line in (site / "SHA256SUMS").read_text().splitlines())
-    files = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    published = (p.relative_to(site) for p in site.rglob("*") if p.is_file())
+    files = {p.as_posix() for p in published if not is_build_state(p)} - {"SHA256SUMS"}
     assert set(sums) == files
     assert all(hashlib.sha256((site / name).read_bytes()).hexdigest() == sums[name] for name in sums)
     assert oversized(site) == [] and "SELECT" in visible_text(site / "schema.html")
@@ -331,7 +337,8 @@ def test_a_large_table_is_split_into_parquet_parts_and_oversized_files_are_found
 def test_search_is_a_pagefind_index_of_every_article_and_no_lunr_index(site: Path) -> None:
     assert (site / "pagefind/pagefind-ui.js").is_file() and any((site / "pagefind/index").iterdir())
     assert list(site.rglob("search_index.json")) == [] and not (site / "assets/iframe-worker").exists()
-    indexed = [p for p in site.rglob("*.html") if "data-pagefind-body" in p.read_text(encoding="utf-8")]
+    pages = [p for p in site.rglob("*.html") if not is_build_state(p.relative_to(site))]
+    indexed = [p for p in pages if "data-pagefind-body" in p.read_text(encoding="utf-8")]
     entry = json.loads((site / "pagefind/pagefind-entry.json").read_text(encoding="utf-8"))
     assert entry["languages"]["en"]["page_count"] == len(indexed) >= 50  # every page but 404.html
     head = (site / "models/fixture-a/layer-2/head-1.html").read_text(encoding="utf-8")

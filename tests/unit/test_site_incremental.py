@@ -12,14 +12,15 @@ import pytest
 from sqlalchemy import select
 
 from db.engine import open_database
-from db.fixtures import add_head_scores, add_unit
+from db.fixtures import add_head_scores, add_rescored_unit, add_unit
 from db.schema import HeadScore, Model, Run, Unit
 from db.store import session_factory
 from survey.errors import SurveyError
 from survey.wiki.build import build_site
 from survey.wiki.changes import read_release_state
 from survey.wiki.incremental import MANIFEST
-from survey.wiki.shell import Shell
+from survey.wiki.release import BUILD_STATE
+from survey.wiki.shell import PageConverter, Shell
 from tests.support.sitetools import PageParser, build_fixture_site
 
 
@@ -46,6 +47,9 @@ def relabel(db: Path, model: str, classifier: str, threshold: float) -> None:
     engine.dispose()
 
 
+PASSED_ON = ("pagefind/", BUILD_STATE)  # the search index and the builder's state follow any page's change
+
+
 def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -69,6 +73,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
 def test_an_incremental_build_writes_the_same_files_as_a_full_one(releases: tuple[Path, Path, Path]) -> None:
     _, incremental, full = releases
     built, expected = files(incremental), files(full)
+    del built[MANIFEST], expected[MANIFEST]  # file times: the builder's, not the site's
     assert built.keys() == expected.keys()
     assert [name for name in built if built[name] != expected[name]] == []
 
@@ -82,10 +87,10 @@ def test_a_rebuild_with_nothing_changed_renders_no_model_and_changes_no_file(
     before = files(site)
     report = build_site(f"sqlite:///{db}", site, lambda line: None)
     assert report.rendered == 0
-    after = {name: data for name, data in files(site).items() if not name.startswith("pagefind/")}
-    before = {name: data for name, data in before.items() if not name.startswith("pagefind/")}
+    after = {name: data for name, data in files(site).items() if not name.startswith(PASSED_ON)}
+    before = {name: data for name, data in before.items() if not name.startswith(PASSED_ON)}
     assert after.keys() == before.keys()
-    # the changes page now says "nothing changed"; the checksums (and the search index) follow it
+    # the changes page now says "nothing changed"; the checksums follow it
     assert {name for name in after if after[name] != before[name]} == {"changes.html", "SHA256SUMS"}
 
 
@@ -119,7 +124,7 @@ def test_head_pages_carry_the_theme_and_the_site_navigation(releases: tuple[Path
     assert "../../../assets/wiki.css" in {
         attrs.get("href") for tag, attrs in parser.elements if tag == "link"
     }
-    assert "../index.html" in links  # the page's own Markdown link, .md made .html
+    assert "../index.html" in links  # the page's own link to its model
     titles = [t for t in parser.text if "L2H1" in t]
     assert titles and "WIKISHELL" not in "".join(parser.text)
     toc = [
@@ -133,3 +138,34 @@ def test_head_pages_carry_the_theme_and_the_site_navigation(releases: tuple[Path
 def test_a_theme_that_renders_no_shell_is_a_clear_error() -> None:
     with pytest.raises(SurveyError, match="shell page"):
         Shell.from_html("<html><body>no content here</body></html>")
+
+
+def test_the_table_of_contents_nests_each_h3_under_the_h2_before_it() -> None:
+    shell = Shell(("<title>", "</title><nav>", "</nav><main>", "</main>"), ("title", "toc", "body"))
+    body = (
+        '<h1 id="m">m · layer 0</h1><h2 id="heads">Heads</h2><p>text</p><h2 id="neurons">Neurons</h2>'
+        '<h3 id="neuron-5">Neuron 0.5 (token)</h3><p><!--wiki-fragment:0--></p>'
+        '<h3 id="neuron-2">Neuron 0.2</h3>'
+    )
+    title, page = PageConverter(shell).convert('---\ntitle: "m layer 0"\n---\n' + body, ["<svg></svg>"])
+    assert title == "m layer 0"
+    assert page.startswith("<title>m layer 0</title>") and "<p><svg></svg></p>" in page
+    toc = page[page.index("<nav>") : page.index("<main>")]
+    assert 'href="#m"' not in toc  # the page's title is no entry
+    heads, neurons = toc.index('href="#heads"'), toc.index('href="#neurons"')
+    nested = toc.index('<nav class="md-nav" aria-label="Neurons">')
+    assert heads < neurons < nested < toc.index('href="#neuron-5"') < toc.index('href="#neuron-2"')
+    assert ">Neuron 0.5 (token)</span>" in toc
+
+
+def test_new_scores_for_one_model_render_only_that_model_and_update_the_others_neighbours(
+    tmp_path: Path,
+) -> None:
+    db, report = build_fixture_site(tmp_path)
+    before = (report.out / "models/fixture-a/similar.js").read_text(encoding="utf-8")
+    engine = open_database(f"sqlite:///{db}")
+    add_rescored_unit(engine, "fixture-b", "induction")
+    engine.dispose()
+    rebuilt = build_site(f"sqlite:///{db}", report.out, lambda line: None)
+    assert rebuilt.rendered == 1  # fixture-b; the others' pages hold no other model's scores
+    assert (report.out / "models/fixture-a/similar.js").read_text(encoding="utf-8") != before
