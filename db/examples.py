@@ -22,10 +22,9 @@ FROM induction_mosaic WHERE rank = 1 ORDER BY depth""",
     ),
     (
         "How many heads of each class does each model have?",
-        """SELECT model, sum(previous_token_label) AS previous_token,
-    sum(duplicate_token_label) AS duplicate_token, sum(induction_label) AS induction,
-    sum(attention_sink_label) AS attention_sink, count(*) AS heads
-FROM head_wide GROUP BY model ORDER BY model""",
+        """SELECT model, classifier, labelled, heads, confirmed FROM class_counts
+WHERE classifier IN ('previous_token', 'duplicate_token', 'induction', 'attention_sink')
+ORDER BY model, classifier""",
     ),
     (
         "Induction heads that are also attention sinks on text without repeats",

@@ -11,6 +11,8 @@ follow the classifier registry, so ``db.migrate`` rebuilds them whenever their S
 - ``induction_mosaic``: each head's induction score with its relative depth, for cross-model plots;
 - ``top_neurons``: the 10 strongest neurons of each family in each model, by typical top activation
   (``coalesce(typical_top, max)``: version-1 rows have no typical top), with their dominant sign;
+- ``class_counts``: per model and head class, how many heads it labels of how many, and whether its
+  validation held (``confirmed`` 0: a validation failed, so its labels are unconfirmed);
 - ``neuron_layers``: per model, layer and neuron family (NULL: none): neurons, how many fire mainly
   negative (of ``signed``: version 2 only), how many the intervention check sampled, how many it
   confirmed (an overlap of at least 8 of 10 tokens, as ``survey/units/neurons.py`` counts) and their
@@ -115,6 +117,18 @@ FROM (
 WHERE family_rank <= 10
 """
 
+CLASS_COUNTS = f"""
+CREATE VIEW class_counts AS
+SELECT m.name AS model, u.name AS classifier, u.version, count(*) AS heads,
+    sum(CASE WHEN h.label THEN 1 ELSE 0 END) AS labelled,
+    CASE WHEN min(v.supported) = 0 THEN 0 ELSE 1 END AS confirmed
+FROM head_scores h
+JOIN latest_units u ON u.id = h.unit_id AND u.kind = 'head_classifier'
+JOIN models m ON m.id = u.model_id
+LEFT JOIN ({UNIT_VALIDATION}) v ON v.unit_id = u.id
+GROUP BY m.name, u.name, u.version
+"""
+
 NEURON_LAYERS = """
 CREATE VIEW neuron_layers AS
 SELECT m.name AS model, m.n_layers, n.layer, n.family, count(*) AS neurons,
@@ -149,6 +163,7 @@ def view_sql() -> dict[str, str]:
         "label_evidence": LABEL_EVIDENCE,
         "induction_mosaic": INDUCTION_MOSAIC,
         "top_neurons": TOP_NEURONS,
+        "class_counts": CLASS_COUNTS,
         "neuron_layers": NEURON_LAYERS,
         "run_provenance": RUN_PROVENANCE,
     }
@@ -181,19 +196,21 @@ def rebuild_views(connection: Connection) -> None:
 # index pages rather than whole tables.
 PUBLISHED_INDEXES = [
     "CREATE INDEX published_latest_units ON latest_units (id)",
+    "CREATE INDEX published_latest_units_name ON latest_units (name, id)",
     "CREATE INDEX published_induction_depth ON head_wide (induction_label, relative_depth, model)",
     "CREATE INDEX published_induction_duplicate ON head_wide (induction_label, duplicate_token_label, model, "
     "layer, head, duplicate_token_score, induction_score)",
     "CREATE INDEX published_induction_sink ON head_wide (induction_label, attention_sink_label, model, "
     "layer, head, induction_score, attention_sink_score)",
     "CREATE INDEX published_previous_depth ON head_wide (previous_token_label, model, relative_depth)",
-    "CREATE INDEX published_class_counts ON head_wide (model, previous_token_label, duplicate_token_label, "
-    "induction_label, attention_sink_label)",
     "CREATE INDEX published_mosaic_rank ON induction_mosaic (rank, relative_depth, model, layer, head, "
     "score)",
     "CREATE INDEX published_label_status ON label_evidence (classifier, status, model, layer, head, score, "
     "validation_rank, validation_z)",
     "CREATE INDEX published_top_neurons ON top_neurons (model, family, family_rank)",
+    "CREATE INDEX published_neuron_families ON neuron_layers (family, model, layer, n_layers, neurons)",
+    "CREATE INDEX published_neuron_signs ON neuron_layers (model, family, negative, signed)",
+    "CREATE INDEX published_neuron_checks ON neuron_layers (sampled, model, layer, confirmed, overlap_sum)",
 ]
 
 

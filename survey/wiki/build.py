@@ -140,7 +140,7 @@ def build_site(
         (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
         replace_site(out / SEARCH_SOURCE, [search], kept)
         sources = [folder / "site", direct] + ([folder / "release"] if published is not None else [])
-        replace_site(out, sources, kept, leave=SEARCH_SOURCE)
+        replace_site(out, sources, kept, leave=(SEARCH_SOURCE, MARKER))  # MARKER: still ours if this fails
     (out / RELEASE_STATE).write_text(job.state.to_json(), encoding="utf-8")
     index_site(out)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")

@@ -83,13 +83,13 @@ def _digest(parts: list[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def replace_site(root: Path, built: list[Path], kept: Iterable[str], *, leave: str | None = None) -> None:
+def replace_site(root: Path, built: list[Path], kept: Iterable[str], *, leave: Iterable[str] = ()) -> None:
     """Make ``root`` what the ``built`` folders hold, keeping the layer and head pages of the
-    ``kept`` model slugs that ``root`` already has (``built`` has none of those), and the entry
-    named ``leave``."""
-    keep = set(kept)
+    ``kept`` model slugs that ``root`` already has (``built`` has none of those), and the entries
+    named in ``leave``."""
+    keep, left = set(kept), {"models", *leave}
     for entry in list(root.iterdir()) if root.is_dir() else []:
-        if entry.name not in ("models", leave):
+        if entry.name not in left:
             _remove(entry)
     models = root / "models"
     for folder in list(models.iterdir()) if models.is_dir() else []:
