@@ -4,9 +4,8 @@
 Layer and head pages are nearly all of a site's pages and are not in the navigation, so with
 ``navigation.prune`` their theme HTML differs only in title, content and table of contents (every
 one sits three folders deep, so even the relative links agree). mkdocs spends most of its time per
-page in its theme and plugins; filling a shell costs a few string joins and a write, which is
-what makes a 20,000-page build fit in a minute and lets a rebuild touch only the models that
-changed.
+page in its theme and plugins; filling a shell costs a few string joins and a write, and lets a
+rebuild touch only the models that changed.
 """
 
 from __future__ import annotations
