@@ -470,6 +470,18 @@ def add_beyond_units(engine: Engine) -> None:
         _scored_unit(session, model, run, "successor", 0.5, {(1, 1): SUCCESSOR, (-1, -1): {"per_task": {}}})
 
 
+@dataclass(frozen=True)
+class ScaleModel:
+    """One model of :func:`build_at_scale`: its shape, and its neuron summary (neurons per layer,
+    examples per tail)."""
+
+    name: str
+    layers: int
+    heads: int
+    neurons: int
+    examples: int
+
+
 def build_synthetic(
     engine: Engine, models: int = 2, layers: int = 4, heads: int = 4, neurons: int = 8, examples: int = 3,
     seed: int = 0,
@@ -481,21 +493,30 @@ def build_synthetic(
     with session_factory(engine).begin() as session:
         document = add_document(session, "synthetic", "s" * 64, "synthetic document", " ".join(words))
         for m in range(models):
-            model, run = model_with_run(
-                session, f"synthetic-{m:02d}", layers, heads, family="synthetic", architecture="llama",
-                resolved_sha=f"{m:064d}", d_model=64 * heads, d_head=64, d_mlp=neurons, d_vocab=len(WORDS),
-                n_params=10**8,
-            )  # fmt: skip
-            insert_rows(
-                session,
-                Token,
-                [{"model_id": model.id, "token_id": i, "text": w} for i, w in enumerate(WORDS)],
+            model, run = _synthetic_model(
+                session, rng, m, ScaleModel(f"synthetic-{m:02d}", layers, heads, neurons, examples)
             )
-            patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
-            for name in classifier_names():
-                _random_head_unit(session, rng, model, run, name, patterns)
-            _add_lens(session, model, run)
             _synthetic_neurons(session, rng, model, run, document, [WORDS.index(w) for w in words], examples)
+
+
+def _synthetic_model(
+    session: Session, rng: np.random.Generator, index: int, shape: ScaleModel
+) -> tuple[Model, Run]:
+    """A synthetic model of ``shape`` with its run, vocabulary, every head classifier scored at
+    random (evidence and a validation) and a logit lens; its neurons are the caller's."""
+    model, run = model_with_run(
+        session, shape.name, shape.layers, shape.heads, family="synthetic", architecture="llama",
+        resolved_sha=f"{index:064d}", d_model=64 * shape.heads, d_head=64, d_mlp=shape.neurons,
+        d_vocab=len(WORDS), n_params=10**8,
+    )  # fmt: skip
+    insert_rows(
+        session, Token, [{"model_id": model.id, "token_id": i, "text": w} for i, w in enumerate(WORDS)]
+    )
+    patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
+    for name in classifier_names():
+        _random_head_unit(session, rng, model, run, name, patterns)
+    _add_lens(session, model, run)
+    return model, run
 
 
 def _random_head_unit(
@@ -597,18 +618,6 @@ def _synthetic_neurons(
     unit.statistics = intervention_statistics(checked)
 
 
-@dataclass(frozen=True)
-class ScaleModel:
-    """One model of :func:`build_at_scale`: its shape, and its neuron summary (neurons per layer,
-    examples per tail)."""
-
-    name: str
-    layers: int
-    heads: int
-    neurons: int
-    examples: int
-
-
 NEURON_COLUMNS = (
     "unit_id", "layer", "neuron", "mean", "std", "skew", "kurtosis", "max", "min", "frac_active",
     "frac_negative", "hist_low", "hist_high", "histogram", "sign", "typical_top", "first_max_abs",
@@ -636,20 +645,7 @@ def build_at_scale(path: Path, models: list[ScaleModel], seed: int = 0) -> None:
         with session_factory(engine).begin() as session:
             document = add_document(session, "synthetic", "s" * 64, "synthetic document", " ".join(words))
             for m, shape in enumerate(models):
-                model, run = model_with_run(
-                    session, shape.name, shape.layers, shape.heads, family="synthetic", architecture="llama",
-                    resolved_sha=f"{m:064d}", d_model=64 * shape.heads, d_head=64, d_mlp=shape.neurons,
-                    d_vocab=len(WORDS), n_params=10**8,
-                )  # fmt: skip
-                insert_rows(
-                    session,
-                    Token,
-                    [{"model_id": model.id, "token_id": i, "text": w} for i, w in enumerate(WORDS)],
-                )
-                patterns = {probe: _pattern(rng, probe) for probe in ("natural_text", "repeated_random")}
-                for name in classifier_names():
-                    _random_head_unit(session, rng, model, run, name, patterns)
-                _add_lens(session, model, run)
+                model, run = _synthetic_model(session, rng, m, shape)
                 unit = _neuron_unit(session, model, run, document, token_ids, 7, version=2)
                 checked = _bulk_neurons(raw, rng, unit.id, shape, document.id, token_ids, 7)
                 unit.statistics = intervention_statistics(checked)

@@ -358,18 +358,13 @@ def _nav(models: list[SiteModel]) -> list[dict[str, Any]]:
     ]
 
 
-def _skeleton_config() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((SKELETON / "mkdocs.yml").read_text(encoding="utf-8"))
-    return config
-
-
 def _mkdocs_config(folder: Path, docs: Path, fragments: Path, out: Path, nav: list[dict[str, Any]]) -> Path:
     """The skeleton's mkdocs.yml, pointed at the rendered docs, their fragments, the output
     folder and the fragment hook, with the navigation."""
-    config = _skeleton_config()
+    config: dict[str, Any] = yaml.safe_load((SKELETON / "mkdocs.yml").read_text(encoding="utf-8"))
     config.update(docs_dir=str(docs), site_dir=str(out), hooks=[str(Path(hook.__file__))], nav=nav)
     config["theme"]["custom_dir"] = str(SKELETON / config["theme"]["custom_dir"])  # relative to the skeleton
-    config["not_in_nav"] = "/models/*/layer-*/\n/_wiki-shell/"
+    config["not_in_nav"] = "/_wiki-shell/"
     config.setdefault("extra", {})["wiki_fragments"] = str(fragments)
     path = folder / "mkdocs.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -14,12 +14,8 @@ import re
 from dataclasses import dataclass, field
 from html import escape, unescape
 from pathlib import Path
-from xml.etree.ElementTree import Element
 
-import markdown
 import yaml
-from markdown.extensions import Extension
-from markdown.treeprocessors import Treeprocessor
 
 from survey.errors import SurveyError
 from survey.wiki.render import restore_fragments
@@ -31,7 +27,6 @@ _CONTENT = re.compile(rf'<h1 id="{_TITLE.lower()}">{_TITLE}</h1>\s*<h2 id="{_TIT
 _TOC = re.compile(r'<nav class="md-nav md-nav--secondary".*?</nav>', re.S)
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 _HEADING = re.compile(r'<h(?P<level>[23]) id="(?P<id>[^"]+)">(?P<name>.*?)</h(?P=level)>', re.S)
-_LINK = re.compile(r"\A(?![a-z][a-z0-9+.-]*:|/|#)(?P<path>[^#?]*)\.md(?P<rest>[#?].*)?\Z", re.I)
 
 
 @dataclass(frozen=True)
@@ -60,24 +55,6 @@ class Shell:
         for slot, text in zip(self.slots, self.parts[1:], strict=True):
             out += [filled[slot], text]
         return "".join(out)
-
-
-class _MarkdownLinks(Treeprocessor):
-    """Relative links to ``.md`` pages point at their ``.html`` (what mkdocs does with
-    ``use_directory_urls: false``)."""
-
-    def run(self, root: Element) -> None:
-        for link in root.iter("a"):
-            match = _LINK.match(link.get("href", ""))
-            if match:
-                link.set("href", f"{match['path']}.html{match['rest'] or ''}")
-
-
-class MarkdownLinks(Extension):
-    """Relative ``.md`` links made ``.html``, for mkdocs's pages (see :mod:`survey.wiki.hook`)."""
-
-    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802  (Python-Markdown's name)
-        md.treeprocessors.register(_MarkdownLinks(md), "wiki_md_links", 5)
 
 
 class PageConverter:

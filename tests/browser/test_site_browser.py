@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ from db.fixtures import MODELS
 from survey.wiki import mosaic
 from survey.wiki.data import ModelRecord
 from survey.wiki.pages import SiteModel
-from survey.wiki.serve import site_server
 from tests.support.fixtures_hostile import MODEL_NAME
-from tests.support.sitetools import build_fixture_site
+from tests.support.sitetools import build_fixture_site, serving
 
 ARTIFACTS = Path(
     os.environ.get("INTERP_SURVEY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
@@ -45,12 +43,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(site: Path) -> Iterator[str]:
-    server = site_server(site, 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import hashlib
 import json
 import shutil
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ import pytest
 import tests.browser.test_site_browser as site_browser
 from db.examples import EXAMPLES
 from survey.wiki.release import publish_database
-from survey.wiki.serve import site_server
 from tests.support.fixtures_hostile import HOSTILE, MODEL_NAME
-from tests.support.sitetools import build_fixture_site, published_database
+from tests.support.sitetools import build_fixture_site, published_database, serving
 
 pytestmark = pytest.mark.browser
 
@@ -55,12 +53,8 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(sites: Path) -> Iterator[str]:
-    server = site_server(sites, 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(sites) as url:
+        yield url
 
 
 def expected_rows(sites: Path, sql: str) -> list[list[Any]]:

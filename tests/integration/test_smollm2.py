@@ -152,40 +152,33 @@ def assert_wiki_of_real_model(tmp_path: Path, induction_top: Any, name_mover: tu
     mover = visible_text(model / f"layer-{layer}/head-{head_index}.html")
     assert "Top OV tokens" in mover and "name_mover" in mover
     assert oversized(report.out) == []
-    assert_search_and_sql_work_in_chromium(report.out, f"models/smollm2-135m-instruct/{top_page}")
+    assert_search_and_sql_work_in_chromium(
+        report.out, f"models/smollm2-135m-instruct/{top_page}", f"L{induction_top.layer}H{induction_top.head}"
+    )
 
 
-def assert_search_and_sql_work_in_chromium(site: Path, top_head: str) -> None:
-    """Served over HTTP: search finds the top induction head by name, and the SQL page answers the
-    strongest-induction-head example from the chunked database with a link to that head's page."""
-    import threading
-
+def assert_search_and_sql_work_in_chromium(site: Path, top_head: str, name: str) -> None:
+    """Served over HTTP: search finds the top induction head by ``name``, and the SQL page answers
+    the strongest-induction-head example from the chunked database with a link to that head's page
+    ``top_head``."""
     from playwright.sync_api import sync_playwright
 
     from db.examples import EXAMPLES
-    from survey.wiki.serve import site_server
     from tests.browser.test_site_browser import chromium, search
     from tests.browser.test_sql_browser import run
+    from tests.support.sitetools import serving
 
-    server = site_server(site, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    name = "L{}H{}".format(*top_head.removesuffix(".html").split("/layer-")[1].split("/head-"))
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-            page = browser.new_page()
-            assert any(href.endswith(top_head) for href in search(page, base, name))
-            page.goto(base + "sql.html")
-            page.locator("#sql-status.sql-ok", has_text="Ready").wait_for(timeout=30_000)
-            sql = next(sql for title, sql in EXAMPLES if title.startswith("The strongest induction head"))
-            run(page, sql)
-            assert page.locator("#sql-status.sql-ok").count() == 1  # answered, not an error
-            assert page.locator(f'#sql-results a[href$="{top_head}"]').count() >= 1
-            browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(site) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page()
+        assert any(href.endswith(top_head) for href in search(page, base, name))
+        page.goto(base + "sql.html")
+        page.locator("#sql-status.sql-ok", has_text="Ready").wait_for(timeout=30_000)
+        sql = next(sql for title, sql in EXAMPLES if title.startswith("The strongest induction head"))
+        run(page, sql)
+        assert page.locator("#sql-status.sql-ok").count() == 1  # answered, not an error
+        assert page.locator(f'#sql-results a[href$="{top_head}"]').count() >= 1
+        browser.close()
 
 
 def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:

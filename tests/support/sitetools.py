@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -10,7 +13,20 @@ from pathlib import Path
 from db.engine import open_database
 from db.fixtures import add_beyond_units, build_fixture
 from survey.wiki.build import BuildReport, build_site
+from survey.wiki.serve import site_server
 from tests.support.fixtures_hostile import add_hostile_model
+
+
+@contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """``folder`` served over local HTTP (byte ranges honoured) while in the block; its base URL."""
+    server = site_server(folder, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def build_fixture_site(folder: Path) -> tuple[Path, BuildReport]:
