@@ -58,6 +58,54 @@ def heads_replaced(adapter: ArchitectureAdapter, heads: Iterable[Head], values: 
             handle.remove()
 
 
+def condition_masks(conditions: list[list[Head]], n_layers: int, n_heads: int) -> Tensor:
+    """``[condition, layer, head]``: True where a condition replaces the head."""
+    masks = torch.zeros(len(conditions), n_layers, n_heads, dtype=torch.bool)
+    for row, heads in enumerate(conditions):
+        for layer, head in heads:
+            masks[row, layer, head] = True
+    return masks
+
+
+def _replace_rows(mask: Tensor, values: Tensor, n_heads: int) -> Any:
+    """A forward pre-hook that gives row r's heads in ``mask [row, head]`` the z ``values``:
+    ``[pos, head, d_head]`` for every row, or ``[row, pos, head, d_head]``."""
+
+    def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        z = first_input(args, kwargs)
+        rows, n, width = z.shape
+        heads = z.view(rows, n, n_heads, width // n_heads)
+        where = mask.to(z.device)[:, None, :, None]
+        z = torch.where(where, values[..., :n, :, :].to(z), heads).reshape(rows, n, width)
+        return ((z, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": z})
+
+    return hook
+
+
+@contextmanager
+def rows_replaced(adapter: ArchitectureAdapter, masks: Tensor, values: Tensor) -> Iterator[None]:
+    """Within the block, each pass's row r has the heads in ``masks[r]`` (``[row, layer, head]``)
+    output ``values`` as their z: ``[layer, pos, head, d_head]`` means for every row, or
+    ``[layer, row, pos, head, d_head]``, one value per row. Many ablation conditions then run
+    side by side in one batch, row by row as if each ran alone."""
+    handles: list[RemovableHandle] = []
+    try:
+        for layer in torch.nonzero(masks.any(dim=(0, 2)))[:, 0].tolist():
+            hook = _replace_rows(masks[:, layer], values[layer], adapter.dims.n_heads)
+            handles.append(adapter.attn_out_proj(layer).register_forward_pre_hook(hook, with_kwargs=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def condition_chunks(conditions: int, rows_each: int, positions: int, budget: int = 4096) -> list[range]:
+    """Conditions in runs whose rows (``rows_each`` per condition) hold at most ``budget`` tokens
+    (at least one condition a run)."""
+    per_pass = max(1, budget // max(rows_each * positions, 1))
+    return [range(first, min(first + per_pass, conditions)) for first in range(0, conditions, per_pass)]
+
+
 def mean_ablated(
     adapter: ArchitectureAdapter, heads: Iterable[Head], means: Tensor
 ) -> AbstractContextManager[None]:
@@ -75,7 +123,8 @@ def next_token_loss(
     with torch.inference_mode():
         for first in range(0, input_ids.shape[0], batch_size):
             ids = input_ids[first : first + batch_size].to(device)
-            out = model(input_ids=ids, use_cache=False).logits[:, start:stop].float()
+            kept = torch.arange(start, stop, device=device)  # the unembedding runs at these only
+            out = model(input_ids=ids, use_cache=False, logits_to_keep=kept).logits.float()
             targets = ids[:, start + 1 : stop + 1]
             loss = torch.nn.functional.cross_entropy(out.flatten(0, 1), targets.flatten(), reduction="sum")
             total += float(loss)

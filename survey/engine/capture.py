@@ -175,9 +175,20 @@ def _sliced(projection: Projection) -> Callable[[Any], Tensor]:
     return lambda out: projection.select(_first_output(out))
 
 
+class StopForward(Exception):
+    """Raised by a hook once the last layer a measurement reads has run, to skip the rest."""
+
+
+def _stop(_module: nn.Module, _args: Any, _output: Any) -> None:
+    raise StopForward
+
+
 @contextmanager
-def _hooked(recorder: _Recorder, layers: tuple[int, ...]) -> Iterator[_Recorder]:
+def _hooked(recorder: _Recorder, layers: tuple[int, ...], stop_after: int | None) -> Iterator[_Recorder]:
+    """The recorder's hooks, then (``stop_after``) one that ends the pass after that block."""
     recorder.register(layers)
+    if stop_after is not None:
+        recorder.handles.append(recorder.adapter.blocks()[stop_after].register_forward_hook(_stop))
     try:
         yield recorder
     finally:
@@ -198,9 +209,14 @@ def capture(
     attention_mask: Tensor | None = None,
     batch_size: int = 8,
     keep_logits: bool = False,
+    logits_at: int | Tensor = 0,
     out_device: str | torch.device = "cpu",
 ) -> Capture:
-    """Run ``input_ids [batch, pos]`` through the model in batches and return what ``spec`` asks for."""
+    """Run ``input_ids [batch, pos]`` through the model in batches and return what ``spec`` asks for.
+
+    With ``keep_logits``, the logits at ``logits_at`` (0: every position; n: the last n; or a
+    tensor of positions) come back ``[batch, kept, vocab]``. Without, the unembedding never runs
+    and each pass stops after the last layer captured."""
     model = adapter.model
     ensure_eager(model)
     layers = spec.layers if spec.layers is not None else tuple(range(adapter.dims.n_layers))
@@ -215,10 +231,19 @@ def capture(
             ids = input_ids[start : start + batch_size].to(device)
             mask = None if attention_mask is None else attention_mask[start : start + batch_size].to(device)
             recorder = _Recorder(adapter, spec, torch.device(out_device))
-            with _hooked(recorder, layers):
-                output = model(input_ids=ids, attention_mask=mask, use_cache=False)
+            with _hooked(recorder, layers, stop_after=None if keep_logits else max(layers, default=0)):
+                try:
+                    output = model(
+                        input_ids=ids, attention_mask=mask, use_cache=False,
+                        logits_to_keep=(logits_at.to(device) if isinstance(logits_at, Tensor) else logits_at)
+                        if keep_logits
+                        else 1,
+                    )  # fmt: skip
+                except StopForward:
+                    output = None
             parts.append(recorder.finish(layers, ids.shape[0], ids.shape[1]))
             if keep_logits:
+                assert output is not None
                 logits.append(output.logits.float().to(out_device))
     merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]} if parts else {}
     return Capture(tensors=merged, logits=torch.cat(logits) if logits else None)

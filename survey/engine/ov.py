@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
-from survey.engine.readouts import StopForward, keep_input_at
+from survey.engine.capture import StopForward
+from survey.engine.readouts import keep_input_at
 
 
 def resid_after_block0(adapter: ArchitectureAdapter, tokens: Tensor) -> Tensor:

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection, in_out_weight
 from survey.engine.ablation import Head
-from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.readouts import StopForward, keep_input_at, pre_hooks
+from survey.engine.capture import CaptureSpec, StopForward, capture, first_input
+from survey.engine.readouts import keep_input_at, pre_hooks
 
 
 def _projection_columns(projection: Projection, width: int) -> Tensor:

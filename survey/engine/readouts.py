@@ -10,8 +10,8 @@ components, the norm's bias and the unembedding bias sum exactly to the clean lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
-from survey.engine.ablation import Head, mean_ablated
+from survey.engine.ablation import Head, condition_chunks, mean_ablated, rows_replaced
 from survey.engine.capture import CaptureSpec, capture, first_input
 
 
@@ -47,10 +47,6 @@ class EndComponents:
         return self.embed + self.heads.sum((1, 2)) + self.attn_bias.sum(0) + self.mlps.sum(1)
 
 
-class StopForward(Exception):
-    """Raised by a hook once the last layer a measurement reads has run, to skip the rest."""
-
-
 def keep_input_at(kept: dict[str, Tensor], name: str, position: int | slice) -> Any:
     """A forward pre-hook that keeps the module's input at one position as ``kept[name]``."""
 
@@ -71,8 +67,11 @@ def pre_hooks(hooks: list[tuple[nn.Module, Any]]) -> Iterator[None]:
 
 
 def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict[str, int]) -> EndComponents:
-    """One forward pass over ``tokens [prompt, pos]`` that keeps every component at END."""
+    """One forward pass over ``tokens [prompt, pos]`` that keeps every component at END (the
+    last position: the only one unembedded)."""
     end = positions["end"]
+    if end != tokens.shape[1] - 1:
+        raise ValueError(f"END is position {end}, not the last of {tokens.shape[1]}")
     kept: dict[str, Tensor] = {}
     hooks = [
         (adapter.blocks()[0], keep_input_at(kept, "embed", end)),
@@ -81,7 +80,7 @@ def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict
     with pre_hooks(hooks):
         got = capture(
             adapter, tokens, CaptureSpec.of("head_out", "mlp_out", "pattern"), keep_logits=True,
-            batch_size=len(tokens),
+            logits_at=1, batch_size=len(tokens),
         )  # fmt: skip
     if got.logits is None:
         raise RuntimeError("capture returned no logits")
@@ -94,7 +93,7 @@ def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict
         [adapter.output_weights(layer)[1].detach().float() for layer in range(adapter.dims.n_layers)]
     )
     return EndComponents(
-        kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, end], attention
+        kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, -1], attention
     )
 
 
@@ -159,17 +158,25 @@ def direct_logit_attribution(
     }  # fmt: skip
 
 
-def ablated_logit_diff(
-    adapter: ArchitectureAdapter,
-    tokens: Tensor,
-    io_ids: Tensor,
-    s_ids: Tensor,
-    heads: list[Head],
-    means: Tensor,
-) -> Tensor:
-    """``[prompt]``: the logit difference at the last position (END) with ``heads`` mean-ablated
-    (``means`` from :func:`survey.engine.ablation.head_means`, usually over the ABC prompts)."""
-    with mean_ablated(adapter, heads, means), torch.inference_mode():
-        device = next(adapter.model.parameters()).device
-        out = adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
-    return logit_diff(out.logits[:, -1].float().cpu(), io_ids, s_ids)
+def condition_logit_diffs(
+    adapter: ArchitectureAdapter, tokens: Tensor, io_ids: Tensor, s_ids: Tensor, masks: Tensor,
+    values: Tensor, ablated: Sequence[Head] = (), means: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """``[condition, prompt]``: the logit difference at the last position (END) with each
+    condition's heads (``masks [condition, layer, head]``) given ``values`` as their z: means
+    ``[layer, pos, head, d_head]`` (mean-ablation, from :func:`survey.engine.ablation.head_means`),
+    or each prompt's own z ``[layer, prompt, pos, head, d_head]`` (held at a run); then ``ablated``
+    mean-ablated with ``means`` on every row. Conditions run side by side, many to a pass."""
+    n_prompts, positions = tokens.shape
+    device = next(adapter.model.parameters()).device
+    out = []
+    for chunk in condition_chunks(len(masks), n_prompts, positions):
+        rows = masks[chunk.start : chunk.stop].repeat_interleave(n_prompts, 0)
+        per_row = values.repeat(1, len(chunk), 1, 1, 1) if values.ndim == 5 else values
+        ids = tokens.repeat(len(chunk), 1).to(device)
+        then = mean_ablated(adapter, ablated, means) if ablated and means is not None else nullcontext()
+        with rows_replaced(adapter, rows, per_row), then, torch.inference_mode():
+            logits = adapter.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+        ld = logit_diff(logits[:, -1].float().cpu(), io_ids.repeat(len(chunk)), s_ids.repeat(len(chunk)))
+        out.append(ld.view(len(chunk), n_prompts))
+    return torch.cat(out)

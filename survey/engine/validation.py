@@ -11,6 +11,7 @@ reaches the configured minimum effect.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from classifiers.probes import ProbeSet
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, head_means, mean_ablated, next_token_loss
+from survey.progress import Meter
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ def repeat_span(probe: ProbeSet) -> tuple[int, int]:
 
 
 def validate_induction(
-    adapter: ArchitectureAdapter, probe: ProbeSet, scores: Tensor, labels: Tensor, config: AblationConfig
-) -> AblationResult:
+    adapter: ArchitectureAdapter, probe: ProbeSet, scores: Tensor, labels: Tensor, config: AblationConfig,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> AblationResult:  # fmt: skip
     """Mean-ablate the top labelled induction heads, each alone and together, then random sets."""
     started = time.perf_counter()
     start, stop = repeat_span(probe)
@@ -104,7 +107,9 @@ def validate_induction(
 
     def loss_with(heads: list[Head]) -> float:
         with mean_ablated(adapter, heads, means):
-            return next_token_loss(adapter, tokens, start, stop)
+            loss = next_token_loss(adapter, tokens, start, stop)
+        meter.advance()
+        return loss
 
     top = top_labelled(scores, labels, config.max_k)
     labelled = labelled_heads(labels)
@@ -113,6 +118,7 @@ def validate_induction(
     if not top:
         return check.result([], [], [], {}, 1, started, {})
     means = head_means(adapter, tokens)
+    meter = Meter(progress, "induction: validation", 1 + len(top) + config.draws, "ablations")
     effect_top = loss_with(top) - baseline
     per_head = {head: loss_with([head]) - baseline for head in top}
     draws = random_head_sets(

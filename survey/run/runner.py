@@ -8,6 +8,7 @@ database untouched; models are then loaded and surveyed one at a time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ from db.store import RunIds, store_vocabulary, stored_keys, unit_summaries
 from survey.catalog import Catalog
 from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, ModelSource, load, resolve
+from survey.progress import weighted_line
 from survey.provenance import provenance
 from survey.run.report import summary_lines
 from survey.units.base import RunConfig, Shared, UnitResult, compute_all, plan
@@ -91,12 +93,20 @@ def survey_model(
     run_config = {**config.to_dict(), "classifiers": names, "skipped": skipped}
     run_id = start_run(engine, model_id, run_config, config.device, config.dtype, provenance())
     ids, error, written = RunIds(model_id, run_id), None, 0
+    costs = [unit.unit.cost for unit in shared.pending]
+    started = time.perf_counter()
     try:
         store_vocabulary(engine, model_id, lambda: vocabulary_texts(loaded))
         for result in compute_all(loaded, shared.pending, shared, progress=lambda line: echo(f"  {line}")):
             write_unit(engine, ids, result, replace=force)
             written += 1
             echo("  " + result.planned.unit.describe(result))
+            elapsed = time.perf_counter() - started
+            echo(
+                weighted_line(
+                    loaded.source.name, written, len(costs), sum(costs[:written]), sum(costs), elapsed
+                )
+            )
     except KeyboardInterrupt:  # stored units stay; a rerun resumes with the rest
         finish_run(engine, run_id, "interrupted")
         raise

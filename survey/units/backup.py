@@ -27,6 +27,7 @@ from survey.engine.capture import Capture, CaptureSpec, capture
 from survey.engine.readouts import FinalNormView
 from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
+from survey.progress import Meter
 from survey.units.base import Progress
 from survey.units.heads import MeasuredUnit, ProbeReader, attended_copy
 
@@ -87,7 +88,11 @@ def measure_backups(
     draws = random_head_sets(
         d.n_layers, d.n_heads, labelled_heads(induction_labels), len(ablated), NULL_DRAWS, ablation.seed + 1
     ) if ablated else []  # fmt: skip
-    null = [dla_with(heads, CaptureSpec.of("z"))[0] - dla for heads in draws]
+    meter = Meter(progress, "backup induction: null", len(draws), "ablations")
+    null = []
+    for heads in draws:
+        null.append(dla_with(heads, CaptureSpec.of("z"))[0] - dla)
+        meter.advance()
     measures = BackupMeasures(
         ablated, dla, dla_ablated, clean_induction.scores,
         induction.score(after.stacked("pattern"), probe, null_patterns, copy).scores,
@@ -106,12 +111,13 @@ def measure_backups(
         labelled_heads(labels),
         ablation,
         started,
+        progress,
     )
 
 
 def _validate(
     adapter: ArchitectureAdapter, probe: ProbeSet, clean_z: Tensor, means: Tensor, m: BackupMeasures,
-    backups: list[Head], labelled: list[Head], config: AblationConfig, started: float,
+    backups: list[Head], labelled: list[Head], config: AblationConfig, started: float, progress: Progress,
 ) -> AblationResult:  # fmt: skip
     """The loss the backups hold down: with the induction heads ablated, holding the backups (or
     as many random heads) at their clean-run z raises the second-repeat loss by that much."""
@@ -135,9 +141,11 @@ def _validate(
         d.n_layers, d.n_heads, m.ablated + labelled, len(backups), config.draws, config.seed
     )
     held = []
+    meter = Meter(progress, "backup induction: validation", 1 + len(draws), "holds")
     for hold in [backups, *draws]:
         with mean_ablated(adapter, m.ablated, means), heads_replaced(adapter, hold, clean_z):
             held.append(next_token_loss(adapter, tokens, start, stop, batch))
+        meter.advance()
     details["loss_backups_held"] = held[0]
     effects = [loss - ablated_loss for loss in held]
     return check.result(backups, effects, draws, {}, 3 + len(draws), started, details)
@@ -145,6 +153,8 @@ def _validate(
 
 class BackupInductionUnit(ProbeReader, MeasuredUnit):
     """Backup induction heads: every head re-measured with the labelled induction heads ablated."""
+
+    cost = 7
 
     classifier: BackupInduction
 

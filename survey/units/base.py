@@ -69,6 +69,7 @@ class UnitKind(ABC):
     """One kind of unit under one run config: registered once, asked for everything."""
 
     kind: ClassVar[str]
+    cost: ClassVar[float] = 1.0  # rough share of a model's time (bench/unit_profile.py), for time left
 
     def __init__(self, config: RunConfig) -> None:
         self.run_config = config

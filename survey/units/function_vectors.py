@@ -38,30 +38,51 @@ from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
+from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, MeasuredUnit
 
 ROWS_PER_PASS = 544  # patched copies of the last token side by side in one pass
+MEANS_BATCH = 8  # clean prompts a pass when taking the task means
 
 
 def _device(adapter: ArchitectureAdapter) -> torch.device:
     return next(adapter.model.parameters()).device
 
 
-def task_means(adapter: ArchitectureAdapter, prompts: list[ICLPrompt]) -> tuple[Tensor, Tensor, float]:
+def right_padded(prompts: list[ICLPrompt], device: torch.device) -> tuple[Tensor, Tensor]:
+    """The prompts as one batch ``[prompt, pos]``, right-padded with each one's last token (causal
+    attention never reads the padding), and each one's last position ``[prompt]``."""
+    width = max(len(p.ids) for p in prompts)
+    ids = torch.tensor([p.ids + [p.ids[-1]] * (width - len(p.ids)) for p in prompts], device=device)
+    return ids, torch.tensor([len(p.ids) - 1 for p in prompts])
+
+
+def task_means(
+    adapter: ArchitectureAdapter, prompts: list[ICLPrompt], advance: Callable[[int], None] = lambda _n: None
+) -> tuple[Tensor, Tensor, float]:
     """Mean last-token z ``[layer, head, d_head]`` and residual contribution ``[layer, head, d_model]``
-    over the prompts, and the few-shot top-1 accuracy."""
+    over the prompts, and the few-shot top-1 accuracy; ``advance`` hears of each batch's prompts."""
     d = adapter.dims
     z_sum = torch.zeros(d.n_layers, d.n_heads, d.d_head)
     out_sum = torch.zeros(d.n_layers, d.n_heads, d.d_model)
     correct = 0
-    for prompt in prompts:
-        got = capture(adapter, torch.tensor([prompt.ids]), CaptureSpec.of("z"), keep_logits=True)
+    for first in range(0, len(prompts), MEANS_BATCH):
+        batch = prompts[first : first + MEANS_BATCH]
+        ids, last = right_padded(batch, torch.device("cpu"))
+        kept = torch.unique(last)  # the unembedding runs at these positions only
+        got = capture(
+            adapter, ids, CaptureSpec.of("z"), keep_logits=True, logits_at=kept, batch_size=len(ids)
+        )
         assert got.logits is not None
-        correct += int(got.logits[0, -1].argmax()) == prompt.target
-        z = got.stacked("z")[:, 0, -1].float()  # [layer, head, d_head]
-        z_sum += z
-        out_sum += head_contributions(adapter, z)
+        rows = torch.arange(len(batch))
+        predicted = got.logits[rows, torch.searchsorted(kept, last)].argmax(-1)
+        correct += int((predicted == torch.tensor([p.target for p in batch])).sum())
+        z = got.stacked("z")[:, rows, last].float()  # [layer, prompt, head, d_head]
+        for row in rows.tolist():
+            z_sum += z[:, row]
+            out_sum += head_contributions(adapter, z[:, row])
+        advance(len(batch))
     n = len(prompts)
     return z_sum / n, out_sum / n, correct / n
 
@@ -187,9 +208,7 @@ def zero_shot_accuracy(
 ) -> float:
     """Top-1 accuracy on zero-shot prompts (right-padded in one batch: causal attention never
     reads the padding), with ``vector`` added after ``layer`` at the last token."""
-    width = max(len(p.ids) for p in prompts)
-    ids = torch.tensor([p.ids + [p.ids[-1]] * (width - len(p.ids)) for p in prompts], device=_device(adapter))
-    last = torch.tensor([len(p.ids) - 1 for p in prompts])
+    ids, last = right_padded(prompts, _device(adapter))
     kept = torch.unique(last)  # the unembedding runs at these positions only
     with torch.inference_mode(), added_at_last(adapter, layer, vector, last):
         logits = adapter.model(input_ids=ids, use_cache=False, logits_to_keep=kept.to(ids.device)).logits
@@ -205,7 +224,10 @@ def measure_function_vectors(
     """Every task's clean accuracy; then, on each task the model does, the CIE of every head (and
     its null); then the zero-shot validation on those tasks."""
     started = time.perf_counter()
-    means = {task.name: task_means(adapter, task.clean) for task in prompts.tasks}
+    clean = Meter(
+        progress, "function vectors: task means", sum(len(t.clean) for t in prompts.tasks), "prompts"
+    )
+    means = {task.name: task_means(adapter, task.clean, clean.advance) for task in prompts.tasks}
     accuracy = {name: acc for name, (_, _, acc) in means.items()}
     excluded = excluded_tasks(accuracy, config.min_clean_accuracy)
     counted = [task for task in prompts.tasks if task.name not in excluded]
@@ -213,7 +235,8 @@ def measure_function_vectors(
         progress(f"function vectors: {name} excluded: {reason}")
     d = adapter.dims
     cie, null, shuffled = [], [], []
-    passes = sum(len(task.clean) for task in prompts.tasks)
+    passes = sum(-(-len(task.clean) // MEANS_BATCH) for task in prompts.tasks)
+    patching = Meter(progress, "function vectors: patching", sum(len(t.shuffled) for t in counted), "prompts")
     for i, task in enumerate(counted):
         z_null, _, _ = task_means(adapter, task.shuffled)
         bases = []
@@ -222,7 +245,9 @@ def measure_function_vectors(
             cie.append(patched[0] - base)
             null.append(patched[1] - base)
             bases.append(base)
-        passes += len(task.shuffled) * (2 + -(-2 * d.n_layers * d.n_heads // ROWS_PER_PASS))
+            patching.advance()
+        passes += -(-len(task.shuffled) // MEANS_BATCH)
+        passes += len(task.shuffled) * (1 + -(-2 * d.n_layers * d.n_heads // ROWS_PER_PASS))
         shuffled.append(sum(bases) / len(bases))
         best = float(torch.stack(cie[-len(task.shuffled) :]).mean(0).max())
         progress(
@@ -236,7 +261,9 @@ def measure_function_vectors(
         accuracy, shuffled, excluded,
     )  # fmt: skip
     contributions = [means[task.name][1] for task in counted]
-    validation = _validate(adapter, counted, measures, contributions, config, ablation, started, passes)
+    validation = _validate(
+        adapter, counted, measures, contributions, config, ablation, started, passes, progress
+    )
     return measures, validation
 
 
@@ -248,7 +275,7 @@ def vector_layer(n_layers: int) -> int:
 def _validate(
     adapter: ArchitectureAdapter, tasks: list[ICLTask], measures: FunctionVectorMeasures,
     contributions: list[Tensor], config: FunctionVectorConfig, ablation: AblationConfig, started: float,
-    passes: int,
+    passes: int, progress: Progress,
 ) -> AblationResult:  # fmt: skip
     """Mean zero-shot accuracy over the counted tasks before and after adding the top heads'
     vector after layer L/3, against as many random heads' vectors at the same layer."""
@@ -267,12 +294,17 @@ def _validate(
         d.n_layers, d.n_heads, labelled_heads(labels), len(top), ablation.draws, ablation.seed
     )
 
+    meter = Meter(progress, "function vectors: validation", len(tasks) * (1 + len(draws)), "passes")
+
     def accuracies(heads: list[Head]) -> list[float]:
         """Per counted task, the zero-shot accuracy with these heads' summed mean contribution added."""
-        return [
-            zero_shot_accuracy(adapter, task.zero_shot, layer, torch.stack([c[h] for h in heads]).sum(0))
-            for task, c in zip(tasks, contributions, strict=True)
-        ]
+        found = []
+        for task, c in zip(tasks, contributions, strict=True):
+            found.append(
+                zero_shot_accuracy(adapter, task.zero_shot, layer, torch.stack([c[h] for h in heads]).sum(0))
+            )
+            meter.advance()
+        return found
 
     after = accuracies(top)
     random_after = [accuracies(heads) for heads in draws]
@@ -292,6 +324,8 @@ def _validate(
 
 class FunctionVectorUnit(MeasuredUnit):
     """Function-vector heads: causal indirect effects on this tokenizer's in-context tasks."""
+
+    cost = 30
 
     classifier: FunctionVectorHead
 

@@ -199,7 +199,7 @@ class PatternUnit(ProbeReader):
             "labels_by_seed": [sorted(list(h) for h in heads) for heads in label_sets],
             "seed_jaccard": round(mean_pairwise_jaccard(label_sets), 6),
         }
-        return HeadResult(scores, self.validate(loaded, probe, scores), stability)
+        return HeadResult(scores, self.validate(loaded, probe, scores, progress), stability)
 
     def scored(self, loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> HeadScores:
         """The class's scores on ``probe``; captures are shared with every class on that probe."""
@@ -218,7 +218,9 @@ class PatternUnit(ProbeReader):
         probe: ProbeSet = shared.get(("dataset", spec), lambda: self.make_dataset(loaded, spec))
         return probe
 
-    def validate(self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores) -> AblationResult | None:
+    def validate(
+        self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores, progress: Progress
+    ) -> AblationResult | None:
         """The class's validation (None: it has none)."""
         return None
 
@@ -262,9 +264,15 @@ class AttendedCopyUnit(PatternUnit):
 class InductionUnit(AttendedCopyUnit):
     """Induction: validated by mean-ablating its top heads on the second repeat."""
 
-    def validate(self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores) -> AblationResult:
+    cost = 6
+
+    def validate(
+        self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores, progress: Progress
+    ) -> AblationResult:
         labels = scores.labels(self.classifier.threshold)
-        return validate_induction(loaded.adapter, probe, scores.scores, labels, self.run_config.ablation)
+        return validate_induction(
+            loaded.adapter, probe, scores.scores, labels, self.run_config.ablation, progress
+        )
 
 
 def captured_patterns(loaded: LoadedModel, probe: ProbeSet) -> Tensor:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -35,20 +35,21 @@ from classifiers.ioi import (
 from classifiers.ioi_prompts import IOIGroup, IOIPrompts, generate_ioi
 from classifiers.validation import LOSS_FLOOR, AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
-from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated
+from survey.engine.ablation import Head, condition_chunks, condition_masks, head_means, rows_replaced
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.ov import CandidateRanks, ov_candidate_ranks, ov_top_tokens, resid_after_block0
 from survey.engine.patching import path_patched_logit_diff
 from survey.engine.readouts import (
     EndComponents,
     FinalNormView,
-    ablated_logit_diff,
+    condition_logit_diffs,
     direct_logit_attribution,
     end_components,
     logit_diff,
 )
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
+from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, HeadUnit
 
@@ -56,6 +57,7 @@ LD_DROP = "logit_diff_drop"
 
 
 OV_EXAMPLES = 3  # IO names whose top OV output tokens are kept as evidence
+CAPTURED_TOKENS = 512  # tokens a pass keeps every head's output for (memory: tokens x heads x d_model)
 
 
 @dataclass(frozen=True)
@@ -137,38 +139,61 @@ def _name_copy(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> tuple[Candi
 
 
 def _ablated_dla(
-    adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """With ``heads`` mean-ablated: DLA ``[prompt, layer, head]`` (clean-run scale), LD ``[prompt]``
-    and the mean attention END→IO/S1/S2 ``[layer, head, 3]``."""
-    dla, ld, attention = [], [], []
-    for g in groups:
-        with mean_ablated(adapter, heads, g.means):
-            components = end_components(adapter, g.group.clean, g.group.positions)
-        io, s = g.group.io_ids, g.group.s_ids
-        dla.append(direct_logit_attribution(adapter, components, io, s, sigma=g.sigma)["heads"])
-        ld.append(logit_diff(components.logits, io, s))
-        attention.append(components.attention)
-    return torch.cat(dla), torch.cat(ld), torch.cat(attention).mean(0)
-
-
-def _ld_with(adapter: ArchitectureAdapter, groups: list[_Group], heads: list[Head]) -> float:
-    """Mean LD over every prompt with ``heads`` mean-ablated."""
-    lds = [
-        ablated_logit_diff(adapter, g.group.clean, g.group.io_ids, g.group.s_ids, heads, g.means)
-        for g in groups
+    adapter: ArchitectureAdapter, groups: list[_Group], conditions: list[list[Head]], progress: Progress
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Per condition, with its heads mean-ablated: DLA ``[prompt, layer, head]`` (clean-run
+    scale), LD ``[prompt]`` and the mean attention END→IO/S1/S2 ``[layer, head, 3]``. Conditions
+    run side by side, a few to a pass (every head's output at every position is kept)."""
+    d = adapter.dims
+    masks = condition_masks(conditions, d.n_layers, d.n_heads)
+    parts: list[list[tuple[Tensor, Tensor, Tensor]]] = [[] for _ in conditions]
+    for g in _metered(groups, progress, "heads re-measured with the name movers and random heads ablated"):
+        q, n = g.group, len(g.group.clean)
+        for chunk in condition_chunks(len(conditions), n, q.clean.shape[1], budget=CAPTURED_TOKENS):
+            rows = masks[chunk.start : chunk.stop].repeat_interleave(n, 0)
+            with rows_replaced(adapter, rows, g.means):
+                components = end_components(adapter, q.clean.repeat(len(chunk), 1), q.positions)
+            io, s = q.io_ids.repeat(len(chunk)), q.s_ids.repeat(len(chunk))
+            dla = direct_logit_attribution(adapter, components, io, s, sigma=g.sigma.repeat(len(chunk)))[
+                "heads"
+            ]
+            ld = logit_diff(components.logits, io, s)
+            for k, condition in enumerate(chunk):
+                at = slice(k * n, (k + 1) * n)
+                parts[condition].append((dla[at], ld[at], components.attention[at]))
+    return [
+        (
+            torch.cat([p[0] for p in part]),
+            torch.cat([p[1] for p in part]),
+            torch.cat([p[2] for p in part]).mean(0),
+        )
+        for part in parts
     ]
-    return float(torch.cat(lds).mean())
 
 
-def _s_inhibition(adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head]) -> Tensor:
+def _lds_with(
+    adapter: ArchitectureAdapter, groups: list[_Group], conditions: list[list[Head]], progress: Progress
+) -> list[float]:
+    """Per condition, the mean LD over every prompt with its heads mean-ablated."""
+    d = adapter.dims
+    masks = condition_masks(conditions, d.n_layers, d.n_heads)
+    lds = [
+        condition_logit_diffs(adapter, g.group.clean, g.group.io_ids, g.group.s_ids, masks, g.means)
+        for g in _metered(groups, progress, f"LD with {len(conditions)} sets of heads ablated")
+    ]
+    return torch.cat(lds, 1).mean(1).tolist()
+
+
+def _s_inhibition(
+    adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head], progress: Progress
+) -> Tensor:
     """``[prompt, layer, head]``: the drop of LD on each prompt when the head's END output from the
     ABC prompt reaches the receivers' queries (zero for heads in or after the last receiver's layer)."""
     d = adapter.dims
     last = max(layer for layer, _ in receivers)
     senders = [(layer, h) for layer in range(last) for h in range(d.n_heads)]
     drops = []
-    for g in groups:
+    for g in _metered(groups, progress, "path patching into the name movers' queries"):
         q = g.group
         patched = path_patched_logit_diff(
             adapter, q.clean, q.corrupted, q.positions, receivers, senders, q.io_ids, q.s_ids
@@ -212,18 +237,19 @@ def run_ioi(
     ld_movers_ablated = None
     progress(f"IOI: LD {base.ld:.2f}; name movers {_heads(movers)}")
     if movers:
-        dla_ablated, ld_ablated, attention_ablated = _ablated_dla(adapter, groups, movers)
-        ld_movers_ablated = float(ld_ablated.mean())
         d = adapter.dims
         null_sets = random_head_sets(
             d.n_layers, d.n_heads, labelled_heads(nm_labels), len(movers), NULL_DRAWS, ablation.seed + 1
         )
-        null = [_ablated_dla(adapter, groups, heads)[0] - dla_prompts for heads in null_sets]
+        (dla_ablated, ld_ablated, attention_ablated), *nulls = _ablated_dla(
+            adapter, groups, [movers, *null_sets], progress
+        )
+        ld_movers_ablated = float(ld_ablated.mean())
+        null = [dla - dla_prompts for dla, _, _ in nulls]
         passes += 1 + len(null_sets)
         drop = None
         if SInhibition.name in by_name:
-            progress("IOI: path patching into the name movers' queries")
-            drop = _s_inhibition(adapter, groups, movers)
+            drop = _s_inhibition(adapter, groups, movers, progress)
         measures = replace(
             measures, dla_ablated_prompts=dla_ablated, attention_ablated=attention_ablated,
             null_compensation_prompts=torch.cat(null), ld_drop_prompts=drop,
@@ -235,7 +261,7 @@ def run_ioi(
     progress("IOI: validating by mean-ablation")
     if NameMover.name in results:
         validation, count = _validate_name_movers(
-            adapter, groups, measures, labelled_heads(nm_labels), ld_movers_ablated, ablation
+            adapter, groups, measures, labelled_heads(nm_labels), ld_movers_ablated, ablation, progress
         )
         results[NameMover.name] = (nm_scores, validation)
         passes += count
@@ -244,11 +270,26 @@ def run_ioi(
         backup_labels = backup_scores.labels(by_name[BackupNameMover.name].threshold)
         backups = top_labelled(backup_scores.scores, backup_labels, ablation.max_k)
         validation, count = _validate_backups(
-            adapter, groups, measures, backups, labelled_heads(backup_labels), ld_movers_ablated, ablation
+            adapter,
+            groups,
+            measures,
+            backups,
+            labelled_heads(backup_labels),
+            ld_movers_ablated,
+            ablation,
+            progress,
         )
         results[BackupNameMover.name] = (backup_scores, validation)
         passes += count
     return IOIOutcome(measures, results, passes, time.perf_counter() - started)
+
+
+def _metered(groups: list[_Group], progress: Progress, label: str) -> Iterator[_Group]:
+    """The groups in turn, with a progress bar for the stage."""
+    meter = Meter(progress, f"IOI: {label}", len(groups), "prompt groups")
+    for g in groups:
+        yield g
+        meter.advance()
 
 
 def _heads(heads: list[Head]) -> str:
@@ -257,7 +298,7 @@ def _heads(heads: list[Head]) -> str:
 
 def _validate_name_movers(
     adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, labelled: list[Head],
-    ld_ablated: float | None, config: AblationConfig,
+    ld_ablated: float | None, config: AblationConfig, progress: Progress,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """Ablating the name movers lowers LD more than ablating as many random heads."""
     started = time.perf_counter()
@@ -266,36 +307,37 @@ def _validate_name_movers(
     details: dict[str, object] = {"ld_ablated": ld_ablated, "ld_positive": m.ld_positive}
     if not movers or ld_ablated is None:
         return check.result([], [], [], {}, 0, started, details), 0
-    per_head = {head: m.ld - _ld_with(adapter, groups, [head]) for head in movers}
     d = adapter.dims
     draws = random_head_sets(d.n_layers, d.n_heads, labelled, len(movers), config.draws, config.seed)
-    effects = [m.ld - ld_ablated] + [m.ld - _ld_with(adapter, groups, heads) for heads in draws]
+    lds = _lds_with(adapter, groups, [[head] for head in movers] + draws, progress)
+    per_head = {head: m.ld - ld for head, ld in zip(movers, lds[: len(movers)], strict=True)}
+    effects = [m.ld - ld_ablated] + [m.ld - ld for ld in lds[len(movers) :]]
     passes = len(per_head) + len(draws)
     return check.result(movers, effects, draws, per_head, passes + 1, started, details), passes
 
 
 def _held_lds(
-    adapter: ArchitectureAdapter, groups: list[_Group], ablated: list[Head], holds: list[list[Head]]
+    adapter: ArchitectureAdapter,
+    groups: list[_Group],
+    ablated: list[Head],
+    holds: list[list[Head]],
+    progress: Progress,
 ) -> list[float]:
     """Mean LD with ``ablated`` mean-ablated and each set in ``holds`` held at its clean-run z
     (so it cannot respond to the ablation), one value per set."""
-    totals = [0.0] * len(holds)
-    count = 0
-    for g in groups:
-        z = capture(adapter, g.group.clean, CaptureSpec.of("z"), batch_size=len(g.group.clean)).stacked("z")
-        io, s = g.group.io_ids, g.group.s_ids
-        for index, hold in enumerate(holds):
-            with heads_replaced(adapter, hold, z):
-                totals[index] += float(
-                    ablated_logit_diff(adapter, g.group.clean, io, s, ablated, g.means).sum()
-                )
-        count += len(io)
-    return [total / count for total in totals]
+    d = adapter.dims
+    masks = condition_masks(holds, d.n_layers, d.n_heads)
+    lds = []
+    for g in _metered(groups, progress, f"LD with {len(holds)} sets of heads held"):
+        q = g.group
+        z = capture(adapter, q.clean, CaptureSpec.of("z"), batch_size=len(q.clean)).stacked("z")
+        lds.append(condition_logit_diffs(adapter, q.clean, q.io_ids, q.s_ids, masks, z, ablated, g.means))
+    return torch.cat(lds, 1).mean(1).tolist()
 
 
 def _validate_backups(
     adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, backups: list[Head],
-    labelled: list[Head], ld_movers_ablated: float, config: AblationConfig,
+    labelled: list[Head], ld_movers_ablated: float, config: AblationConfig, progress: Progress,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """How much of the LD drop the backups recover: with the name movers mean-ablated, holding
     the backups at their clean-run outputs (so they cannot respond) lowers LD by the amount they
@@ -318,7 +360,7 @@ def _validate_backups(
     draws = random_head_sets(
         d.n_layers, d.n_heads, movers + labelled, len(backups), config.draws, config.seed
     )
-    held = _held_lds(adapter, groups, movers, [backups, *draws])
+    held = _held_lds(adapter, groups, movers, [backups, *draws], progress)
     recovered = [ld_movers_ablated - ld for ld in held]
     drop_without = m.ld - held[0]
     details["recovered_share"] = recovered[0] / drop_without if drop_without > LOSS_FLOOR else None
@@ -329,6 +371,8 @@ def _validate_backups(
 
 class IOIUnit(HeadUnit):
     """An IOI classifier. The IOI classes pending for a model share one run of the suite."""
+
+    cost = 6
 
     classifier: IOIClassifier
 

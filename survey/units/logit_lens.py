@@ -25,6 +25,7 @@ from db.store import RunIds, UnitRow, write_lens_unit
 from survey.corpus.sources import resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel
+from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
 from survey.units.neurons import Windows, cut_windows
 
@@ -99,6 +100,7 @@ def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -
     device = next(loaded.model.parameters()).device
     totals = LensAccumulator(n_layers)
     size = plan.config.batch_size
+    meter = Meter(echo, "logit lens", tokens.shape[0], "windows")
     for start in range(0, tokens.shape[0], size):
         got = capture(
             loaded.adapter, tokens[start : start + size], CaptureSpec.of("resid_post"), batch_size=size,
@@ -112,7 +114,7 @@ def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -
                 end = chunk + CHUNK_TOKENS
                 for layer in range(n_layers):
                     totals.update(layer, lens_logits(loaded, resid[layer, chunk:end]), final[chunk:end])
-        echo(f"logit lens: {min(start + size, tokens.shape[0])}/{tokens.shape[0]} windows")
+        meter.advance(min(size, tokens.shape[0] - start))
     return totals.result()
 
 
@@ -121,6 +123,7 @@ class LensUnit(UnitKind):
 
     kind = LAYER_SUMMARY
     name = NAME
+    cost = 3
     version = VERSION
 
     def __init__(self, config: RunConfig, lens: LensConfig) -> None:

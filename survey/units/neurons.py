@@ -62,6 +62,7 @@ from survey.engine.capture import CaptureSpec, capture
 from survey.engine.neuron_intervention import NeuronNudge, logit_rises
 from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, context_length
+from survey.progress import Meter
 from survey.settings import cache_root
 from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
 
@@ -223,7 +224,7 @@ def run_pass(
                 tracker.load_state_dict(layer_state)
             echo(f"neurons: resuming after batch {done}/{len(batches)} from {checkpoint}")
     spec = CaptureSpec.of("neuron")
-    started, report_every = time.perf_counter(), max(len(batches) // 10, 1)
+    meter = Meter(echo, "neurons: pass", (n_windows - done * config.batch_size) * length, "tokens")
     for number in range(done, len(batches)):
         if number == half:
             for tracker in trackers:
@@ -238,10 +239,7 @@ def run_pass(
         if (number + 1) % config.checkpoint_every == 0 and number + 1 < len(batches):
             states = [t.state_dict() for t in trackers]
             _save_atomically({"key": key, "batches_done": number + 1, "layers": states}, checkpoint)
-        if (number + 1) % report_every == 0 or number + 1 == len(batches):
-            tokens_done = (min(first + config.batch_size, n_windows) - batches[done]) * length
-            rate = tokens_done / max(time.perf_counter() - started, 1e-9)
-            echo(f"neurons: batch {number + 1}/{len(batches)}, {rate:,.0f} tokens/s")
+        meter.advance(tokens.numel())
     return trackers
 
 
@@ -501,6 +499,7 @@ class NeuronUnit(UnitKind):
 
     kind = NEURON_SUMMARY
     name = "neurons"
+    cost = 18
     version = VERSION
 
     def __init__(self, config: RunConfig, neurons: NeuronConfig) -> None:

@@ -12,7 +12,7 @@ from classifiers.ioi_prompts import NAMES, OBJECTS, PLACES, TEMPLATES, generate_
 from survey.adapters import adapt
 from survey.adapters.base import ArchitectureAdapter
 from survey.engine.readouts import (
-    ablated_logit_diff,
+    condition_logit_diffs,
     direct_logit_attribution,
     end_components,
     logit_diff,
@@ -110,19 +110,41 @@ def test_end_attention_reads_the_pattern_rows_at_the_name_positions() -> None:
 
 
 def test_mean_ablating_heads_changes_the_logit_difference_only_through_those_heads() -> None:
-    from survey.engine.ablation import head_means
+    from survey.engine.ablation import condition_masks, head_means
 
     adapter = adapt(tiny_model("gpt2"))
     clean, reference = torch.randint(3, VOCAB, (4, 10)), torch.randint(3, VOCAB, (6, 10))
     io, s = torch.randint(3, VOCAB, (4,)), torch.randint(3, VOCAB, (4,))
     means = head_means(adapter, reference)
     base = logit_diff(end_components(adapter, clean, POSITIONS).logits, io, s)
-    torch.testing.assert_close(ablated_logit_diff(adapter, clean, io, s, [], means), base)
-    ablated = ablated_logit_diff(adapter, clean, io, s, [(1, 0), (1, 3)], means)
-    assert (ablated - base).abs().max() > 1e-4
+    conditions = [[], [(1, 0), (1, 3)], [(0, 2)], [(0, 1), (1, 3)]]
+    masks = condition_masks(conditions, 2, 4)
+    together = condition_logit_diffs(adapter, clean, io, s, masks, means)
+    torch.testing.assert_close(together[0], base)
+    assert (together[1] - base).abs().max() > 1e-4
+    for row, heads in enumerate(conditions):  # side by side in one pass, each as if alone
+        alone = condition_logit_diffs(adapter, clean, io, s, condition_masks([heads], 2, 4), means)[0]
+        torch.testing.assert_close(together[row], alone)
     # ablating with the clean prompts' own means at a single prompt is the identity for that head
     own = head_means(adapter, clean[:1])
-    torch.testing.assert_close(ablated_logit_diff(adapter, clean[:1], io[:1], s[:1], [(0, 2)], own), base[:1])
+    one = condition_logit_diffs(adapter, clean[:1], io[:1], s[:1], condition_masks([[(0, 2)]], 2, 4), own)
+    torch.testing.assert_close(one[0], base[:1])
+
+
+def test_holding_heads_at_their_own_run_undoes_nothing_and_then_ablating_applies() -> None:
+    from survey.engine.ablation import condition_masks, head_means
+    from survey.engine.capture import CaptureSpec, capture
+
+    adapter = adapt(tiny_model("llama"))
+    clean, reference = torch.randint(3, VOCAB, (3, 10)), torch.randint(3, VOCAB, (5, 10))
+    io, s = torch.randint(3, VOCAB, (3,)), torch.randint(3, VOCAB, (3,))
+    means = head_means(adapter, reference)
+    z = capture(adapter, clean, CaptureSpec.of("z")).stacked("z")  # [layer, prompt, pos, head, d_head]
+    masks = condition_masks([[(0, 1)], [(1, 2)]], 2, 4)
+    held = condition_logit_diffs(adapter, clean, io, s, masks, z, [(0, 0)], means)
+    alone = condition_logit_diffs(adapter, clean, io, s, condition_masks([[(0, 0)]], 2, 4), means)[0]
+    torch.testing.assert_close(held[0], alone)  # a head of the ablated layer does not respond
+    assert (held[1] - alone).abs().max() > 1e-5  # a later head held at its clean run cannot respond
 
 
 def test_ov_copy_score_ranks_among_candidates_and_finds_a_copier_and_a_negative_copier() -> None:

@@ -134,8 +134,12 @@ def test_nightly_runs_skips_retries_and_isolates_a_failing_model(
     assert rows(url, "SELECT count(*) FROM units") == [(4,)]  # both good models, both classifiers
     summary = out[out.rindex("model ") :]
     assert "failed" in summary and "done" in summary
-    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    events = [record["event"] for record in records]
     assert events[0] == "nightly_start" and events[-1] == "nightly_end" and events.count("attempt_end") == 5
+    lines = [r["line"] for r in records if r["event"] == "progress" and r["model"] == str(models[0])]
+    assert any(line.startswith("induction v3:") for line in lines)  # the printed lines, logged
+    assert any("] 100% 2/2 units, " in line for line in lines)  # the model's bar, at its end
 
     before = results(url)
     code, out, _ = run_cli(["nightly", "--config", str(config), "--log", ""], monkeypatch, capsys)

@@ -67,6 +67,12 @@ def run_model(
     classifiers = parse_selection(config.classifiers)
     started, written, error = time.perf_counter(), 0, None
     attempt = 0
+
+    def progress(line: str) -> None:
+        """A progress line, printed and logged (``progress`` events of the JSON log)."""
+        echo(line)
+        log("progress", model=spec.key, attempt=attempt, line=line.strip())
+
     try:
         for attempt in range(1, config.retries + 2):
             job_id = start_job(engine, spec.key, attempt, shard)
@@ -76,7 +82,7 @@ def run_model(
             try:
                 source = resolve(spec.argument, load_catalog())
                 model_id, error, run_id, units = load_and_survey(
-                    engine, source, classifiers, config_of_run, False, echo
+                    engine, source, classifiers, config_of_run, False, progress
                 )
             except KeyboardInterrupt:
                 finish_job(engine, job_id, "interrupted", model_id, run_id, units)
