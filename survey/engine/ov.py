@@ -80,6 +80,7 @@ def ov_candidate_ranks(
     """Where candidate ``own[row]`` ranks among the row's ``candidates [row, c]`` token ids in
     W_U · OV(x[row]), for every head; ``x [row, d_model]`` is a residual vector per row."""
     w_u = adapter.unembedding()[0].detach().float()  # [d_model, vocab]
+    candidates, own, x = candidates.to(w_u.device), own.to(w_u.device), x.to(w_u.device)
     directions = w_u.T[candidates]  # [row, c, d_model]
     above, below = [], []
     for out in ov_outputs(adapter, x.float()):
@@ -87,7 +88,7 @@ def ov_candidate_ranks(
         own_logit = logits.gather(-1, own[:, None, None].expand(-1, logits.shape[1], 1))
         above.append((logits >= own_logit).sum(-1) - 1)
         below.append((logits <= own_logit).sum(-1) - 1)
-    return CandidateRanks(torch.stack(above), torch.stack(below))
+    return CandidateRanks(torch.stack(above).cpu(), torch.stack(below).cpu())
 
 
 def ov_top_tokens(adapter: ArchitectureAdapter, x: Tensor, top: int = 5) -> Tensor:
@@ -99,4 +100,4 @@ def ov_top_tokens(adapter: ArchitectureAdapter, x: Tensor, top: int = 5) -> Tens
         for out in ov_outputs(adapter, x.float()):
             logits = torch.nn.functional.linear(out, vocab_major)  # [row, head, vocab]
             ids.append(logits.topk(top, dim=-1).indices.transpose(0, 1))  # [head, row, top]
-    return torch.stack(ids)
+    return torch.stack(ids).cpu()

@@ -145,7 +145,7 @@ def _path_patched(
     deltas = torch.stack([
         corrupt_out[("head_out", layer)][:, end, head] - clean_out[("head_out", layer)][:, end, head]
         for layer, head in senders
-    ])  # fmt: skip  # [sender, prompt, d_model]
+    ]).to(device)  # fmt: skip  # [sender, prompt, d_model], beside the weights
     with torch.inference_mode():
         prefix = model(input_ids=clean[:, :end].to(device), use_cache=True, logits_to_keep=1).cache
     n_prompts = clean.shape[0]

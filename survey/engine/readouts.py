@@ -90,10 +90,16 @@ def end_components(adapter: ArchitectureAdapter, tokens: Tensor, positions: dict
     # patterns [layer, prompt, head, query, key] → [prompt, layer, head, 3]
     attention = got.stacked("pattern")[:, :, :, end, keys].permute(1, 0, 2, 3)
     bias = torch.stack(
-        [adapter.output_weights(layer)[1].detach().float() for layer in range(adapter.dims.n_layers)]
+        [adapter.output_weights(layer)[1].detach().float().cpu() for layer in range(adapter.dims.n_layers)]
     )
     return EndComponents(
-        kept["embed"], heads.float(), bias, mlps.float(), kept["resid"], got.logits[:, -1], attention
+        kept["embed"].cpu(),
+        heads.float(),
+        bias,
+        mlps.float(),
+        kept["resid"].cpu(),
+        got.logits[:, -1],
+        attention,
     )
 
 
@@ -113,8 +119,9 @@ class FinalNormView:
         d = adapter.dims.d_model
         bias = getattr(norm, "bias", None)
         eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-5)))
-        return cls(
-            torch.ones(d) if gain is None else gain, None if bias is None else bias.detach().float(),
+        return cls(  # on the CPU, beside the captured components
+            torch.ones(d) if gain is None else gain.cpu(),
+            None if bias is None else bias.detach().float().cpu(),
             isinstance(norm, nn.LayerNorm), eps,
         )  # fmt: skip
 
@@ -139,7 +146,7 @@ def direct_logit_attribution(
     it is read from ``components``."""
     norm = FinalNormView.of(adapter)
     w_u, b_u = adapter.unembedding()
-    w_u, b_u = w_u.detach().float(), b_u.detach().float()
+    w_u, b_u = w_u.detach().float().cpu(), b_u.detach().float().cpu()  # components are on the CPU
     direction = w_u[:, io_ids].T - w_u[:, s_ids].T  # [prompt, d_model]
     sigma = norm.sigma(components.resid) if sigma is None else sigma
     scale = (norm.gain / sigma[:, None]) * direction  # [prompt, d_model]

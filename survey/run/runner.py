@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+import torch
 from sqlalchemy import Engine
 
 from classifiers import HeadClassifier, parse_selection
@@ -22,6 +23,7 @@ from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, ModelSource, load, resolve
 from survey.progress import weighted_line
 from survey.provenance import provenance
+from survey.settings import thread_count
 from survey.run.report import summary_lines
 from survey.units.base import RunConfig, Shared, UnitResult, compute_all, plan
 from survey.units.registry import unit_kinds
@@ -122,7 +124,8 @@ def load_and_survey(
     force: bool, echo: Callable[[str], None],
 ) -> ModelOutcome:  # fmt: skip
     """Load one resolved model and survey it (``survey run`` and ``survey nightly`` alike)."""
-    echo(f"loading {source.name} ({source.kind}) …")
+    torch.set_num_threads(thread_count())
+    echo(f"loading {source.name} ({source.kind}) on {torch.get_num_threads()} threads …")
     loaded = load(source, dtype=config.torch_dtype(), device=config.device)
     d = loaded.adapter.dims
     echo(
@@ -151,6 +154,7 @@ def survey_run(
         else [resolve(e.name, catalog) for e in catalog.defaults()]
     )
     config.torch_dtype()
+    thread_count()  # a bad thread setting fails here, before the database is opened
     engine = open_engine()
     failures, model_ids = 0, []
     try:

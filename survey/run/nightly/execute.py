@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from survey.loading.loaders import resolve
 from survey.run.nightly.config import ModelSpec, NightlyConfig
 from survey.run.nightly.plan import run_config
 from survey.run.runner import load_and_survey
+from survey.settings import THREADS
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,9 @@ def run_local(
 
 
 def _ray_task(spec: ModelSpec, config: NightlyConfig, shard: str | None, log_path: str | None) -> TaskOutcome:
-    """The body of one Ray task: a whole model, its progress lines printed in the worker."""
+    """The body of one Ray task: a whole model, its progress lines printed in the worker, on as
+    many threads as the task has CPUs."""
+    os.environ.setdefault(THREADS.name, str(max(1, int(config.ray["num_cpus"]))))
     log = EventLog(Path(log_path) if log_path else None)
     return _logged_model(spec, config, shard, lambda line: print(f"{spec.key}: {line}", flush=True), log)
 
@@ -155,7 +159,6 @@ def run_ray(
 ) -> list[TaskOutcome]:  # fmt: skip
     """One Ray task per model (``num_cpus``/``num_gpus`` from the config's [ray] table) on a local
     Ray (``address`` None) or an existing cluster; outcomes reported as tasks finish."""
-    import os
     import tempfile
 
     try:
