@@ -33,16 +33,25 @@ class LensAccumulator:
         self.agree = torch.zeros(n_layers, dtype=torch.float64)
         self.entropy = torch.zeros(n_layers, dtype=torch.float64)
         self.tokens = torch.zeros(n_layers, dtype=torch.long)
+        self._final: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    def _final_view(self, final_logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-probabilities, probabilities and top-1 of the final logits, kept while every layer
+        is fed the same tensor."""
+        if self._final is None or self._final[0] is not final_logits:
+            logp = torch.log_softmax(final_logits.float(), dim=-1)
+            self._final = (final_logits, logp, logp.exp(), final_logits.argmax(-1))
+        return self._final[1:]
 
     def update(self, layer: int, layer_logits: Tensor, final_logits: Tensor) -> None:
         """Add ``[token, vocab]`` logits of one layer and the model's own logits for the same tokens."""
         layer_logp = torch.log_softmax(layer_logits.float(), dim=-1)
-        final_logp = torch.log_softmax(final_logits.float(), dim=-1)
-        kl = (final_logp.exp() * (final_logp - layer_logp)).sum(-1)
+        final_logp, final_p, final_top = self._final_view(final_logits)
+        kl = (final_p * (final_logp - layer_logp)).sum(-1)
         entropy = -(layer_logp.exp() * layer_logp).sum(-1)
         self.kl[layer] += float(kl.clamp_min(0).sum())
         self.entropy[layer] += float(entropy.sum())
-        self.agree[layer] += float((layer_logits.argmax(-1) == final_logits.argmax(-1)).sum())
+        self.agree[layer] += float((layer_logits.argmax(-1) == final_top).sum())
         self.tokens[layer] += layer_logits.shape[0]
 
     def result(self) -> list[LensLayer]:

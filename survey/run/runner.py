@@ -23,8 +23,8 @@ from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, ModelSource, load, resolve
 from survey.progress import weighted_line
 from survey.provenance import provenance
-from survey.settings import thread_count
 from survey.run.report import summary_lines
+from survey.settings import thread_count
 from survey.units.base import RunConfig, Shared, UnitResult, compute_all, plan
 from survey.units.registry import unit_kinds
 

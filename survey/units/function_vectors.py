@@ -36,6 +36,7 @@ from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
+from survey.engine.replay import BlockOutputs, recorded, replayed_below
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
@@ -135,8 +136,10 @@ def patched_probabilities(
     """P(answer) on the prompt unpatched, and ``[variant, layer, head]`` with each head's
     last-token z replaced by its value in each of ``z_means`` (``[layer, head, d_head]`` each).
 
-    The prefix runs once into a KV cache; each pass then runs ``ROWS_PER_PASS`` patched copies of
-    the last token, after one unpatched copy, side by side at the last position (no cache copy)."""
+    The prefix runs once into a KV cache and the unpatched last token once after it, its blocks'
+    outputs recorded. The patches then run as copies of the last token side by side at the last
+    position, in passes of at most ``ROWS_PER_PASS`` copies ordered by layer: a pass's blocks
+    below its lowest patched layer are replayed from the unpatched run, not recomputed."""
     model, device = adapter.model, _device(adapter)
     window = getattr(model.config, "sliding_window", None)
     if window is not None and len(prompt.ids) > window:
@@ -151,12 +154,20 @@ def patched_probabilities(
         for layer in range(d.n_layers)
         for head in range(d.n_heads)
     ]
+    order = sorted(range(len(rows)), key=lambda r: rows[r][0])  # by layer, stable
+    passes = -(-len(rows) // ROWS_PER_PASS)
+    per_pass = -(-len(rows) // passes)
+    probabilities = torch.zeros(len(rows))
+    unpatched: BlockOutputs = {}
     with torch.inference_mode():
         prefix = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).cache
-        baseline, probabilities = 0.0, []
-        for first in range(0, len(rows), ROWS_PER_PASS):
-            chunk = rows[first : first + ROWS_PER_PASS]
-            copies = len(chunk) + 1
+        with recorded(adapter, unpatched):
+            out = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True)
+        baseline = float(out.logits[0, -1].float().softmax(-1)[prompt.target])
+        for first in range(0, len(order), per_pass):
+            chosen = order[first : first + per_pass]
+            chunk = [rows[r] for r in chosen]
+            copies = len(chunk)
             handles = [
                 adapter.attn_out_proj(layer).register_forward_pre_hook(
                     _replace_copies(chunk, layer, d.d_head), with_kwargs=True
@@ -164,20 +175,19 @@ def patched_probabilities(
                 for layer in sorted({layer for layer, _, _ in chunk})
             ]
             try:
-                out = model(
-                    input_ids=ids[:, -1:].expand(1, copies),
-                    attention_mask=copies_mask(prefix_length, copies, dtype).to(device),
-                    position_ids=torch.full((1, copies), prefix_length, device=device),
-                    cache=copy.deepcopy(prefix),
-                    use_cache=True,
-                )
+                with replayed_below(adapter, unpatched, chunk[0][0], lambda h, n=copies: h.repeat(1, n, 1)):
+                    out = model(
+                        input_ids=ids[:, -1:].expand(1, copies),
+                        attention_mask=copies_mask(prefix_length, copies, dtype).to(device),
+                        position_ids=torch.full((1, copies), prefix_length, device=device),
+                        cache=copy.deepcopy(prefix),
+                        use_cache=True,
+                    )
             finally:
                 for handle in handles:
                     handle.remove()
-            p = out.logits[0].float().softmax(-1)[:, prompt.target].cpu()  # [copy]
-            baseline = float(p[0])
-            probabilities.append(p[1:])
-    return baseline, torch.cat(probabilities).view(len(z_means), d.n_layers, d.n_heads)
+            probabilities[chosen] = out.logits[0].float().softmax(-1)[:, prompt.target].cpu()
+    return baseline, probabilities.view(len(z_means), d.n_layers, d.n_heads)
 
 
 @contextmanager

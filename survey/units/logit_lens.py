@@ -112,8 +112,10 @@ def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -
         with torch.inference_mode():
             for chunk in range(0, final.shape[0], CHUNK_TOKENS):
                 end = chunk + CHUNK_TOKENS
-                for layer in range(n_layers):
-                    totals.update(layer, lens_logits(loaded, resid[layer, chunk:end]), final[chunk:end])
+                final_chunk = final[chunk:end]  # one tensor for every layer: its softmax is taken once
+                for layer in range(n_layers - 1):
+                    totals.update(layer, lens_logits(loaded, resid[layer, chunk:end]), final_chunk)
+                totals.update(n_layers - 1, final_chunk, final_chunk)  # the last layer's lens is the model's
         meter.advance(min(size, tokens.shape[0] - start))
     return totals.result()
 

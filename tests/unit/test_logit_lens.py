@@ -17,7 +17,8 @@ from db.engine import open_database
 from survey.loading.loaders import LoadedModel
 from survey.run.runner import survey_model
 from survey.units.base import RunConfig
-from survey.units.logit_lens import LensConfig, plan_lens, run_lens
+from survey.engine.capture import CaptureSpec, capture
+from survey.units.logit_lens import LensConfig, lens_logits, plan_lens, run_lens
 from tests.support.tiny import VOCAB, loaded_in_memory, tiny_model
 from tests.unit.test_neurons import word_corpus
 
@@ -49,10 +50,18 @@ def test_the_statistics_match_their_definitions() -> None:
 def test_the_last_layer_agrees_with_the_output_everywhere(model_type: str, tmp_path: Path) -> None:
     loaded = loaded_tiny(model_type)
     config = LensConfig(corpus=str(word_corpus(tmp_path / "w.txt")), window=16, token_budget=320)
-    layers = run_lens(loaded, plan_lens(loaded, config), lambda _line: None)
+    plan = plan_lens(loaded, config)
+    layers = run_lens(loaded, plan, lambda _line: None)
     assert [entry.layer for entry in layers] == [0, 1]
     assert layers[-1].top1_agreement == 1.0 and layers[-1].kl_to_final < 1e-6
     assert layers[0].kl_to_final > 1e-5  # random weights: the first layer predicts otherwise
+    # the lens of the last layer's residual is the model's own output (run_lens reads it from there)
+    ids = loaded.bos.prepend(plan.windows.tokens[:2])
+    got = capture(loaded.adapter, ids, CaptureSpec.of("resid_post", layers=(1,)), keep_logits=True)
+    assert got.logits is not None
+    with torch.inference_mode():
+        lens = lens_logits(loaded, got["resid_post", 1].flatten(0, 1))
+    torch.testing.assert_close(lens, got.logits.flatten(0, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_an_early_layer_matches_hugging_face_hidden_states(tmp_path: Path) -> None:

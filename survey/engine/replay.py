@@ -1,0 +1,59 @@
+"""Replaying the blocks below a change: when no row of a pass changes anything below layer ``l``,
+blocks ``0..l-1`` return their outputs from a recorded unchanged pass instead of running (exact:
+they would see the same inputs). Hooks on a replayed block still run; its KV cache is not
+extended, which a pass over a copied cache never reads again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from survey.adapters import ArchitectureAdapter
+
+BlockOutputs = dict[int, Any]  # layer -> what the block returned: a tensor or a tuple led by one
+
+
+@contextmanager
+def recorded(adapter: ArchitectureAdapter, outputs: BlockOutputs) -> Iterator[None]:
+    """Within the block, every block's output is kept in ``outputs`` (the last pass's)."""
+
+    def keeper(layer: int) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            outputs[layer] = output
+
+        return hook
+
+    handles: list[RemovableHandle] = [
+        block.register_forward_hook(keeper(layer)) for layer, block in enumerate(adapter.blocks())
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _reshaped(output: Any, reshape: Callable[[Tensor], Tensor]) -> Any:
+    return (reshape(output[0]), *output[1:]) if isinstance(output, tuple) else reshape(output)
+
+
+@contextmanager
+def replayed_below(
+    adapter: ArchitectureAdapter, outputs: BlockOutputs, layer: int, reshape: Callable[[Tensor], Tensor]
+) -> Iterator[None]:
+    """Within the block, blocks ``0..layer-1`` return ``reshape`` of their recorded hidden states
+    (e.g. one row repeated for every row of the pass) without running."""
+    blocks = adapter.blocks()[:layer]
+    try:
+        for index, block in enumerate(blocks):
+            value = _reshaped(outputs[index], reshape)
+            block.forward = lambda *_args, _value=value, **_kwargs: _value  # type: ignore[method-assign]
+        yield
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)
