@@ -6,7 +6,7 @@ batch at that position. The model's weights are never changed; hooks are removed
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from torch.utils.hooks import RemovableHandle
 
 from survey.adapters import ArchitectureAdapter
 from survey.engine.capture import CaptureSpec, capture, first_input
+from survey.engine.replay import BlockOutputs, recorded, replayed_below, unchanged
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -99,6 +100,11 @@ def rows_replaced(adapter: ArchitectureAdapter, masks: Tensor, values: Tensor) -
             handle.remove()
 
 
+def first_layer(heads: Iterable[Head], n_layers: int) -> int:
+    """The lowest layer of ``heads`` (``n_layers`` when there are none): nothing below it changes."""
+    return min((layer for layer, _ in heads), default=n_layers)
+
+
 def condition_chunks(conditions: int, rows_each: int, positions: int, budget: int = 4096) -> list[range]:
     """Conditions in runs whose rows (``rows_each`` per condition) hold at most ``budget`` tokens
     (at least one condition a run)."""
@@ -111,6 +117,26 @@ def mean_ablated(
 ) -> AbstractContextManager[None]:
     """Within the block, ``heads`` output their mean z (``means [layer, pos, head, d_head]``)."""
     return heads_replaced(adapter, heads, means)
+
+
+def ablated_losses(
+    adapter: ArchitectureAdapter, tokens: Tensor, start: int, stop: int, means: Tensor,
+    conditions: list[list[Head]], advance: Callable[[], None] = lambda: None,
+) -> tuple[float, list[float]]:  # fmt: skip
+    """The next-token loss over ``[start, stop)`` (:func:`next_token_loss`) clean, and with each
+    condition's heads mean-ablated, a pass each over the whole batch; a condition's blocks below
+    its lowest layer are replayed from the clean pass."""
+    clean: BlockOutputs = {}
+    batch = tokens.shape[0]
+    with recorded(adapter, clean):
+        baseline = next_token_loss(adapter, tokens, start, stop, batch)
+    losses = []
+    for heads in conditions:
+        lowest = first_layer(heads, adapter.dims.n_layers)
+        with mean_ablated(adapter, heads, means), replayed_below(adapter, clean, lowest, unchanged):
+            losses.append(next_token_loss(adapter, tokens, start, stop, batch))
+        advance()
+    return baseline, losses
 
 
 def next_token_loss(

@@ -11,7 +11,7 @@ components, the norm's bias and the unembedding bias sum exactly to the clean lo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, condition_chunks, mean_ablated, rows_replaced
 from survey.engine.capture import CaptureSpec, capture, first_input
+from survey.engine.replay import BlockOutputs, recorded, repeated, replayed_below
 
 
 def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -173,17 +174,31 @@ def condition_logit_diffs(
     condition's heads (``masks [condition, layer, head]``) given ``values`` as their z: means
     ``[layer, pos, head, d_head]`` (mean-ablation, from :func:`survey.engine.ablation.head_means`),
     or each prompt's own z ``[layer, prompt, pos, head, d_head]`` (held at a run); then ``ablated``
-    mean-ablated with ``means`` on every row. Conditions run side by side, many to a pass."""
+    mean-ablated with ``means`` on every row. Conditions run side by side, many to a pass, in
+    order of their lowest layer; a pass's blocks below its lowest layer are replayed from a run
+    without the conditions."""
     n_prompts, positions = tokens.shape
+    n_layers = masks.shape[1]
     device = next(adapter.model.parameters()).device
-    out = []
+    firsts = [int(m.any(1).nonzero()[0]) if m.any() else n_layers for m in masks]
+    order = sorted(range(len(masks)), key=firsts.__getitem__, reverse=True)
+
+    def then() -> AbstractContextManager[None]:
+        return mean_ablated(adapter, ablated, means) if ablated and means is not None else nullcontext()
+
+    base: BlockOutputs = {}
+    with recorded(adapter, base), then(), torch.inference_mode():
+        adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
+    result = torch.zeros(len(masks), n_prompts)
     for chunk in condition_chunks(len(masks), n_prompts, positions):
-        rows = masks[chunk.start : chunk.stop].repeat_interleave(n_prompts, 0)
-        per_row = values.repeat(1, len(chunk), 1, 1, 1) if values.ndim == 5 else values
-        ids = tokens.repeat(len(chunk), 1).to(device)
-        then = mean_ablated(adapter, ablated, means) if ablated and means is not None else nullcontext()
-        with rows_replaced(adapter, rows, per_row), then, torch.inference_mode():
+        chosen = order[chunk.start : chunk.stop]
+        rows = masks[chosen].repeat_interleave(n_prompts, 0)
+        per_row = values.repeat(1, len(chosen), 1, 1, 1) if values.ndim == 5 else values
+        ids = tokens.repeat(len(chosen), 1).to(device)
+        lowest = min(firsts[c] for c in chosen)
+        replay = replayed_below(adapter, base, lowest, repeated(len(chosen), dim=0))
+        with rows_replaced(adapter, rows, per_row), then(), replay, torch.inference_mode():
             logits = adapter.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
-        ld = logit_diff(logits[:, -1].float().cpu(), io_ids.repeat(len(chunk)), s_ids.repeat(len(chunk)))
-        out.append(ld.view(len(chunk), n_prompts))
-    return torch.cat(out)
+        ld = logit_diff(logits[:, -1].float().cpu(), io_ids.repeat(len(chosen)), s_ids.repeat(len(chosen)))
+        result[chosen] = ld.view(len(chosen), n_prompts)
+    return result

@@ -38,6 +38,18 @@ def recorded(adapter: ArchitectureAdapter, outputs: BlockOutputs) -> Iterator[No
             handle.remove()
 
 
+def repeated(times: int, dim: int) -> Callable[[Tensor], Tensor]:
+    """A reshape for :func:`replayed_below`: the recorded hidden states repeated along ``dim``."""
+    sizes = [1, 1, 1]
+    sizes[dim] = times
+    return lambda hidden: hidden.repeat(*sizes)
+
+
+def unchanged(hidden: Tensor) -> Tensor:
+    """A reshape for :func:`replayed_below`: the pass has the recorded pass's rows."""
+    return hidden
+
+
 def _reshaped(output: Any, reshape: Callable[[Tensor], Tensor]) -> Any:
     return (reshape(output[0]), *output[1:]) if isinstance(output, tuple) else reshape(output)
 

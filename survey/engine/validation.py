@@ -20,7 +20,7 @@ from torch import Tensor
 from classifiers.probes import ProbeSet
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
-from survey.engine.ablation import Head, head_means, mean_ablated, next_token_loss
+from survey.engine.ablation import Head, ablated_losses, head_means, next_token_loss
 from survey.progress import Meter
 
 
@@ -104,26 +104,21 @@ def validate_induction(
     started = time.perf_counter()
     start, stop = repeat_span(probe)
     tokens = probe.tokens
-
-    def loss_with(heads: list[Head]) -> float:
-        with mean_ablated(adapter, heads, means):
-            loss = next_token_loss(adapter, tokens, start, stop)
-        meter.advance()
-        return loss
-
     top = top_labelled(scores, labels, config.max_k)
     labelled = labelled_heads(labels)
-    baseline = next_token_loss(adapter, tokens, start, stop)
-    check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
     if not top:
+        baseline = next_token_loss(adapter, tokens, start, stop, tokens.shape[0])
+        check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
         return check.result([], [], [], {}, 1, started, {})
     means = head_means(adapter, tokens)
-    meter = Meter(progress, "induction: validation", 1 + len(top) + config.draws, "ablations")
-    effect_top = loss_with(top) - baseline
-    per_head = {head: loss_with([head]) - baseline for head in top}
     draws = random_head_sets(
         adapter.dims.n_layers, adapter.dims.n_heads, labelled, len(top), config.draws, config.seed
     )
-    effect_random = [loss_with(heads) - baseline for heads in draws]
-    passes = 3 + len(per_head) + len(draws)
-    return check.result(top, [effect_top, *effect_random], draws, per_head, passes, started, {})
+    conditions = [top, *([head] for head in top), *draws]
+    meter = Meter(progress, "induction: validation", len(conditions), "ablations")
+    baseline, losses = ablated_losses(adapter, tokens, start, stop, means, conditions, meter.advance)
+    check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
+    effects = [loss - baseline for loss in losses]
+    per_head = dict(zip(top, effects[1 : 1 + len(top)], strict=True))
+    passes = 2 + len(conditions)
+    return check.result(top, [effects[0], *effects[1 + len(top) :]], draws, per_head, passes, started, {})

@@ -22,9 +22,17 @@ from classifiers.backup import NULL_DRAWS, BackupConfig, BackupInduction, Backup
 from classifiers.probes import ProbeSet, ProbeSpec
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
-from survey.engine.ablation import Head, head_means, heads_replaced, mean_ablated, next_token_loss
+from survey.engine.ablation import (
+    Head,
+    first_layer,
+    head_means,
+    heads_replaced,
+    mean_ablated,
+    next_token_loss,
+)
 from survey.engine.capture import Capture, CaptureSpec, capture
 from survey.engine.readouts import FinalNormView
+from survey.engine.replay import BlockOutputs, recorded, replayed_below, unchanged
 from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
@@ -125,7 +133,8 @@ def _validate(
     tokens = probe.tokens
     batch = tokens.shape[0]  # held z is per prompt, so every pass takes the whole probe
     baseline = next_token_loss(adapter, tokens, start, stop, batch)
-    with mean_ablated(adapter, m.ablated, means):
+    ablated_run: BlockOutputs = {}  # the holds below change nothing under their lowest layer
+    with mean_ablated(adapter, m.ablated, means), recorded(adapter, ablated_run):
         ablated_loss = next_token_loss(adapter, tokens, start, stop, batch)
     compensation = m.dla_ablated - m.dla
     details: dict[str, object] = {
@@ -143,7 +152,8 @@ def _validate(
     held = []
     meter = Meter(progress, "backup induction: validation", 1 + len(draws), "holds")
     for hold in [backups, *draws]:
-        with mean_ablated(adapter, m.ablated, means), heads_replaced(adapter, hold, clean_z):
+        replay = replayed_below(adapter, ablated_run, first_layer(hold, d.n_layers), unchanged)
+        with mean_ablated(adapter, m.ablated, means), heads_replaced(adapter, hold, clean_z), replay:
             held.append(next_token_loss(adapter, tokens, start, stop, batch))
         meter.advance()
     details["loss_backups_held"] = held[0]

@@ -36,7 +36,7 @@ from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.replay import BlockOutputs, recorded, replayed_below
+from survey.engine.replay import BlockOutputs, recorded, repeated, replayed_below
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
@@ -175,7 +175,7 @@ def patched_probabilities(
                 for layer in sorted({layer for layer, _, _ in chunk})
             ]
             try:
-                with replayed_below(adapter, unpatched, chunk[0][0], lambda h, n=copies: h.repeat(1, n, 1)):
+                with replayed_below(adapter, unpatched, chunk[0][0], repeated(copies, dim=1)):
                     out = model(
                         input_ids=ids[:, -1:].expand(1, copies),
                         attention_mask=copies_mask(prefix_length, copies, dtype).to(device),
