@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.replay import BlockOutputs, recorded, repeated, replayed_below
+from survey.engine.replay import BlockOutputs, recorded, repeated, replayed_below, unchanged
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
@@ -214,13 +214,16 @@ def added_at_last(
 
 
 def zero_shot_accuracy(
-    adapter: ArchitectureAdapter, prompts: list[ICLPrompt], layer: int, vector: Tensor | None
-) -> float:
+    adapter: ArchitectureAdapter, prompts: list[ICLPrompt], layer: int, vector: Tensor | None,
+    plain: BlockOutputs | None = None,
+) -> float:  # fmt: skip
     """Top-1 accuracy on zero-shot prompts (right-padded in one batch: causal attention never
-    reads the padding), with ``vector`` added after ``layer`` at the last token."""
+    reads the padding), with ``vector`` added after ``layer`` at the last token. With ``plain``
+    (the blocks' outputs on these prompts with nothing added), blocks up to ``layer`` are replayed."""
     ids, last = right_padded(prompts, _device(adapter))
     kept = torch.unique(last)  # the unembedding runs at these positions only
-    with torch.inference_mode(), added_at_last(adapter, layer, vector, last):
+    replay = nullcontext() if plain is None else replayed_below(adapter, plain, layer + 1, unchanged)
+    with torch.inference_mode(), replay, added_at_last(adapter, layer, vector, last):
         logits = adapter.model(input_ids=ids, use_cache=False, logits_to_keep=kept.to(ids.device)).logits
     at = torch.searchsorted(kept, last)
     predicted = logits[torch.arange(len(prompts)), at.to(logits.device)].argmax(-1).cpu()
@@ -294,7 +297,11 @@ def _validate(
     top = top_labelled(scored.scores, labels, config.top_k)
     d = adapter.dims
     layer = vector_layer(d.n_layers)
-    before = [zero_shot_accuracy(adapter, task.zero_shot, layer, None) for task in tasks]
+    plain: list[BlockOutputs] = [{} for _ in tasks]
+    before = []
+    for task, run in zip(tasks, plain, strict=True):
+        with recorded(adapter, run):
+            before.append(zero_shot_accuracy(adapter, task.zero_shot, layer, None))
     baseline = sum(before) / len(tasks) if tasks else 0.0
     check = Check("function_vector_zero_shot", "zero_shot_accuracy", baseline, ablation)
     details: dict[str, object] = {"layer_added": layer, "excluded": measures.excluded}
@@ -309,10 +316,9 @@ def _validate(
     def accuracies(heads: list[Head]) -> list[float]:
         """Per counted task, the zero-shot accuracy with these heads' summed mean contribution added."""
         found = []
-        for task, c in zip(tasks, contributions, strict=True):
-            found.append(
-                zero_shot_accuracy(adapter, task.zero_shot, layer, torch.stack([c[h] for h in heads]).sum(0))
-            )
+        for task, c, run in zip(tasks, contributions, plain, strict=True):
+            vector = torch.stack([c[h] for h in heads]).sum(0)
+            found.append(zero_shot_accuracy(adapter, task.zero_shot, layer, vector, run))
             meter.advance()
         return found
 
