@@ -20,6 +20,7 @@ from survey.adapters.base import Projection, in_out_weight
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, StopForward, capture, first_input
 from survey.engine.readouts import keep_input_at, pre_hooks
+from survey.engine.replay import BlockOutputs, interleaved, recorded, replayed_below
 
 
 def _projection_columns(projection: Projection, width: int) -> Tensor:
@@ -146,15 +147,23 @@ def _path_patched(
         corrupt_out[("head_out", layer)][:, end, head] - clean_out[("head_out", layer)][:, end, head]
         for layer, head in senders
     ]).to(device)  # fmt: skip  # [sender, prompt, d_model], beside the weights
+    clean_end: BlockOutputs = {}  # every block's output at END, clean: replayed below the receivers
     with torch.inference_mode():
         prefix = model(input_ids=clean[:, :end].to(device), use_cache=True, logits_to_keep=1).cache
+        with recorded(adapter, clean_end):
+            model(
+                input_ids=clean[:, end:].to(device),
+                cache=copy.deepcopy(prefix),
+                use_cache=True,
+                logits_to_keep=1,
+            )
     n_prompts = clean.shape[0]
     per_pass = max(1, rows_per_pass // n_prompts)
     result = []
     for first in range(0, len(senders), per_pass):
         chunk, chunk_deltas = senders[first : first + per_pass], deltas[first : first + per_pass]
         result.append(_patched_chunk(
-            adapter, clean[:, end:], prefix, layers, kept, chunk_deltas, chunk, io, readout
+            adapter, clean[:, end:], prefix, clean_end, layers, kept, chunk_deltas, chunk, io, readout
         ))  # fmt: skip
     return torch.cat(result)  # [sender, prompt, receiver] or [sender, prompt]
 
@@ -167,10 +176,12 @@ def _keep_output_at(kept: dict[str, Tensor], name: str, position: int) -> Any:
 
 
 def _patched_chunk(
-    adapter: ArchitectureAdapter, end_tokens: Tensor, prefix: Any, layers: list[_ReceiverLayer],
-    kept: dict[str, Tensor], deltas: Tensor, senders: list[Head], io: int, readout: LogitDiffReadout | None,
+    adapter: ArchitectureAdapter, end_tokens: Tensor, prefix: Any, clean_end: BlockOutputs,
+    layers: list[_ReceiverLayer], kept: dict[str, Tensor], deltas: Tensor, senders: list[Head], io: int,
+    readout: LogitDiffReadout | None,
 ) -> Tensor:  # fmt: skip
-    """One END-token pass for a chunk of senders; rows are prompt-major (prompt, sender)."""
+    """One END-token pass for a chunk of senders; rows are prompt-major (prompt, sender). The
+    blocks below the lowest receiver layer, which no patch reaches, are replayed from the clean run."""
     n_senders, n_prompts = deltas.shape[0], deltas.shape[1]
     sender_layers = torch.tensor([layer for layer, _ in senders])
     handles = []
@@ -204,11 +215,12 @@ def _patched_chunk(
         cache.batch_repeat_interleave(n_senders)
         device = next(adapter.model.parameters()).device
         try:
-            out = adapter.model(
-                input_ids=end_tokens.repeat_interleave(n_senders, 0).to(device),
-                cache=cache,
-                use_cache=True,
-            )
+            with replayed_below(adapter, clean_end, layers[0].layer, interleaved(n_senders)):
+                out = adapter.model(
+                    input_ids=end_tokens.repeat_interleave(n_senders, 0).to(device),
+                    cache=cache,
+                    use_cache=True,
+                )
         except StopForward:
             pass
         finally:

@@ -45,6 +45,11 @@ def repeated(times: int, dim: int) -> Callable[[Tensor], Tensor]:
     return lambda hidden: hidden.repeat(*sizes)
 
 
+def interleaved(times: int) -> Callable[[Tensor], Tensor]:
+    """A reshape for :func:`replayed_below`: each recorded row repeated ``times`` in place."""
+    return lambda hidden: hidden.repeat_interleave(times, 0)
+
+
 def unchanged(hidden: Tensor) -> Tensor:
     """A reshape for :func:`replayed_below`: the pass has the recorded pass's rows."""
     return hidden
