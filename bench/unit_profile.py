@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
 
 import torch
 
@@ -29,19 +28,6 @@ from survey.units.base import RunConfig, Shared, compute_all, plan
 from survey.units.registry import unit_kinds
 
 BARE_SHAPE = (8, 128)
-
-
-class PassCounter:
-    """Forward passes through the first decoder layer, and their tokens."""
-
-    def __init__(self) -> None:
-        self.passes = 0
-        self.tokens = 0
-
-    def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        self.passes += 1
-        self.tokens += int(hidden.shape[0]) * int(hidden.shape[1])
 
 
 def bare_seconds_per_token(loaded: LoadedModel) -> float:
@@ -71,26 +57,18 @@ def main() -> None:
     shared.pending = plan(
         loaded, unit_kinds(parse_selection(None), config), shared, on_skip=lambda n, r: None
     )
-    counter = PassCounter()
-    hook = loaded.adapter.blocks()[0].register_forward_pre_hook(counter, with_kwargs=True)
     print(f"{'unit':<28} {'s':>8} {'passes':>8} {'tokens':>11} {'bare s':>8} {'ratio':>7}")
-    total = 0.0
-    try:
-        before = (0, 0)
-        for result in compute_all(loaded, shared.pending, shared, progress=lambda line: None):
-            passes, tokens = counter.passes - before[0], counter.tokens - before[1]
-            before = (counter.passes, counter.tokens)
-            bare = tokens * per_token
-            ratio = f"{result.seconds / bare:7.1f}" if bare else "      —"
-            total += result.seconds
-            name = result.planned.unit.name
-            print(
-                f"{name:<28} {result.seconds:8.1f} {passes:8,} {tokens:11,} {bare:8.1f} {ratio}", flush=True
-            )
-    finally:
-        hook.remove()
-    bare_all = counter.tokens * per_token
-    print(f"{'all units':<28} {total:8.1f} {counter.passes:8,} {counter.tokens:11,} {bare_all:8.1f}")
+    total, passes, tokens = 0.0, 0, 0
+    for result in compute_all(loaded, shared.pending, shared, progress=lambda line: None):
+        bare = result.tokens * per_token
+        ratio = f"{result.seconds / bare:7.1f}" if bare else "      —"
+        total, passes, tokens = total + result.seconds, passes + result.passes, tokens + result.tokens
+        name = result.planned.unit.name
+        print(
+            f"{name:<28} {result.seconds:8.1f} {result.passes:8,} {result.tokens:11,} {bare:8.1f} {ratio}",
+            flush=True,
+        )
+    print(f"{'all units':<28} {total:8.1f} {passes:8,} {tokens:11,} {tokens * per_token:8.1f}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,8 @@ def survey_model(
         for result in compute_all(loaded, shared.pending, shared, progress=lambda line: echo(f"  {line}")):
             write_unit(engine, ids, result, replace=force)
             written += 1
-            echo("  " + result.planned.unit.describe(result))
+            work = f"{result.passes:,} passes, {result.tokens:,} tokens"
+            echo(f"  {result.planned.unit.describe(result)} ({work})")
             elapsed = time.perf_counter() - started
             echo(
                 weighted_line(

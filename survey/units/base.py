@@ -125,11 +125,27 @@ class PlannedUnit:
 
 @dataclass(frozen=True)
 class UnitResult:
-    """A computed unit and how long it took."""
+    """A computed unit, how long it took, and the forward passes it ran and their tokens (batch ×
+    positions entering the model; blocks replayed from a recorded run cost less than their tokens)."""
 
     planned: PlannedUnit
     result: Any
     seconds: float
+    passes: int = 0
+    tokens: int = 0
+
+
+class PassCounter:
+    """Counts forward passes through the first decoder layer, and their tokens."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.tokens = 0
+
+    def __call__(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        self.passes += 1
+        self.tokens += int(hidden.shape[0]) * int(hidden.shape[1])
 
 
 class Shared:
@@ -170,6 +186,11 @@ def compute_all(
 ) -> Iterator[UnitResult]:
     """Compute each planned unit in turn, yielding each result as soon as it is ready."""
     for unit in planned:
+        counter = PassCounter()
+        hook = loaded.adapter.blocks()[0].register_forward_pre_hook(counter, with_kwargs=True)
         started = time.perf_counter()
-        result = unit.unit.compute(loaded, unit, shared, progress)
-        yield UnitResult(unit, result, time.perf_counter() - started)
+        try:
+            result = unit.unit.compute(loaded, unit, shared, progress)
+        finally:
+            hook.remove()
+        yield UnitResult(unit, result, time.perf_counter() - started, counter.passes, counter.tokens)

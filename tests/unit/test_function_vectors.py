@@ -77,7 +77,9 @@ def test_the_planted_head_carries_the_task_and_its_vector_teaches_zero_shot_prom
         and validation.details["layer_added"] == 0
     )
     assert validation.effect_top == 1.0 and max(validation.effect_random) == 0.0 and validation.supported
-    assert validation.details["per_task"]["toy"]["after"] == 1.0 and any("toy (1/1)" in line for line in lines)
+    assert validation.details["per_task"]["toy"]["after"] == 1.0 and any(
+        "toy (1/1)" in line for line in lines
+    )
 
 
 def test_a_task_below_half_clean_accuracy_is_left_out_with_its_reason() -> None:

@@ -14,10 +14,10 @@ from classifiers import parse_selection
 from classifiers.logit_lens import LensAccumulator
 from classifiers.neuron_stats import NeuronConfig
 from db.engine import open_database
+from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel
 from survey.run.runner import survey_model
 from survey.units.base import RunConfig
-from survey.engine.capture import CaptureSpec, capture
 from survey.units.logit_lens import LensConfig, lens_logits, plan_lens, run_lens
 from tests.support.tiny import VOCAB, loaded_in_memory, tiny_model
 from tests.unit.test_neurons import word_corpus

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def test_nightly_runs_skips_retries_and_isolates_a_failing_model(
     events = [record["event"] for record in records]
     assert events[0] == "nightly_start" and events[-1] == "nightly_end" and events.count("attempt_end") == 5
     lines = [r["line"] for r in records if r["event"] == "progress" and r["model"] == str(models[0])]
-    assert any(line.startswith("induction v3:") for line in lines)  # the printed lines, logged
+    induction = [line for line in lines if line.startswith("induction v3:")]  # the printed lines, logged
+    assert len(induction) == 1 and re.search(r"\(([1-9][\d,]*) passes, ([1-9][\d,]*) tokens\)$", induction[0])
     assert any("] 100% 2/2 units, " in line for line in lines)  # the model's bar, at its end
 
     before = results(url)
