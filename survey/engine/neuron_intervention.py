@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
 from survey.engine.capture import ensure_eager, first_input
+from survey.engine.replay import BlockOutputs, interleaved, recorded, replayed_below
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ def logit_rises(
     adapter: ArchitectureAdapter, ids: Tensor, nudges: list[NeuronNudge], rows_per_pass: int = 128
 ) -> Tensor:
     """``[nudge, vocab]``: the mean over the windows ``ids [window, pos]`` of each nudge's change
-    to the last position's logits."""
+    to the last position's logits. The blocks below a pass's lowest nudged layer are replayed
+    from the unnudged run (nudges in layer order make that most of them)."""
     model = adapter.model
     ensure_eager(model)
     device = next(model.parameters()).device
@@ -72,13 +74,19 @@ def logit_rises(
     per_pass = max(1, rows_per_pass // windows)
     with torch.inference_mode():
         prefix = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).cache
-        baseline = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True).logits[:, -1]
+        unnudged: BlockOutputs = {}
+        with recorded(adapter, unnudged):
+            baseline = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True).logits[:, -1]
         rises = []
         for first in range(0, len(nudges), per_pass):
             chunk = nudges[first : first + per_pass]
             cache = copy.deepcopy(prefix)
             cache.batch_repeat_interleave(len(chunk))
-            with _nudged(adapter, chunk, windows):
+            lowest = min(nudge.layer for nudge in chunk)
+            with (
+                _nudged(adapter, chunk, windows),
+                replayed_below(adapter, unnudged, lowest, interleaved(len(chunk))),
+            ):
                 logits = model(
                     input_ids=ids[:, -1:].repeat_interleave(len(chunk), 0), cache=cache, use_cache=True
                 ).logits[:, -1]
