@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from classifiers.attention import Induction
+from classifiers.attention import AttendedCopy, Induction
 from classifiers.backup import NULL_DRAWS, BackupConfig, BackupInduction, BackupMeasures
 from classifiers.probes import ProbeSet, ProbeSpec
 from classifiers.validation import AblationConfig, AblationResult
@@ -36,8 +37,8 @@ from survey.engine.replay import BlockOutputs, recorded, replayed_below, unchang
 from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
-from survey.units.base import Progress
-from survey.units.heads import MeasuredUnit, ProbeReader, attended_copy
+from survey.units.base import PlannedUnit, Progress, Shared
+from survey.units.heads import HeadResult, ProbeReader, attended_copy, shared_patterns
 
 
 def direct_effects(
@@ -64,21 +65,38 @@ def direct_effects(
     return torch.stack(rows, 1)
 
 
+@dataclass(frozen=True)
+class InductionReads:
+    """What the induction unit reads on the probe, reused: the patterns on the probe and on its
+    null, and the attended token's OV copy scores."""
+
+    patterns: Tensor
+    null_patterns: Tensor
+    copy: AttendedCopy
+
+    @classmethod
+    def of(cls, adapter: ArchitectureAdapter, probe: ProbeSet, null_probe: ProbeSet) -> InductionReads:
+        """Read afresh."""
+        patterns, null = (capture(adapter, p.tokens, CaptureSpec.of("pattern")) for p in (probe, null_probe))
+        return cls(patterns.stacked("pattern"), null.stacked("pattern"), attended_copy(adapter, probe))
+
+
 def measure_backups(
     adapter: ArchitectureAdapter, probe: ProbeSet, null_probe: ProbeSet, config: BackupConfig,
-    ablation: AblationConfig, progress: Callable[[str], None],
+    ablation: AblationConfig, progress: Callable[[str], None], reads: InductionReads | None = None,
 ) -> tuple[BackupMeasures, AblationResult]:  # fmt: skip
     """Ablate the labelled induction heads (``null_probe`` is the induction null's probe) and
-    measure every head again, then with random heads ablated for the null; then validate."""
+    measure every head again, then with random heads ablated for the null; then validate.
+    ``reads``: the induction unit's reads of the same probes (else read here)."""
     started = time.perf_counter()
     tokens, span = probe.tokens, repeat_span(probe)
-    induction, copy = Induction(), attended_copy(adapter, probe)
-    spec = CaptureSpec.of("pattern", "z", "resid_post")
-    clean = capture(adapter, tokens, spec)
+    induction = Induction()
+    reads = reads or InductionReads.of(adapter, probe, null_probe)
+    clean = capture(adapter, tokens, CaptureSpec.of("z", "resid_post"))
     resid = clean[("resid_post", adapter.dims.n_layers - 1)][:, span[0] : span[1]].float()
     sigma = FinalNormView.of(adapter).sigma(resid)
-    null_patterns = capture(adapter, null_probe.tokens, CaptureSpec.of("pattern")).stacked("pattern")
-    clean_induction = induction.score(clean.stacked("pattern"), probe, null_patterns, copy)
+    null_patterns = reads.null_patterns
+    clean_induction = induction.score(reads.patterns, probe, null_patterns, reads.copy)
     induction_labels = clean_induction.labels(induction.threshold)
     limit = induction_labels.numel() if config.max_k is None else config.max_k
     ablated = top_labelled(clean_induction.scores, induction_labels, limit)
@@ -91,7 +109,7 @@ def measure_backups(
         return direct_effects(adapter, after, tokens, span, sigma), after
 
     dla = direct_effects(adapter, clean, tokens, span, sigma)
-    dla_ablated, after = dla_with(ablated, spec)
+    dla_ablated, after = dla_with(ablated, CaptureSpec.of("pattern", "z"))
     d = adapter.dims
     draws = random_head_sets(
         d.n_layers, d.n_heads, labelled_heads(induction_labels), len(ablated), NULL_DRAWS, ablation.seed + 1
@@ -103,7 +121,7 @@ def measure_backups(
         meter.advance()
     measures = BackupMeasures(
         ablated, dla, dla_ablated, clean_induction.scores,
-        induction.score(after.stacked("pattern"), probe, null_patterns, copy).scores,
+        induction.score(after.stacked("pattern"), probe, null_patterns, reads.copy).scores,
         torch.cat(null) if null else torch.zeros_like(dla),
     )  # fmt: skip
     scored = BackupInduction(config).score(measures)
@@ -161,7 +179,7 @@ def _validate(
     return check.result(backups, effects, draws, {}, 3 + len(draws), started, details)
 
 
-class BackupInductionUnit(ProbeReader, MeasuredUnit):
+class BackupInductionUnit(ProbeReader):
     """Backup induction heads: every head re-measured with the labelled induction heads ablated."""
 
     cost = 7
@@ -171,12 +189,28 @@ class BackupInductionUnit(ProbeReader, MeasuredUnit):
     def dataset_spec(self) -> ProbeSpec:
         return self.classifier.config.dataset
 
-    def measure(
-        self, loaded: LoadedModel, dataset: ProbeSet, progress: Progress
-    ) -> tuple[BackupMeasures, AblationResult]:
-        null_spec = dataset.spec.null()
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+    ) -> HeadResult:
+        """Measured on the induction probe, reusing what the induction unit read on it."""
+        probe = planned.dataset
+        assert isinstance(probe, ProbeSet)
+        null_spec = probe.spec.null()
         assert null_spec is not None, "backup induction reads a repeated probe"
-        return measure_backups(
-            loaded.adapter, dataset, self.make_dataset(loaded, null_spec), self.classifier.config,
-            self.run_config.ablation, progress,
+        null_probe: ProbeSet = shared.get(
+            ("dataset", null_spec), lambda: self.make_dataset(loaded, null_spec)
+        )
+        reads = InductionReads(
+            shared_patterns(loaded, probe, shared), shared_patterns(loaded, null_probe, shared),
+            shared.get(("attended_copy", probe.hash), lambda: attended_copy(loaded.adapter, probe)),
         )  # fmt: skip
+        measures, validation = measure_backups(
+            loaded.adapter,
+            probe,
+            null_probe,
+            self.classifier.config,
+            self.run_config.ablation,
+            progress,
+            reads,
+        )
+        return HeadResult(self.classifier.score(measures), validation)
