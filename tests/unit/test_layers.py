@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, ...]] = [
-    ("survey.errors", "survey.settings", "survey.provenance"),
+    ("survey.errors", "survey.settings", "survey.provenance", "survey.progress"),
     ("classifiers",),
     ("db",),
     ("survey.catalog", "survey.corpus"),
