@@ -9,6 +9,7 @@ OLMo-2); for the logit difference, the layer's other heads are held at their cle
 from __future__ import annotations
 
 import copy
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from survey.adapters import ArchitectureAdapter
 from survey.adapters.base import Projection, in_out_weight
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, StopForward, capture, first_input
-from survey.engine.readouts import keep_input_at, pre_hooks
+from survey.engine.readouts import keep_input_at, logit_diff_at, pre_hooks, stopped_at_unembedding
 from survey.engine.replay import BlockOutputs, interleaved, recorded, replayed_below
 
 
@@ -214,26 +215,27 @@ def _patched_chunk(
         cache = copy.deepcopy(prefix)
         cache.batch_repeat_interleave(n_senders)
         device = next(adapter.model.parameters()).device
+        reading: AbstractContextManager[dict[str, Tensor]] = (
+            nullcontext({}) if readout is None else stopped_at_unembedding(adapter)
+        )
         try:
-            with replayed_below(adapter, clean_end, layers[0].layer, interleaved(n_senders)):
-                out = adapter.model(
+            with replayed_below(adapter, clean_end, layers[0].layer, interleaved(n_senders)), reading as head:
+                adapter.model(
                     input_ids=end_tokens.repeat_interleave(n_senders, 0).to(device),
                     cache=cache,
                     use_cache=True,
                 )
-        except StopForward:
+        except StopForward:  # the attention read-out has read the last receiver layer
             pass
         finally:
             for handle in handles:
                 handle.remove()
     if readout is not None:
-        logits = out.logits[:, -1].float().cpu()
         io_ids, s_ids = (
             readout.io_ids.repeat_interleave(n_senders),
             readout.s_ids.repeat_interleave(n_senders),
         )
-        ld = logits.gather(1, io_ids[:, None])[:, 0] - logits.gather(1, s_ids[:, None])[:, 0]
-        return ld.view(n_prompts, n_senders).T
+        return logit_diff_at(adapter, head["input"], io_ids, s_ids).view(n_prompts, n_senders).T
     attention = torch.cat([seen[r.layer] for r in layers], dim=1)  # [row, receiver]
     return attention.view(n_prompts, n_senders, -1).transpose(0, 1)
 

@@ -19,9 +19,47 @@ import torch
 from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
+from survey.adapters.base import in_out_weight
 from survey.engine.ablation import Head, condition_chunks, mean_ablated, rows_replaced
-from survey.engine.capture import CaptureSpec, capture, first_input
+from survey.engine.capture import CaptureSpec, StopForward, capture, first_input
 from survey.engine.replay import BlockOutputs, recorded, repeated, replayed_below
+
+
+def soft_capped(adapter: ArchitectureAdapter, logits: Tensor) -> Tensor:
+    """Logits through the family's final soft-capping (Gemma 2), as the model's head applies it."""
+    cap = getattr(adapter.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+@contextmanager
+def stopped_at_unembedding(adapter: ArchitectureAdapter) -> Iterator[dict[str, Tensor]]:
+    """Within the block, a forward pass stops where the unembedding would run and keeps its input
+    at the last position as ``kept["input"]`` ``[row, d]``: a read-out of a few logits never
+    computes the vocabulary's (:func:`logit_diff_at`)."""
+    kept: dict[str, Tensor] = {}
+
+    def stop(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        kept["input"] = first_input(args, kwargs)[:, -1]
+        raise StopForward
+
+    head = adapter.model.get_submodule(adapter.unembed_path)
+    handle = head.register_forward_pre_hook(stop, with_kwargs=True)
+    try:
+        yield kept
+    except StopForward:
+        pass
+    finally:
+        handle.remove()
+
+
+def logit_diff_at(adapter: ArchitectureAdapter, head_input: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
+    """``[row]`` logit(IO) - logit(S) from the unembedding's input ``[row, d]``: two of its columns."""
+    weight, bias = in_out_weight(adapter.model.get_submodule(adapter.unembed_path))  # [d, vocab]
+    ids = torch.stack([io_ids, s_ids], 1).to(weight.device)  # [row, 2]
+    columns = weight.T[ids].float()  # [row, 2, d]
+    logits = torch.einsum("rd,rkd->rk", head_input.float(), columns) + bias[ids].float()
+    logits = soft_capped(adapter, logits)
+    return (logits[:, 0] - logits[:, 1]).cpu()
 
 
 def logit_diff(logits: Tensor, io_ids: Tensor, s_ids: Tensor) -> Tensor:
@@ -197,8 +235,9 @@ def condition_logit_diffs(
         ids = tokens.repeat(len(chosen), 1).to(device)
         lowest = min(firsts[c] for c in chosen)
         replay = replayed_below(adapter, base, lowest, repeated(len(chosen), dim=0))
-        with rows_replaced(adapter, rows, per_row), then(), replay, torch.inference_mode():
-            logits = adapter.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
-        ld = logit_diff(logits[:, -1].float().cpu(), io_ids.repeat(len(chosen)), s_ids.repeat(len(chosen)))
+        reading = stopped_at_unembedding(adapter)
+        with rows_replaced(adapter, rows, per_row), then(), replay, torch.inference_mode(), reading as head:
+            adapter.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+        ld = logit_diff_at(adapter, head["input"], io_ids.repeat(len(chosen)), s_ids.repeat(len(chosen)))
         result[chosen] = ld.view(len(chosen), n_prompts)
     return result

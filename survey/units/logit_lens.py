@@ -24,6 +24,7 @@ from classifiers.neuron_stats import NeuronConfig
 from db.store import RunIds, UnitRow, write_lens_unit
 from survey.corpus.sources import resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
+from survey.engine.readouts import soft_capped
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
@@ -84,9 +85,7 @@ def lens_logits(loaded: LoadedModel, resid: Tensor) -> Tensor:
     """``[token, vocab]`` logits of residual vectors ``[token, d_model]``, as the model's head makes them."""
     adapter = loaded.adapter
     unembed = adapter.model.get_submodule(adapter.unembed_path)
-    logits = unembed(adapter.final_norm()(resid)).float()
-    cap = getattr(adapter.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
+    return soft_capped(adapter, unembed(adapter.final_norm()(resid)).float())
 
 
 def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -> list[LensLayer]:
