@@ -71,6 +71,7 @@ def survey_scores(loaded: Any, probe: Any, null_probe: Any) -> dict[str, Any]:
 
 def transformer_lens_scores(loaded: Any, probe: Any) -> dict[str, Any]:
     """TransformerLens's ``detect_head`` scores of the three classes on the probe's sequences."""
+    import torch
     from transformer_lens.head_detector import detect_head
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -78,7 +79,12 @@ def transformer_lens_scores(loaded: Any, probe: Any) -> dict[str, Any]:
         "HuggingFaceTB/SmolLM2-135M", hf_model=loaded.model, tokenizer=loaded.tokenizer, device="cpu"
     )
     rows = {f"sequence {i}": probe.tokens[i : i + 1] for i in range(probe.tokens.shape[0])}
-    bridge.to_tokens = lambda text, **_kwargs: rows[text]  # the probe's exact token ids
+
+    def to_tokens(text: str | list[str], **_kwargs: Any) -> Any:
+        """The probe's exact token ids for a sequence's name (or a list of names)."""
+        return rows[text] if isinstance(text, str) else torch.cat([rows[t] for t in text])
+
+    bridge.to_tokens = to_tokens
     return {ours: detect_head(bridge, list(rows), name) for ours, name in TL_NAMES.items()}
 
 
