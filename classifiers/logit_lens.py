@@ -36,25 +36,19 @@ class LensAccumulator:
         self._final: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     def _final_view(self, final_logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The final distribution ``p``, its ``sum p log p`` and its top-1, kept while every layer
+        """Log-probabilities, probabilities and top-1 of the final logits, kept while every layer
         is fed the same tensor."""
         if self._final is None or self._final[0] is not final_logits:
             logp = torch.log_softmax(final_logits.float(), dim=-1)
-            p = logp.exp()
-            self._final = (final_logits, p, _dot(p, logp), final_logits.argmax(-1))
+            self._final = (final_logits, logp, logp.exp(), final_logits.argmax(-1))
         return self._final[1:]
 
     def update(self, layer: int, layer_logits: Tensor, final_logits: Tensor) -> None:
-        """Add ``[token, vocab]`` logits of one layer and the model's own logits for the same tokens.
-
-        With ``z`` the layer's logits and ``lse`` their log-sum-exp, ``log q = z - lse``, so
-        ``KL(p || q) = sum p log p - p·z + lse`` and ``H(q) = lse - q·z``: one pass of exp over the
-        vocabulary per layer and no log-probabilities kept."""
-        z = layer_logits.float()
-        lse = torch.logsumexp(z, dim=-1)
-        final_p, final_plogp, final_top = self._final_view(final_logits)
-        kl = final_plogp - _dot(final_p, z) + lse
-        entropy = lse - _dot((z - lse[:, None]).exp_(), z)
+        """Add ``[token, vocab]`` logits of one layer and the model's own logits for the same tokens."""
+        layer_logp = torch.log_softmax(layer_logits.float(), dim=-1)
+        final_logp, final_p, final_top = self._final_view(final_logits)
+        kl = (final_p * (final_logp - layer_logp)).sum(-1)
+        entropy = -(layer_logp.exp() * layer_logp).sum(-1)
         self.kl[layer] += float(kl.clamp_min(0).sum())
         self.entropy[layer] += float(entropy.sum())
         self.agree[layer] += float((layer_logits.argmax(-1) == final_top).sum())
@@ -69,8 +63,3 @@ class LensAccumulator:
             for layer, n in enumerate(self.tokens.tolist())
             if n
         ]
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise dot products of ``[token, vocab]`` tensors, without a product tensor."""
-    return torch.bmm(a[:, None, :], b[:, :, None])[:, 0, 0]
