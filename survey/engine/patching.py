@@ -151,7 +151,7 @@ def _path_patched(
     clean_end: BlockOutputs = {}  # every block's output at END, clean: replayed below the receivers
     with torch.inference_mode():
         prefix = model(input_ids=clean[:, :end].to(device), use_cache=True, logits_to_keep=1).cache
-        with recorded(adapter, clean_end):
+        with recorded(adapter, clean_end), stopped_at_unembedding(adapter):  # only the blocks are read
             model(
                 input_ids=clean[:, end:].to(device),
                 cache=copy.deepcopy(prefix),

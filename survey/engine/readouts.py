@@ -225,7 +225,7 @@ def condition_logit_diffs(
         return mean_ablated(adapter, ablated, means) if ablated and means is not None else nullcontext()
 
     base: BlockOutputs = {}
-    with recorded(adapter, base), then(), torch.inference_mode():
+    with recorded(adapter, base), then(), torch.inference_mode(), stopped_at_unembedding(adapter):
         adapter.model(input_ids=tokens.to(device), use_cache=False, logits_to_keep=1)
     result = torch.zeros(len(masks), n_prompts)
     for chunk in condition_chunks(len(masks), n_prompts, positions):
