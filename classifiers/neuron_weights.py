@@ -69,6 +69,7 @@ def vocab_projection(directions: Tensor, w_u_read: Tensor) -> dict[str, Tensor]:
     inverse_u = 1.0 / w_u_read.norm(dim=0).clamp_min(1e-12)  # [vocab]
     norms = directions.norm(dim=1)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("top_ids", "top", "bottom_ids", "bottom", "moments")}
+    scratch = torch.empty(min(CHUNK, directions.shape[0]), w_u_read.shape[1])
     for start in range(0, directions.shape[0], CHUNK):
         logits = directions[start : start + CHUNK] @ w_u_read  # [chunk, vocab]
         top = logits.topk(TOP_TOKENS, dim=1)
@@ -79,20 +80,21 @@ def vocab_projection(directions: Tensor, w_u_read: Tensor) -> dict[str, Tensor]:
         parts["bottom"].append(bottom.values)
         inverse_out = 1.0 / norms[start : start + CHUNK].clamp_min(1e-12)
         cos = logits.mul_(inverse_u).mul_(inverse_out[:, None])  # in place: logits are not needed again
-        parts["moments"].append(_moments(cos))
+        parts["moments"].append(_moments_consumed(cos, scratch[: len(cos)]))
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def _moments(x: Tensor) -> Tensor:
-    """``[rows, 4]``: mean, variance, skew and Pearson kurtosis of each row (fp32, centred first)."""
+def _moments_consumed(x: Tensor, scratch: Tensor) -> Tensor:
+    """``[rows, 4]``: mean, variance, skew and Pearson kurtosis of each row (fp32, centred first).
+    ``x`` is overwritten and ``scratch`` (its shape) used, so no row-sized tensor is allocated."""
     mean = x.mean(1, keepdim=True)
-    d = x - mean
-    d2 = d * d
+    d = x.sub_(mean)
+    d2 = torch.square(d, out=scratch)
     var = d2.mean(1)
+    skew = d.mul_(d2).mean(1)  # d is d³ from here
+    kurt = d2.square_().mean(1)
     safe = var.clamp_min(1e-30)
-    skew = (d2 * d).mean(1) / safe**1.5
-    kurt = (d2 * d2).mean(1) / safe**2
-    return torch.stack([mean[:, 0], var, skew, kurt], dim=1)
+    return torch.stack([mean[:, 0], var, skew / safe**1.5, kurt / safe**2], dim=1)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from classifiers import neuron_weights
 from classifiers.neuron_stats import (
     ContextShape,
     Histogram,
@@ -192,6 +193,25 @@ def test_vocab_projection_finds_the_promoted_and_suppressed_tokens() -> None:
     torch.testing.assert_close(result["moments"][:, 0], cos.mean(1), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(result["moments"][:, 1], cos.var(1, unbiased=False), rtol=1e-4, atol=1e-6)
     assert result["moments"][0, 2] > 0 and result["moments"][1, 2] < 0  # skew sign follows the role
+
+
+def test_vocab_moments_match_a_float64_reference_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 4 over 10 directions (the last chunk short): each row's four moments are its own,
+    though one scratch buffer serves every chunk."""
+    monkeypatch.setattr(neuron_weights, "CHUNK", 4)
+    torch.manual_seed(2)
+    w_u = unembedding_read(torch.randn(32, 300), gain=None, centres=False)
+    directions = torch.randn(10, 32) * torch.linspace(0.1, 3, 10)[:, None]
+    directions[3] = w_u[:, 5] * 4  # one heavy-tailed row among Gaussian-looking ones
+    cos = (
+        torch.nn.functional.normalize(directions.double(), dim=1)
+        @ torch.nn.functional.normalize(w_u.double(), dim=0)
+    )
+    d = cos - cos.mean(1, keepdim=True)
+    var = (d**2).mean(1)
+    expected = torch.stack([cos.mean(1), var, (d**3).mean(1) / var**1.5, (d**4).mean(1) / var**2], 1)
+    torch.testing.assert_close(vocab_projection(directions, w_u)["moments"].double(), expected, rtol=1e-4, atol=1e-6)
+    assert int(expected[:, 3].argmax()) == 3  # the rows differ: a moment in the wrong row would fail
 
 
 def test_the_unembedding_read_folds_the_final_norm_and_is_centred() -> None:
