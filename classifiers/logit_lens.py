@@ -34,6 +34,7 @@ class LensAccumulator:
         self.entropy = torch.zeros(n_layers, dtype=torch.float64)
         self.tokens = torch.zeros(n_layers, dtype=torch.long)
         self._final: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        self._scratch = torch.empty(0)
 
     def _final_view(self, final_logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-probabilities, probabilities and top-1 of the final logits, kept while every layer
@@ -47,12 +48,19 @@ class LensAccumulator:
         """Add ``[token, vocab]`` logits of one layer and the model's own logits for the same tokens."""
         layer_logp = torch.log_softmax(layer_logits.float(), dim=-1)
         final_logp, final_p, final_top = self._final_view(final_logits)
-        kl = (final_p * (final_logp - layer_logp)).sum(-1)
-        entropy = -(layer_logp.exp() * layer_logp).sum(-1)
+        scratch = self._scratch_like(layer_logp)  # one buffer for every product: no vocabulary-sized allocation
+        kl = torch.sub(final_logp, layer_logp, out=scratch).mul_(final_p).sum(-1)
+        entropy = -torch.exp(layer_logp, out=scratch).mul_(layer_logp).sum(-1)
         self.kl[layer] += float(kl.clamp_min(0).sum())
         self.entropy[layer] += float(entropy.sum())
         self.agree[layer] += float((layer_logits.argmax(-1) == final_top).sum())
         self.tokens[layer] += layer_logits.shape[0]
+
+    def _scratch_like(self, like: Tensor) -> Tensor:
+        """A reused buffer of ``like``'s shape (grown when a chunk is larger than any before)."""
+        if self._scratch.numel() < like.numel() or self._scratch.device != like.device:
+            self._scratch = torch.empty(like.numel(), device=like.device)
+        return self._scratch[: like.numel()].view(like.shape)
 
     def result(self) -> list[LensLayer]:
         """Per-layer means; layers never fed are left out."""
