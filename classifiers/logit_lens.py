@@ -48,7 +48,8 @@ class LensAccumulator:
         """Add ``[token, vocab]`` logits of one layer and the model's own logits for the same tokens."""
         layer_logp = torch.log_softmax(layer_logits.float(), dim=-1)
         final_logp, final_p, final_top = self._final_view(final_logits)
-        scratch = self._scratch_like(layer_logp)  # one buffer for every product: no vocabulary-sized allocation
+        # every product in one reused buffer: no vocabulary-sized allocation per layer
+        scratch = self._scratch_like(layer_logp)
         kl = torch.sub(final_logp, layer_logp, out=scratch).mul_(final_p).sum(-1)
         entropy = -torch.exp(layer_logp, out=scratch).mul_(layer_logp).sum(-1)
         self.kl[layer] += float(kl.clamp_min(0).sum())

@@ -43,7 +43,8 @@ from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, MeasuredUnit
 
-ROWS_PER_PASS = 544  # patched copies of the last token side by side in one pass
+ROWS_PER_PASS = 544  # patched copies of the last token side by side in one pass, at most
+PASS_OVERHEAD_ROWS = 32  # a pass's fixed cost per block it runs, in copies (weights read once)
 MEANS_BATCH = 8  # clean prompts a pass when taking the task means
 
 
@@ -130,6 +131,52 @@ def copies_mask(prefix: int, copies: int, dtype: torch.dtype) -> Tensor:
     return mask[None, None]
 
 
+def _unembedding_blocks(adapter: ArchitectureAdapter) -> float:
+    """The unembedding's weights in blocks' worth: what reading them once costs a pass."""
+    block = sum(p.numel() for p in adapter.blocks()[0].parameters())
+    return adapter.dims.d_vocab * adapter.dims.d_model / block
+
+
+def pass_groups(
+    layers: list[int], rows: list[int], n_layers: int, unembedding_blocks: float
+) -> list[list[int]]:
+    """``rows`` (patched at ``layers``, ascending) split into passes of whole layers, at the least
+    cost: a pass runs every copy from its lowest layer to the end, and pays a fixed
+    ``PASS_OVERHEAD_ROWS`` per block it runs and for the unembedding. Many small passes waste
+    that overhead; one large pass runs every copy through the layers below its own. A pass of
+    more than ``ROWS_PER_PASS`` copies is split."""
+    starts = [i for i in range(len(layers)) if i == 0 or layers[i] != layers[i - 1]] + [len(layers)]
+    best = [0.0] * len(starts)  # best[g]: cost of the copies from layer group g on
+    cut = [len(starts) - 1] * len(starts)
+    for g in range(len(starts) - 2, -1, -1):
+        best[g] = float("inf")
+        for end in range(g + 1, len(starts)):
+            size = starts[end] - starts[g]
+            if size > ROWS_PER_PASS and end > g + 1:
+                break
+            blocks = n_layers - layers[starts[g]]
+            cost = (size + PASS_OVERHEAD_ROWS) * blocks + PASS_OVERHEAD_ROWS * unembedding_blocks + best[end]
+            if cost < best[g]:
+                best[g], cut[g] = cost, end
+    groups, g = [], 0
+    while g < len(starts) - 1:
+        members = rows[starts[g] : starts[cut[g]]]
+        parts = -(-len(members) // ROWS_PER_PASS)
+        size = -(-len(members) // parts)
+        groups += [members[i : i + size] for i in range(0, len(members), size)]
+        g = cut[g]
+    return groups
+
+
+def copy_passes(adapter: ArchitectureAdapter, variants: int) -> list[list[int]]:
+    """The patched copies (variant-major, then layer, then head) in their passes, by layer."""
+    d = adapter.dims
+    per_variant = d.n_layers * d.n_heads
+    order = sorted(range(variants * per_variant), key=lambda r: (r % per_variant) // d.n_heads)  # stable
+    layers = [(r % per_variant) // d.n_heads for r in order]
+    return pass_groups(layers, order, d.n_layers, _unembedding_blocks(adapter))
+
+
 def patched_probabilities(
     adapter: ArchitectureAdapter, prompt: ICLPrompt, z_means: list[Tensor]
 ) -> tuple[float, Tensor]:
@@ -138,8 +185,8 @@ def patched_probabilities(
 
     The prefix runs once into a KV cache and the unpatched last token once after it, its blocks'
     outputs recorded. The patches then run as copies of the last token side by side at the last
-    position, in passes of at most ``ROWS_PER_PASS`` copies ordered by layer: a pass's blocks
-    below its lowest patched layer are replayed from the unpatched run, not recomputed."""
+    position, in passes of whole layers' copies (:func:`pass_groups`): a pass's blocks below its
+    lowest patched layer are replayed from the unpatched run, not recomputed."""
     model, device = adapter.model, _device(adapter)
     window = getattr(model.config, "sliding_window", None)
     if window is not None and len(prompt.ids) > window:
@@ -154,9 +201,6 @@ def patched_probabilities(
         for layer in range(d.n_layers)
         for head in range(d.n_heads)
     ]
-    order = sorted(range(len(rows)), key=lambda r: rows[r][0])  # by layer, stable
-    passes = -(-len(rows) // ROWS_PER_PASS)
-    per_pass = -(-len(rows) // passes)
     probabilities = torch.zeros(len(rows))
     unpatched: BlockOutputs = {}
     with torch.inference_mode():
@@ -164,8 +208,7 @@ def patched_probabilities(
         with recorded(adapter, unpatched):
             out = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True)
         baseline = float(out.logits[0, -1].float().softmax(-1)[prompt.target])
-        for first in range(0, len(order), per_pass):
-            chosen = order[first : first + per_pass]
+        for chosen in copy_passes(adapter, len(z_means)):
             chunk = [rows[r] for r in chosen]
             copies = len(chunk)
             handles = [
@@ -260,7 +303,7 @@ def measure_function_vectors(
             bases.append(base)
             patching.advance()
         passes += -(-len(task.shuffled) // MEANS_BATCH)
-        passes += len(task.shuffled) * (1 + -(-2 * d.n_layers * d.n_heads // ROWS_PER_PASS))
+        passes += len(task.shuffled) * (1 + len(copy_passes(adapter, 2)))
         shuffled.append(sum(bases) / len(bases))
         best = float(torch.stack(cie[-len(task.shuffled) :]).mean(0).max())
         progress(

@@ -23,6 +23,7 @@ from survey.units import function_vectors
 from survey.units.function_vectors import (
     _replace_copies,
     measure_function_vectors,
+    pass_groups,
     patched_probabilities,
     task_means,
     vector_layer,
@@ -134,6 +135,35 @@ def test_tasks_count_from_half_clean_accuracy_and_the_definition_has_25_shuffled
     config = FunctionVectorHead.default_config
     assert config.dataset.shuffled_prompts == 25 and config.min_clean_accuracy == 0.5
     assert "25 shuffled" in config.dataset_line() and FunctionVectorHead.version == 4
+
+
+def _layers_of(heads: int, n_layers: int) -> list[int]:
+    return [layer for layer in range(n_layers) for _ in range(heads)]
+
+
+def test_pass_groups_cover_every_copy_once_in_whole_layers_at_the_least_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SmolLM2's shape (30 layers, 18 copies a layer, the unembedding worth 8 blocks) splits into
+    a few passes; without a fixed cost every layer is its own pass; with a large one, one pass."""
+    layers = _layers_of(18, 30)
+    rows = list(range(len(layers)))
+    groups = pass_groups(layers, rows, 30, 8.0)
+    assert [r for g in groups for r in g] == rows
+    assert all(layers[g[0]] != layers[g[0] - 1] for g in groups if g[0])  # passes begin at a layer
+    assert 1 < len(groups) < 30
+
+    def cost(gs: list[list[int]], overhead: int) -> float:
+        return sum((len(g) + overhead) * (30 - layers[g[0]]) + overhead * 8.0 for g in gs)
+
+    one_pass_a_layer = [rows[i : i + 18] for i in range(0, len(rows), 18)]
+    assert cost(groups, 32) < min(cost([rows], 32), cost(one_pass_a_layer, 32))
+    monkeypatch.setattr(function_vectors, "PASS_OVERHEAD_ROWS", 0)
+    assert pass_groups(layers, rows, 30, 8.0) == one_pass_a_layer
+    monkeypatch.setattr(function_vectors, "PASS_OVERHEAD_ROWS", 10_000)
+    assert pass_groups(layers, rows, 30, 8.0) == [rows]
+    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", 5)  # a layer of 18 copies in passes of 5 or less
+    assert [len(g) for g in pass_groups(_layers_of(18, 2), list(range(36)), 2, 8.0)] == [5, 5, 5, 3] * 2
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "qwen2", "gpt2"])

@@ -203,14 +203,14 @@ def test_vocab_moments_match_a_float64_reference_across_chunks(monkeypatch: pyte
     w_u = unembedding_read(torch.randn(32, 300), gain=None, centres=False)
     directions = torch.randn(10, 32) * torch.linspace(0.1, 3, 10)[:, None]
     directions[3] = w_u[:, 5] * 4  # one heavy-tailed row among Gaussian-looking ones
-    cos = (
-        torch.nn.functional.normalize(directions.double(), dim=1)
-        @ torch.nn.functional.normalize(w_u.double(), dim=0)
+    cos = torch.nn.functional.normalize(directions.double(), dim=1) @ torch.nn.functional.normalize(
+        w_u.double(), dim=0
     )
     d = cos - cos.mean(1, keepdim=True)
     var = (d**2).mean(1)
     expected = torch.stack([cos.mean(1), var, (d**3).mean(1) / var**1.5, (d**4).mean(1) / var**2], 1)
-    torch.testing.assert_close(vocab_projection(directions, w_u)["moments"].double(), expected, rtol=1e-4, atol=1e-6)
+    moments = vocab_projection(directions, w_u)["moments"].double()
+    torch.testing.assert_close(moments, expected, rtol=1e-4, atol=1e-6)
     assert int(expected[:, 3].argmax()) == 3  # the rows differ: a moment in the wrong row would fail
 
 
