@@ -8,7 +8,6 @@ layer's MLP output projection.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from survey.adapters import ArchitectureAdapter
 from survey.engine.capture import ensure_eager, first_input
-from survey.engine.replay import BlockOutputs, interleaved, recorded, replayed_below
+from survey.engine.replay import BlockOutputs, interleaved, prefix_copy, recorded, replayed_below
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,11 @@ def logit_rises(
         prefix = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).cache
         unnudged: BlockOutputs = {}
         with recorded(adapter, unnudged):
-            baseline = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True).logits[:, -1]
+            baseline = model(input_ids=ids[:, -1:], cache=prefix_copy(prefix), use_cache=True).logits[:, -1]
         rises = []
         for first in range(0, len(nudges), per_pass):
             chunk = nudges[first : first + per_pass]
-            cache = copy.deepcopy(prefix)
+            cache = prefix_copy(prefix)
             cache.batch_repeat_interleave(len(chunk))
             lowest = min(nudge.layer for nudge in chunk)
             with (

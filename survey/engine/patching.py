@@ -8,7 +8,6 @@ OLMo-2); for the logit difference, the layer's other heads are held at their cle
 
 from __future__ import annotations
 
-import copy
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from survey.adapters.base import Projection, in_out_weight
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, StopForward, capture, first_input
 from survey.engine.readouts import keep_input_at, logit_diff_at, pre_hooks, stopped_at_unembedding
-from survey.engine.replay import BlockOutputs, interleaved, recorded, replayed_below
+from survey.engine.replay import BlockOutputs, interleaved, prefix_copy, recorded, replayed_below
 
 
 def _projection_columns(projection: Projection, width: int) -> Tensor:
@@ -154,7 +153,7 @@ def _path_patched(
         with recorded(adapter, clean_end), stopped_at_unembedding(adapter):  # only the blocks are read
             model(
                 input_ids=clean[:, end:].to(device),
-                cache=copy.deepcopy(prefix),
+                cache=prefix_copy(prefix),
                 use_cache=True,
                 logits_to_keep=1,
             )
@@ -212,7 +211,7 @@ def _patched_chunk(
                 handles.append(
                     adapter.attn_out_proj(r.layer).register_forward_pre_hook(hold, with_kwargs=True)
                 )
-        cache = copy.deepcopy(prefix)
+        cache = prefix_copy(prefix)
         cache.batch_repeat_interleave(n_senders)
         device = next(adapter.model.parameters()).device
         reading: AbstractContextManager[dict[str, Tensor]] = (

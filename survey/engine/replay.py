@@ -6,6 +6,7 @@ extended, which a pass over a copied cache never reads again.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,3 +75,12 @@ def replayed_below(
     finally:
         for block in blocks:
             block.__dict__.pop("forward", None)
+
+
+def prefix_copy(prefix: Any) -> Any:
+    """A KV cache of a shared prefix, ready for one more pass: its structure is copied and its
+    tensors shared (a pass appends by concatenation and repeats rows into new tensors, never
+    writing to them), so a pass costs no copy of the prefix."""
+    fresh = copy.copy(prefix)
+    fresh.layers = [copy.copy(layer) for layer in prefix.layers]
+    return fresh

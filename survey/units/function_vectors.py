@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -36,7 +35,7 @@ from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.replay import BlockOutputs, recorded, repeated, replayed_below, unchanged
+from survey.engine.replay import BlockOutputs, prefix_copy, recorded, repeated, replayed_below, unchanged
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
@@ -206,7 +205,7 @@ def patched_probabilities(
     with torch.inference_mode():
         prefix = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1).cache
         with recorded(adapter, unpatched):
-            out = model(input_ids=ids[:, -1:], cache=copy.deepcopy(prefix), use_cache=True)
+            out = model(input_ids=ids[:, -1:], cache=prefix_copy(prefix), use_cache=True)
         baseline = float(out.logits[0, -1].float().softmax(-1)[prompt.target])
         for chosen in copy_passes(adapter, len(z_means)):
             chunk = [rows[r] for r in chosen]
@@ -223,7 +222,7 @@ def patched_probabilities(
                         input_ids=ids[:, -1:].expand(1, copies),
                         attention_mask=copies_mask(prefix_length, copies, dtype).to(device),
                         position_ids=torch.full((1, copies), prefix_length, device=device),
-                        cache=copy.deepcopy(prefix),
+                        cache=prefix_copy(prefix),
                         use_cache=True,
                     )
             finally:

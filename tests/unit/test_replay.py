@@ -14,7 +14,7 @@ from survey.engine.ablation import (
     next_token_loss,
 )
 from survey.engine.readouts import condition_logit_diffs, logit_diff
-from survey.engine.replay import recorded, replayed_below, unchanged
+from survey.engine.replay import prefix_copy, recorded, replayed_below, unchanged
 from tests.support.tiny import VOCAB, tiny_model
 
 FAMILIES = [
@@ -75,3 +75,26 @@ def test_a_replayed_block_returns_its_record_and_runs_again_afterwards() -> None
     torch.testing.assert_close(replayed, clean)
     assert not torch.allclose(other, clean)  # the blocks run again once the replay ends
     assert all("forward" not in block.__dict__ for block in adapter.blocks())
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_a_prefix_copy_serves_pass_after_pass_and_leaves_the_prefix_as_it_was(model_type: str) -> None:
+    """Passes over copies of one prefix cache (one of them repeated along the batch) give what
+    a full run gives, and the prefix's tensors keep their shapes and values."""
+    model = tiny_model(model_type)
+    torch.manual_seed(0)
+    ids = torch.randint(3, VOCAB, (2, 10))
+    with torch.inference_mode():
+        full = model(input_ids=ids).logits[:, -1]
+        prefix = model(input_ids=ids[:, :-1], use_cache=True).cache
+        before = [(layer.keys.clone(), layer.values.clone()) for layer in prefix.layers]
+        first = model(input_ids=ids[:, -1:], cache=prefix_copy(prefix), use_cache=True).logits[:, -1]
+        repeated_cache = prefix_copy(prefix)
+        repeated_cache.batch_repeat_interleave(3)
+        tripled = model(input_ids=ids[:, -1:].repeat_interleave(3, 0), cache=repeated_cache, use_cache=True)
+        again = model(input_ids=ids[:, -1:], cache=prefix_copy(prefix), use_cache=True).logits[:, -1]
+    torch.testing.assert_close(first, full, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(tripled.logits[::3, -1], full, rtol=1e-4, atol=1e-5)
+    assert torch.equal(again, first)
+    for layer, (keys, values) in zip(prefix.layers, before, strict=True):
+        assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
