@@ -74,7 +74,8 @@ def first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
 
-def _first_output(output: Any) -> Tensor:
+def first_output(output: Any) -> Tensor:
+    """The hidden states a module returned, alone or leading a tuple."""
     return output[0] if isinstance(output, tuple) else output
 
 
@@ -122,15 +123,15 @@ class _Recorder:
                 self._pre(post_norm, ("_post_norm_in", layer))
             if "attn_out" in points:
                 source = attention if post_norm is None else post_norm
-                self._post(source, ("attn_out", layer), _first_output)
+                self._post(source, ("attn_out", layer), first_output)
             if "neuron" in points:
                 self._pre(a.mlp_out_proj(layer), ("neuron", layer))
             if "mlp_out" in points:
                 mlp_norm = a.mlp_post_norm(layer)
                 source = a.mlp_out_proj(layer) if mlp_norm is None else mlp_norm
-                self._post(source, ("mlp_out", layer), _first_output)
+                self._post(source, ("mlp_out", layer), first_output)
             if "resid_post" in points:
-                self._post(a.blocks()[layer], ("resid_post", layer), _first_output)
+                self._post(a.blocks()[layer], ("resid_post", layer), first_output)
 
     def finish(self, layers: tuple[int, ...], batch: int, pos: int) -> dict[tuple[str, int], Tensor]:
         """Reshape per-head points and derive head contributions; drop helper tensors. MLP points
@@ -172,7 +173,7 @@ class _Recorder:
 
 
 def _sliced(projection: Projection) -> Callable[[Any], Tensor]:
-    return lambda out: projection.select(_first_output(out))
+    return lambda out: projection.select(first_output(out))
 
 
 class StopForward(Exception):

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from survey.adapters import ArchitectureAdapter
+from survey.engine.capture import first_input, first_output
 
 BlockOutputs = dict[int, Any]  # layer -> what the block returned: a tensor or a tuple led by one
 
@@ -84,3 +86,56 @@ def prefix_copy(prefix: Any) -> Any:
     fresh = copy.copy(prefix)
     fresh.layers = [copy.copy(layer) for layer in prefix.layers]
     return fresh
+
+
+def _last_rows(value: Any, keep: int, rows: int) -> Any:
+    """A block argument cut to the last ``keep`` of a pass's ``rows`` positions: hidden states and
+    positions ``[1, rows, ...]`` (tuples of them too), an attention mask ``[1, 1, rows, prefix + rows]``
+    (its prefix columns kept); anything else as it is."""
+    if isinstance(value, tuple):
+        return tuple(_last_rows(v, keep, rows) for v in value)
+    if not isinstance(value, Tensor):
+        return value
+    if value.dim() == 4 and value.shape[-2] == rows:
+        prefix = value.shape[-1] - rows
+        columns = torch.cat([torch.arange(prefix), torch.arange(prefix + rows - keep, prefix + rows)])
+        return value[..., rows - keep :, :][..., columns.to(value.device)]
+    if value.dim() >= 2 and value.shape[1] == rows:
+        return value[:, rows - keep :]
+    return value
+
+
+def _partial(forward: Callable[..., Any], recorded_output: Any, keep: int) -> Callable[..., Any]:
+    """A block's forward that runs only the last ``keep`` positions and gives the others the
+    recorded output (one position, repeated)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        rows = first_input(args, kwargs).shape[1]
+        if keep >= rows:
+            return forward(*args, **kwargs)
+        replayed = _reshaped(recorded_output, repeated(rows - keep, dim=1))
+        if keep == 0:
+            return replayed
+        cut_args = tuple(_last_rows(a, keep, rows) for a in args)
+        out = forward(*cut_args, **{name: _last_rows(v, keep, rows) for name, v in kwargs.items()})
+        head = torch.cat([first_output(replayed), first_output(out)], dim=1)
+        return (head, *out[1:]) if isinstance(out, tuple) else head
+
+    return run
+
+
+@contextmanager
+def replayed_rows(adapter: ArchitectureAdapter, outputs: BlockOutputs, active: list[int]) -> Iterator[None]:
+    """Within the block, a pass of copies of one recorded position (side by side in the sequence,
+    each seeing a cached prefix and itself only) runs block ``l`` on its last ``active[l]``
+    copies only: the copies changed at or below ``l``. The others are still the recorded
+    position there, so they get its output from ``outputs`` without running. Order the copies by
+    the layer of their change, highest first, and the active ones are always the last."""
+    blocks = adapter.blocks()
+    try:
+        for layer, block in enumerate(blocks):
+            block.forward = _partial(block.forward, outputs[layer], active[layer])  # type: ignore[method-assign]
+        yield
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)

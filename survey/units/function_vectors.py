@@ -34,8 +34,8 @@ from classifiers.icl_prompts import ICLPrompt, ICLPrompts, ICLSpec, ICLTask, gen
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
-from survey.engine.capture import CaptureSpec, capture, first_input
-from survey.engine.replay import BlockOutputs, prefix_copy, recorded, repeated, replayed_below, unchanged
+from survey.engine.capture import CaptureSpec, capture, first_input, first_output
+from survey.engine.replay import BlockOutputs, prefix_copy, recorded, replayed_below, replayed_rows, unchanged
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.progress import Meter
@@ -43,7 +43,6 @@ from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, MeasuredUnit
 
 ROWS_PER_PASS = 544  # patched copies of the last token side by side in one pass, at most
-PASS_OVERHEAD_ROWS = 32  # a pass's fixed cost per block it runs, in copies (weights read once)
 MEANS_BATCH = 8  # clean prompts a pass when taking the task means
 
 
@@ -130,41 +129,27 @@ def copies_mask(prefix: int, copies: int, dtype: torch.dtype) -> Tensor:
     return mask[None, None]
 
 
-def _unembedding_blocks(adapter: ArchitectureAdapter) -> float:
-    """The unembedding's weights in blocks' worth: what reading them once costs a pass."""
-    block = sum(p.numel() for p in adapter.blocks()[0].parameters())
-    return adapter.dims.d_vocab * adapter.dims.d_model / block
-
-
-def pass_groups(
-    layers: list[int], rows: list[int], n_layers: int, unembedding_blocks: float
-) -> list[list[int]]:
-    """``rows`` (patched at ``layers``, ascending) split into passes of whole layers, at the least
-    cost: a pass runs every copy from its lowest layer to the end, and pays a fixed
-    ``PASS_OVERHEAD_ROWS`` per block it runs and for the unembedding. Many small passes waste
-    that overhead; one large pass runs every copy through the layers below its own. A pass of
-    more than ``ROWS_PER_PASS`` copies is split."""
-    starts = [i for i in range(len(layers)) if i == 0 or layers[i] != layers[i - 1]] + [len(layers)]
-    best = [0.0] * len(starts)  # best[g]: cost of the copies from layer group g on
-    cut = [len(starts) - 1] * len(starts)
-    for g in range(len(starts) - 2, -1, -1):
-        best[g] = float("inf")
-        for end in range(g + 1, len(starts)):
-            size = starts[end] - starts[g]
-            if size > ROWS_PER_PASS and end > g + 1:
-                break
-            blocks = n_layers - layers[starts[g]]
-            cost = (size + PASS_OVERHEAD_ROWS) * blocks + PASS_OVERHEAD_ROWS * unembedding_blocks + best[end]
-            if cost < best[g]:
-                best[g], cut[g] = cost, end
-    groups, g = [], 0
-    while g < len(starts) - 1:
-        members = rows[starts[g] : starts[cut[g]]]
-        parts = -(-len(members) // ROWS_PER_PASS)
-        size = -(-len(members) // parts)
-        groups += [members[i : i + size] for i in range(0, len(members), size)]
-        g = cut[g]
-    return groups
+def pass_groups(layers: list[int], rows: list[int]) -> list[list[int]]:
+    """``rows`` (patched at ``layers``, ascending) in the fewest passes of whole layers, filled
+    from the lowest layer: a pass costs a fixed read of the weights for each block from its lowest
+    layer on, so the last pass, the shortest, starts as high as it can. A layer of more than
+    ``ROWS_PER_PASS`` copies is split in equal passes."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, row in zip(layers, rows, strict=True):
+        by_layer.setdefault(layer, []).append(row)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for members in by_layer.values():
+        if len(current) + len(members) > ROWS_PER_PASS and current:
+            groups.append(current)
+            current = []
+        if len(members) > ROWS_PER_PASS:
+            parts = -(-len(members) // ROWS_PER_PASS)
+            size = -(-len(members) // parts)
+            groups += [members[i : i + size] for i in range(0, len(members), size)]
+        else:
+            current = current + members
+    return groups + [current] if current else groups
 
 
 def copy_passes(adapter: ArchitectureAdapter, variants: int) -> list[list[int]]:
@@ -173,7 +158,7 @@ def copy_passes(adapter: ArchitectureAdapter, variants: int) -> list[list[int]]:
     per_variant = d.n_layers * d.n_heads
     order = sorted(range(variants * per_variant), key=lambda r: (r % per_variant) // d.n_heads)  # stable
     layers = [(r % per_variant) // d.n_heads for r in order]
-    return pass_groups(layers, order, d.n_layers, _unembedding_blocks(adapter))
+    return pass_groups(layers, order)
 
 
 def patched_probabilities(
@@ -184,8 +169,9 @@ def patched_probabilities(
 
     The prefix runs once into a KV cache and the unpatched last token once after it, its blocks'
     outputs recorded. The patches then run as copies of the last token side by side at the last
-    position, in passes of whole layers' copies (:func:`pass_groups`): a pass's blocks below its
-    lowest patched layer are replayed from the unpatched run, not recomputed."""
+    position, in passes of whole layers' copies (:func:`pass_groups`). A block runs only the
+    copies patched at or below it: the others are still the unpatched token there, and take its
+    recorded output."""
     model, device = adapter.model, _device(adapter)
     window = getattr(model.config, "sliding_window", None)
     if window is not None and len(prompt.ids) > window:
@@ -207,9 +193,11 @@ def patched_probabilities(
         with recorded(adapter, unpatched):
             out = model(input_ids=ids[:, -1:], cache=prefix_copy(prefix), use_cache=True)
         baseline = float(out.logits[0, -1].float().softmax(-1)[prompt.target])
-        for chosen in copy_passes(adapter, len(z_means)):
+        for ascending in copy_passes(adapter, len(z_means)):
+            chosen = ascending[::-1]  # highest layer first: the copies a block runs are the last
             chunk = [rows[r] for r in chosen]
             copies = len(chunk)
+            active = [sum(at <= layer for at, _, _ in chunk) for layer in range(d.n_layers)]
             handles = [
                 adapter.attn_out_proj(layer).register_forward_pre_hook(
                     _replace_copies(chunk, layer, d.d_head), with_kwargs=True
@@ -217,7 +205,7 @@ def patched_probabilities(
                 for layer in sorted({layer for layer, _, _ in chunk})
             ]
             try:
-                with replayed_below(adapter, unpatched, chunk[0][0], repeated(copies, dim=1)):
+                with replayed_rows(adapter, unpatched, active):
                     out = model(
                         input_ids=ids[:, -1:].expand(1, copies),
                         attention_mask=copies_mask(prefix_length, copies, dtype).to(device),
@@ -243,8 +231,7 @@ def added_at_last(
         return
 
     def hook(_m: nn.Module, _args: Any, output: Any) -> Any:
-        hidden = output[0] if isinstance(output, tuple) else output
-        hidden = hidden.clone()
+        hidden = first_output(output).clone()
         hidden[torch.arange(hidden.shape[0]), last] += vector.to(hidden)
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 

@@ -31,6 +31,7 @@ from survey.units.function_vectors import (
 )
 from tests.support.planted_fv import N_HEADS, PAIRS, PLANTED, fv_tokenizer, planted_fv_gpt2
 from tests.support.tiny import tiny_model
+from tests.unit.test_replay import FAMILIES
 
 SPEC = ICLSpec(min_pairs=11, clean_prompts=6, shuffled_prompts=4, zero_shot=12)
 FV_HEAD = PLANTED["function_vector"]
@@ -141,37 +142,30 @@ def _layers_of(heads: int, n_layers: int) -> list[int]:
     return [layer for layer in range(n_layers) for _ in range(heads)]
 
 
-def test_pass_groups_cover_every_copy_once_in_whole_layers_at_the_least_cost(
+def test_pass_groups_are_the_fewest_passes_of_whole_layers_filled_from_the_lowest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """SmolLM2's shape (30 layers, 18 copies a layer, the unembedding worth 8 blocks) splits into
-    a few passes; without a fixed cost every layer is its own pass; with a large one, one pass."""
-    layers = _layers_of(18, 30)
+    """Qwen's shape (24 layers, 28 copies a layer): 19 layers fit in 544 copies, the last pass
+    holds the 5 highest layers. A layer larger than a pass is split in equal passes."""
+    layers = _layers_of(28, 24)
     rows = list(range(len(layers)))
-    groups = pass_groups(layers, rows, 30, 8.0)
+    groups = pass_groups(layers, rows)
     assert [r for g in groups for r in g] == rows
-    assert all(layers[g[0]] != layers[g[0] - 1] for g in groups if g[0])  # passes begin at a layer
-    assert 1 < len(groups) < 30
-
-    def cost(gs: list[list[int]], overhead: int) -> float:
-        return sum((len(g) + overhead) * (30 - layers[g[0]]) + overhead * 8.0 for g in gs)
-
-    one_pass_a_layer = [rows[i : i + 18] for i in range(0, len(rows), 18)]
-    assert cost(groups, 32) < min(cost([rows], 32), cost(one_pass_a_layer, 32))
-    monkeypatch.setattr(function_vectors, "PASS_OVERHEAD_ROWS", 0)
-    assert pass_groups(layers, rows, 30, 8.0) == one_pass_a_layer
-    monkeypatch.setattr(function_vectors, "PASS_OVERHEAD_ROWS", 10_000)
-    assert pass_groups(layers, rows, 30, 8.0) == [rows]
+    assert [sorted({layers[r] for r in g}) for g in groups] == [list(range(19)), list(range(19, 24))]
     monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", 5)  # a layer of 18 copies in passes of 5 or less
-    assert [len(g) for g in pass_groups(_layers_of(18, 2), list(range(36)), 2, 8.0)] == [5, 5, 5, 3] * 2
+    assert [len(g) for g in pass_groups(_layers_of(18, 2), list(range(36)))] == [5, 5, 5, 3] * 2
+    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", 20)
+    assert [len(g) for g in pass_groups(_layers_of(6, 4), list(range(24)))] == [18, 6]
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "qwen2", "gpt2"])
+@pytest.mark.parametrize("rows_per_pass", [5, 544])
+@pytest.mark.parametrize("model_type", FAMILIES)
 def test_batched_last_token_patching_equals_a_full_sequence_run(
-    model_type: str, monkeypatch: pytest.MonkeyPatch
+    model_type: str, rows_per_pass: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every head and both variants, in passes of 5 copies, against one full run per patch."""
-    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", 5)
+    """Every head and both variants, in passes of 5 copies (a layer split in two) and in one pass
+    (each block running only the copies patched at or below it), against one full run per patch."""
+    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", rows_per_pass)
     model = tiny_model(model_type)
     adapter = adapt(model)
     d = adapter.dims
