@@ -25,6 +25,13 @@ HISTOGRAM_MARGIN = 2.0  # the range is +-(margin x the first batch's largest |ac
 TAILS = ("positive", "negative", "first")  # the example lists a neuron keeps
 
 
+def _column_counts(mask: Tensor) -> Tensor:
+    """How many rows of ``mask [row, column]`` are True in each column (int64), summed as fp32
+    ones and zeros, exact below 2**24 rows and several times faster than a boolean sum."""
+    assert mask.shape[0] < 2**24
+    return mask.float().sum(0).long()
+
+
 class Moments:
     """Count, shifted power sums (fp64) for mean/std/skew/kurtosis, max, min, and how many
     activations are above and below 0."""
@@ -51,8 +58,8 @@ class Moments:
         low, high = torch.aminmax(x, dim=0) if extremes is None else extremes
         self.max = torch.maximum(self.max, high.double())
         self.min = torch.minimum(self.min, low.double())
-        self.active += (x > 0).sum(0)
-        self.negative += (x < 0).sum(0)
+        self.active += _column_counts(x > 0)
+        self.negative += _column_counts(x < 0)
         self.count += x.shape[0]
 
     def result(self) -> dict[str, Tensor]:
@@ -185,11 +192,12 @@ class TopK:
         old = best.indices.clamp_max(self.k - 1)
         positions = torch.where(is_new, new_rows + first_position, self.positions[changed].gather(1, old))
         flat = acts.reshape(windows * tokens, -1)
-        context = self._contexts_at(flat, new_rows, tokens)  # [neuron, k, width]
-        old_context = self.contexts[changed].gather(1, old[:, :, None].expand(-1, -1, self.context.width))
+        contexts = self.contexts[changed].gather(1, old[:, :, None].expand(-1, -1, self.context.width))
+        neuron, slot = torch.nonzero(is_new, as_tuple=True)  # only new examples need their context read
+        contexts[neuron, slot] = self._contexts_at(flat, new_rows[neuron, slot], neuron, tokens)
         self.values[changed] = best.values
         self.positions[changed] = positions
-        self.contexts[changed] = torch.where(is_new[:, :, None], context, old_context)
+        self.contexts[changed] = contexts
 
     def _candidates(self, view: Tensor, floor: Tensor, negate: bool) -> tuple[Tensor, Tensor]:
         """Each neuron's best (at most k) scores above ``floor`` in ``view [window, token,
@@ -199,7 +207,7 @@ class TopK:
         are sorted."""
         above = view < -floor if negate else view > floor
         n = view.shape[-1]
-        if int(above.sum()) > n * self.k // 2:
+        if int(torch.count_nonzero(above)) > n * self.k // 2:
             scores = view.reshape(-1, n)
             scores = -scores if negate else scores
             take = min(self.k, scores.shape[0])
@@ -223,16 +231,15 @@ class TopK:
         rows[neuron[keep], rank[keep]] = row[keep]
         return values, rows
 
-    def _contexts_at(self, flat: Tensor, rows: Tensor, tokens: int) -> Tensor:
-        """The neuron's activations around each flat row ``rows [neuron, slot]``, within its
-        window: ``[neuron, slot, width]``, NaN outside the window."""
+    def _contexts_at(self, flat: Tensor, rows: Tensor, neurons: Tensor, tokens: int) -> Tensor:
+        """Column ``neurons[i]``'s activations around flat row ``rows[i]``, within its window:
+        ``[example, width]``, NaN outside the window."""
         c = self.context
         offsets = torch.arange(-c.before, c.after + 1)
-        within = rows[:, :, None] % tokens + offsets  # token index inside the window
+        within = rows[:, None] % tokens + offsets  # token index inside the window
         inside = (within >= 0) & (within < tokens)
-        source = rows[:, :, None] + offsets
-        neuron = torch.arange(flat.shape[1])[:, None, None]
-        values = flat[source.clamp(0, flat.shape[0] - 1), neuron.expand_as(source)]
+        source = rows[:, None] + offsets
+        values = flat[source.clamp(0, flat.shape[0] - 1), neurons[:, None].expand_as(source)]
         return torch.where(inside, values, float("nan"))
 
     def state_dict(self) -> dict[str, object]:
