@@ -105,7 +105,9 @@ Patch = tuple[int, int, Tensor]  # (layer, head, the z its copy of the last toke
 
 def _replace_copies(rows: list[Patch], layer: int, d_head: int) -> Any:
     """A pre-hook on the output projection: the last ``len(rows)`` positions are copies of the
-    last token, and copy r, when ``rows[r]`` is in ``layer``, gets that head's z replaced."""
+    last token, and copy r, when ``rows[r]`` is in ``layer``, gets that head's z replaced. Copies
+    are indexed from the end, so a block that runs only its last copies (``replayed_rows``, which
+    always runs the copies patched in it) still finds them."""
     here = [(r, head, values) for r, (at, head, values) in enumerate(rows) if at == layer]
     copies = torch.tensor([r for r, _, _ in here])
     columns = torch.tensor([head for _, head, _ in here])[:, None] * d_head + torch.arange(d_head)
