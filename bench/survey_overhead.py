@@ -21,12 +21,12 @@ import time
 import torch
 
 from classifiers import parse_selection
+from db.common.provenance import provenance
 from db.engine import open_database
 from db.runs import start_run
 from db.store import RunIds
 from survey.catalog import load_catalog
 from survey.loading.loaders import LoadedModel, load, resolve
-from survey.provenance import provenance
 from survey.run.runner import record_model, write_unit
 from survey.units.base import PlannedUnit, RunConfig, Shared, compute_all, plan
 from survey.units.registry import unit_kinds

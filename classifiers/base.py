@@ -153,16 +153,12 @@ class HeadClassifier(ABC):  # noqa: B024  (abstract by kind: subclasses add thei
     null: ClassVar[str]  # what the class's null is: the same measure where the mechanism cannot act
 
     @classmethod
-    def definition(cls) -> dict[str, Any]:
-        """Everything in the class that decides its result: config, threshold, gates and, for a
-        class measured after another's labels, that class's definition (the unit key hashes it
-        with the run's validation settings and dtype)."""
-        from classifiers.registry import classifier_class
-
+    def own_definition(cls) -> dict[str, Any]:
+        """Everything in the class itself that decides its result: config, threshold, gates, null
+        and statistics (``classifiers.registry.classifier_definition`` adds the classes it depends on)."""
         return {
             "config": cls.default_config.to_dict(), "threshold": cls.default_config.threshold,
             "gates": dict(cls.gates), "validated": cls.validated, "null": cls.null, "statistics": SETTINGS,
-            "depends_on": {name: classifier_class(name).definition() for name in cls.depends_on},
         }  # fmt: skip
 
     def __init__(self, config: Config | None = None) -> None:

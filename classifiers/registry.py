@@ -3,7 +3,7 @@ unknown name is an error that lists the valid ones."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from classifiers.base import HeadClassifier
 
@@ -45,3 +45,13 @@ def parse_selection(selection: str | None) -> list[type[HeadClassifier]]:
         return list(_REGISTRY.values())
     names = [n.strip() for n in selection.split(",") if n.strip()]
     return [classifier_class(n) for n in dict.fromkeys(names)]
+
+
+def classifier_definition(cls: type[HeadClassifier]) -> dict[str, Any]:
+    """Everything that decides ``cls``'s result: its own definition and, for a class measured after
+    another's labels, that class's definition (the unit key hashes it with the run's validation
+    settings and dtype)."""
+    return {
+        **cls.own_definition(),
+        "depends_on": {name: classifier_definition(classifier_class(name)) for name in cls.depends_on},
+    }

@@ -14,8 +14,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from survey import settings
-from survey.errors import SurveyError
+from db.common import settings
+from db.common.errors import SurveyError
 
 BUSY_TIMEOUT_MS = 30_000
 

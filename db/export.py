@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Connection, Engine, inspect
 
+from db.common.errors import SurveyError
 from db.readonly import readonly_engine
-from survey.errors import SurveyError
 
 
 def _flat(value: object) -> object:

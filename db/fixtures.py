@@ -39,6 +39,7 @@ from classifiers import (
     rank_and_percentile,
 )
 from classifiers.statistics import ALPHA, benjamini_hochberg, mean_pairwise_jaccard, null_percentiles
+from db.common.errors import SurveyError
 from db.engine import open_database, session_factory
 from db.schema import (
     Corpus,
@@ -55,7 +56,6 @@ from db.schema import (
     Validation,
 )
 from db.store import insert_rows
-from survey.errors import SurveyError
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 THRESHOLDS = {"previous_token": 0.4, "duplicate_token": 0.3, "induction": 0.4, "attention_sink": 0.3}

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from db.common.errors import SurveyError
 from db.engine import BUSY_TIMEOUT_MS, database_url, parse_database_url
-from survey.errors import SurveyError
 
 READ_PRAGMAS = {
     "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",

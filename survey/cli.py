@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 
 F = Callable[..., Any]
 
@@ -305,14 +305,14 @@ def docs_command(check: bool, out: Path) -> None:
     from survey.units.definitions import TABLE, record_definitions
 
     if check:
-        stale = stale_docs(out)
+        stale = stale_docs(out, cli)
         if stale:
             raise SurveyError(f"stale generated docs: {', '.join(map(str, stale))}; run: survey docs")
         click.echo(f"generated docs in {out} are current")
         return
     if record_definitions():
         click.echo(f"wrote {TABLE}")
-    for path in write_docs(out):
+    for path in write_docs(out, cli):
         click.echo(f"wrote {path}")
 
 

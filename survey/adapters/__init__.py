@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel
 
+from db.common.errors import SurveyError
 from survey.adapters import gemma, gpt2, gpt_neo, gpt_neox, gptj, llama, olmo, opt, phi, qwen
 from survey.adapters.base import ArchitectureAdapter, Dims, HeadWeights, NeuronWeights, Projection
-from survey.errors import SurveyError
 
 _REGISTRY: dict[str, type[ArchitectureAdapter]] = {}
 

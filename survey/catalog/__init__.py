@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from survey import settings
-from survey.errors import SurveyError
+from db.common import settings
+from db.common.errors import SurveyError
 
 CATALOG_DIR = Path(__file__).parent
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

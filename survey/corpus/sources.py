@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from db.common.errors import SurveyError
+from db.common.settings import cache_root
 from survey.corpus.wikitext import clean_wikitext
-from survey.errors import SurveyError
-from survey.settings import cache_root
 
 GENSIM = "gensim==4.4.0"
 WIKI_MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"

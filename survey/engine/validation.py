@@ -19,9 +19,9 @@ from torch import Tensor
 
 from classifiers.probes import ProbeSet
 from classifiers.validation import AblationConfig, AblationResult
+from db.common.progress import Meter
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, ablated_losses, head_means, next_token_loss
-from survey.progress import Meter
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from db.common.errors import SurveyError
 from survey.catalog import CatalogEntry, HubEntry, RegistryEntry
-from survey.errors import SurveyError
 from survey.loading.gguf_cache import cached_folder
 
 _GIB = 1 << 30

@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from survey.errors import SurveyError
-from survey.provenance import library_versions
-from survey.settings import cache_root
+from db.common.errors import SurveyError
+from db.common.provenance import library_versions
+from db.common.settings import cache_root
 
 CACHE_FORMAT = 1
 MARKER = "interp-survey-cache.json"

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from db.common.errors import SurveyError
 from survey.adapters import ArchitectureAdapter, adapt, adapter_class
 from survey.catalog import Catalog, CatalogEntry, HubEntry, RegistryEntry
-from survey.errors import SurveyError
 from survey.loading.gguf_cache import prepare_gguf
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")

@@ -16,15 +16,15 @@ import torch
 from sqlalchemy import Engine
 
 from classifiers import HeadClassifier, parse_selection
+from db.common.errors import SurveyError
+from db.common.progress import weighted_line
+from db.common.provenance import provenance
+from db.common.settings import thread_count
 from db.runs import finish_run, get_or_add_model, start_run
 from db.store import RunIds, store_vocabulary, stored_keys, unit_summaries
 from survey.catalog import Catalog
-from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, ModelSource, load, resolve
-from survey.progress import weighted_line
-from survey.provenance import provenance
 from survey.run.report import summary_lines
-from survey.settings import thread_count
 from survey.units.base import RunConfig, Shared, UnitResult, compute_all, plan
 from survey.units.registry import unit_kinds
 

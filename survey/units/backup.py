@@ -22,6 +22,7 @@ from classifiers.attention import AttendedCopy, Induction
 from classifiers.backup import NULL_DRAWS, BackupConfig, BackupInduction, BackupMeasures
 from classifiers.probes import ProbeSet, ProbeSpec
 from classifiers.validation import AblationConfig, AblationResult
+from db.common.progress import Meter
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import (
     Head,
@@ -36,7 +37,6 @@ from survey.engine.readouts import FinalNormView
 from survey.engine.replay import BlockOutputs, recorded, replayed_below, unchanged
 from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
-from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, Shared
 from survey.units.heads import HeadResult, ProbeReader, attended_copy, shared_patterns
 

@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 from classifiers.keys import DefinitionKey, UnitKey, definition_hash
 from classifiers.neuron_stats import NeuronConfig
 from classifiers.validation import AblationConfig
+from db.common.errors import SurveyError
 from db.store import RunIds
-from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel
 
 Progress = Callable[[str], None]

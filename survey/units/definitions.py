@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from classifiers.neuron_stats import NeuronConfig
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 from survey.units.base import RunConfig
 from survey.units.registry import every_unit
 

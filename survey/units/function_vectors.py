@@ -32,13 +32,13 @@ from classifiers.function_vector import (
 )
 from classifiers.icl_prompts import ICLPrompt, ICLPrompts, ICLSpec, ICLTask, generate_icl
 from classifiers.validation import AblationConfig, AblationResult
+from db.common.progress import Meter
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head
 from survey.engine.capture import CaptureSpec, capture, first_input, first_output
 from survey.engine.replay import BlockOutputs, prefix_copy, recorded, replayed_below, replayed_rows, unchanged
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
-from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, MeasuredUnit
 

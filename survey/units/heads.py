@@ -25,14 +25,15 @@ from classifiers.attention import AttendedCopy, AttendedTokenClassifier
 from classifiers.base import MeasuredClassifier
 from classifiers.keys import HEAD_CLASSIFIER
 from classifiers.probes import ProbeSet, ProbeSpec, generate
+from classifiers.registry import classifier_definition
 from classifiers.statistics import ALPHA, mean_pairwise_jaccard
 from classifiers.validation import AblationResult
+from db.common.errors import SurveyError
 from db.store import RunIds, UnitRow, write_head_unit
 from survey.adapters import ArchitectureAdapter
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.ov import ov_candidate_ranks, resid_after_block0
 from survey.engine.validation import labelled_heads, validate_induction
-from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, context_length
 from survey.units.base import Dataset, PlannedUnit, Progress, RunConfig, Shared, Skip, UnitKind, UnitResult
 
@@ -79,7 +80,7 @@ class HeadUnit(UnitKind):
     def definition(self) -> dict[str, Any]:
         """The classifier's definition and, for a class the ablation settings change, those
         settings."""
-        definition: dict[str, Any] = {"classifier": type(self.classifier).definition()}
+        definition: dict[str, Any] = {"classifier": classifier_definition(type(self.classifier))}
         if self.classifier.validated:
             definition["validation"] = self.run_config.ablation.to_dict()
         return definition

@@ -34,6 +34,7 @@ from classifiers.ioi import (
 )
 from classifiers.ioi_prompts import IOIGroup, IOIPrompts, generate_ioi
 from classifiers.validation import LOSS_FLOOR, AblationConfig, AblationResult
+from db.common.progress import Meter
 from survey.adapters import ArchitectureAdapter
 from survey.engine.ablation import Head, condition_chunks, condition_masks, head_means, rows_replaced
 from survey.engine.capture import CaptureSpec, capture
@@ -49,7 +50,6 @@ from survey.engine.readouts import (
 )
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
-from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HeadResult, HeadUnit
 

@@ -21,12 +21,12 @@ from classifiers.jsonable import JsonFields
 from classifiers.keys import LAYER_SUMMARY
 from classifiers.logit_lens import LensAccumulator, LensLayer
 from classifiers.neuron_stats import NeuronConfig
+from db.common.progress import Meter
 from db.store import RunIds, UnitRow, write_lens_unit
 from survey.corpus.sources import resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.readouts import soft_capped
 from survey.loading.loaders import LoadedModel
-from survey.progress import Meter
 from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
 from survey.units.neurons import Windows, cut_windows
 

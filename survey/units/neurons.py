@@ -55,15 +55,15 @@ from classifiers.neuron_weights import (
     vocab_null,
     vocab_projection,
 )
+from db.common.errors import SurveyError
+from db.common.progress import Meter
+from db.common.settings import cache_root
 from db.neuron_store import write_neuron_unit
 from db.store import RunIds, UnitRow
 from survey.corpus.sources import Corpus, Document, resolve_corpus
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.neuron_intervention import NeuronNudge, logit_rises
-from survey.errors import SurveyError
 from survey.loading.loaders import LoadedModel, context_length
-from survey.progress import Meter
-from survey.settings import cache_root
 from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
 
 VERSION = 2

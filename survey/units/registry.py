@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from classifiers import HeadClassifier, parse_selection
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 from survey.units.backup import BackupInductionUnit
 from survey.units.base import RunConfig, UnitKind
 from survey.units.function_vectors import FunctionVectorUnit

@@ -23,12 +23,12 @@ from markupsafe import Markup
 from sqlalchemy import Connection
 
 from classifiers.registry import classifier_names
+from db.common.errors import SurveyError
+from db.common.provenance import code_version
 from db.engine import database_url, parse_database_url
 from db.examples import EXAMPLES
 from db.readonly import readonly_engine
 from db.schema_doc import schema_markdown
-from survey.errors import SurveyError
-from survey.provenance import code_version
 from survey.wiki import hook, mosaic, svg
 from survey.wiki.changes import (
     RELEASE_STATE,

@@ -15,7 +15,7 @@ import markdown
 from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 
-from survey.wiki.render import fragment_file, restore_fragments
+from survey.wiki.fragments import fragment_file, restore_fragments
 
 _LINK = re.compile(r"\A(?![a-z][a-z0-9+.-]*:|/|#)(?P<path>[^#?]*)\.md(?P<rest>[#?].*)?\Z", re.I)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from survey.provenance import code_version
+from db.common.provenance import code_version
 from survey.wiki.pages import SiteModel
 from survey.wiki.resources import TEMPLATES
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import pandas as pd
 
+from db.common.errors import SurveyError
 from db.export import read_frame, table_names
 from db.readonly import readonly_engine
 from db.views import materialize_views
-from survey.errors import SurveyError
 
 FILE_LIMIT = 25 * 1024 * 1024
 CHUNK_BYTES = 16 * 1024 * 1024  # a multiple of PAGE_SIZE, under FILE_LIMIT

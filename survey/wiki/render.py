@@ -12,17 +12,16 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 from survey.wiki.escape import markdown_safe, token_text
+from survey.wiki.fragments import fragment_file, fragment_mark
 from survey.wiki.resources import TEMPLATES
-
-if TYPE_CHECKING:
-    from survey.wiki.shell import PageConverter
+from survey.wiki.shell import PageConverter
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -88,7 +87,7 @@ class PageWriter:
 
         def fragment(markup: Markup) -> Markup:
             saved.append(str(markup))
-            return Markup(f"<!--{FRAGMENT_MARK}{len(saved) - 1}-->")
+            return Markup(fragment_mark(len(saved) - 1))
 
         text = self.env.get_template(template).render(
             href=lambda to: html_link(here, to), md=lambda to: posixpath.relpath(to, here or "."),
@@ -115,8 +114,6 @@ class PageWriter:
             store.write_text(json.dumps(saved), encoding="utf-8")
 
 
-FRAGMENT_MARK = "wiki-fragment:"
-_FRAGMENT = re.compile(r"<!--" + re.escape(FRAGMENT_MARK) + r"(\d+)-->")
 _DIRECT = re.compile(r"\Amodels/[^/]+/layer-\d+/[^/]+\.md\Z")
 
 
@@ -142,16 +139,6 @@ def search_page(title: str, summary: str) -> str:
 def is_direct(path: str) -> bool:
     """Whether the docs page ``path`` is a layer or head page."""
     return _DIRECT.match(path) is not None
-
-
-def restore_fragments(html: str, fragments: list[str]) -> str:
-    """``html`` with each ``<!--wiki-fragment:N-->`` replaced by fragment N."""
-    return _FRAGMENT.sub(lambda match: fragments[int(match.group(1))], html) if fragments else html
-
-
-def fragment_file(folder: Path, page: str) -> Path:
-    """Where the fragments of the docs page ``page`` are kept."""
-    return folder / (page + ".json")
 
 
 def html_link(here: str, to: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 
 BUNDLE = "pagefind"  # the index's folder in the site
 SEARCH_SOURCE = ".interp-survey-search"  # the stand-ins, kept in the site for incremental builds

@@ -19,7 +19,7 @@ from io import BufferedReader
 from pathlib import Path
 from typing import BinaryIO
 
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 WHOLE = "whole"  # byte_range's answer for a Range header to ignore

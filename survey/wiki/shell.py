@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from survey.errors import SurveyError
-from survey.wiki.render import restore_fragments
+from db.common.errors import SurveyError
+from survey.wiki.fragments import restore_fragments
 
 SHELL_PAGE = "_wiki-shell/shell/shell/index.md"  # three folders deep, like models/<slug>/layer-<L>/
 _TITLE = "WIKISHELLTITLE"  # the title, and an h2 so that the theme renders a table of contents

@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 from transformers.activations import ACT2FN
 
+from db.common.errors import SurveyError
 from survey.adapters import ArchitectureAdapter, adapt, adapter_class, supported_model_types
 from survey.engine.capture import POINTS, CaptureSpec, capture
-from survey.errors import SurveyError
 from tests.support.tiny import GQA_TYPES, PARALLEL_TYPES, VOCAB, tiny_model
 
 FAMILIES = [

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from db.common.errors import SurveyError
 from survey.adapters import supported_model_types
 from survey.catalog import HubEntry, RegistryEntry, load_catalog
-from survey.errors import SurveyError
 
 
 @pytest.fixture(scope="module")

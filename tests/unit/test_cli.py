@@ -124,7 +124,7 @@ def test_bad_thread_setting(
 def test_threads_are_the_process_share_of_its_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import os
 
-    from survey.settings import thread_count
+    from db.common.settings import thread_count
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
     assert thread_count() == 16

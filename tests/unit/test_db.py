@@ -12,10 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 
+from db.common.errors import SurveyError
 from db.engine import make_engine, open_database
 from db.migrate import current_revision, head_revision
 from db.schema import Base
-from survey.errors import SurveyError
 
 
 def test_migrations_build_exactly_the_schema(backend_url: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, ...]] = [
-    ("survey.errors", "survey.settings", "survey.provenance", "survey.progress"),
+    ("db.common",),
     ("classifiers",),
     ("db",),
     ("survey.catalog", "survey.corpus"),
@@ -41,7 +41,7 @@ def module_name(path: Path) -> str:
 
 
 def is_module(name: str) -> bool:
-    """Whether ``name`` is a module or package of this repository (``from survey import settings``)."""
+    """Whether ``name`` is a module or package of this repository (``from db.common import settings``)."""
     path = ROOT.joinpath(*name.split("."))
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
@@ -85,3 +85,53 @@ def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     assert layer_of("db.store") < layer_of("survey.units.heads")
     assert layer_of("survey.units.heads") > layer_of("survey.engine.capture") > layer_of("classifiers.base")
     assert layer_of("survey.run.nightly.plan") > layer_of("survey.units.registry")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every project module and the project modules it imports (lazy and TYPE_CHECKING imports too)."""
+    return {module_name(path): set(imports(path)) - {module_name(path)} for path in sources()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan): each is an import circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph.get(module, ())):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_circles_lazy_or_not() -> None:
+    assert import_cycles(import_graph()) == []
+
+
+def test_the_circle_check_sees_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []

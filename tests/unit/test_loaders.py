@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from db.common.errors import SurveyError
 from survey.catalog import load_catalog
-from survey.errors import SurveyError
 from survey.loading.loaders import BosPolicy, load, resolve
 from tests.support.tiny import fake_hub_snapshot, save_tiny, tiny_tokenizer
 

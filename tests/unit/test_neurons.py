@@ -140,7 +140,7 @@ def test_text_and_jsonl_corpora_are_hashed_by_content(tmp_path: Path) -> None:
 
 
 def test_hub_dataset_corpus_reads_the_snapshot_files(offline_hub: Path) -> None:
-    from survey.errors import SurveyError
+    from db.common.errors import SurveyError
 
     repo = offline_hub / "datasets--org--words"
     snapshot = repo / "snapshots" / "abc123"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 from survey.run.nightly.config import load_config, parse_config
 from survey.run.nightly.plan import in_shard, parse_shard
 from tests.support.clitools import run_cli

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from survey.progress import Meter, bar_line, clock_text, weighted_line
+from db.common.progress import Meter, bar_line, clock_text, weighted_line
 
 
 class Clock:

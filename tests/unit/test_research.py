@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import survey
+from db.common.errors import SurveyError
 from db.engine import open_database
 from db.examples import EXAMPLES
 from db.fixtures import build_fixture
@@ -17,7 +18,6 @@ from db.frames import SurveyDatabase
 from db.readonly import run_query, split_statements
 from db.schema import Base
 from db.schema_doc import schema_markdown
-from survey.errors import SurveyError
 from tests.support.clitools import run_cli
 
 

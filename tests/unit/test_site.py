@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from db.common.errors import SurveyError
 from db.fixtures import MODELS
-from survey.errors import SurveyError
 from survey.wiki import mosaic
 from survey.wiki.build import build_site
 from survey.wiki.data import ModelRecord

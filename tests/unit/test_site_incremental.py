@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from db.common.errors import SurveyError
 from db.engine import open_database
 from db.fixtures import add_head_scores, add_rescored_unit, add_unit
 from db.schema import HeadScore, Model, Run, Unit
 from db.store import session_factory
-from survey.errors import SurveyError
 from survey.wiki.build import build_site
 from survey.wiki.changes import read_release_state
 from survey.wiki.incremental import MANIFEST

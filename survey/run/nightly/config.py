@@ -28,7 +28,7 @@ from typing import Any
 
 from classifiers import UnknownClassifierError, parse_selection
 from classifiers.neuron_stats import NeuronConfig
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 
 DTYPES = ("float32", "bfloat16", "float16")
 SURVEY_KEYS = {"database", "device", "dtype", "classifiers", "retries", "neurons"}

@@ -19,15 +19,15 @@ from typing import Any
 import torch
 
 from classifiers import parse_selection
+from db.common.errors import SurveyError
+from db.common.settings import THREADS
 from db.engine import open_database
 from db.jobs import finish_job, start_job
 from survey.catalog import load_catalog
-from survey.errors import SurveyError
 from survey.loading.loaders import resolve
 from survey.run.nightly.config import ModelSpec, NightlyConfig
 from survey.run.nightly.plan import run_config
 from survey.run.runner import load_and_survey
-from survey.settings import THREADS
 
 
 @dataclass(frozen=True)

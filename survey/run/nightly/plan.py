@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 
 from classifiers import parse_selection
 from classifiers.keys import DefinitionKey
+from db.common.errors import SurveyError
 from db.store import stored_definitions
 from survey.catalog import Catalog
-from survey.errors import SurveyError
 from survey.loading.loaders import ModelSource, resolve
 from survey.run.nightly.config import ModelSpec, NightlyConfig
 from survey.units.base import RunConfig

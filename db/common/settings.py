@@ -12,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from survey.errors import SurveyError
+from db.common.errors import SurveyError
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,12 @@ def cache_root() -> Path:
 
 def settings_markdown() -> str:
     """The settings table as Markdown, for ``docs/settings.md``."""
-    lines = ["# Settings", "", "Every environment variable interp-survey reads (`survey/settings.py`).", ""]
+    lines = [
+        "# Settings",
+        "",
+        "Every environment variable interp-survey reads (`db/common/settings.py`).",
+        "",
+    ]
     lines += ["| variable | default | what it changes |", "|---|---|---|"]
     lines += [f"| `{s.name}` | {f'`{s.default}`' if s.default else '—'} | {s.help} |" for s in SETTINGS]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = "interp-survey"
 LIBRARIES = ("torch", "transformers", "gguf")
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def package_version() -> str:
