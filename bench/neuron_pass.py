@@ -23,8 +23,10 @@ import torch
 
 from classifiers.neuron_stats import NeuronConfig
 from survey.catalog import load_catalog
+from survey.corpus.windows import cut_windows
+from survey.engine.neuron_pass import run_pass
 from survey.loading.loaders import load, resolve
-from survey.units.neurons import cut_windows, plan_neurons, run_pass
+from survey.units.neurons import plan_neurons
 
 CHILD = """
 import json, resource, sys, tempfile
@@ -32,7 +34,9 @@ from pathlib import Path
 from survey.catalog import load_catalog
 from survey.loading.loaders import load, resolve
 from classifiers.neuron_stats import NeuronConfig
-from survey.units.neurons import cut_windows, plan_neurons, run_pass
+from survey.corpus.windows import cut_windows
+from survey.engine.neuron_pass import run_pass
+from survey.units.neurons import plan_neurons
 loaded = load(resolve(sys.argv[1], load_catalog()))
 config = NeuronConfig(token_budget=int(sys.argv[2]))
 plan = plan_neurons(loaded, config)

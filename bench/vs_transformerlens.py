@@ -57,7 +57,8 @@ def _probes(loaded: Any) -> tuple[Any, Any]:
 def survey_scores(loaded: Any, probe: Any, null_probe: Any) -> dict[str, Any]:
     """The survey's scores of the three classes on the probe, nulls and OV gate included."""
     from classifiers.attention import DuplicateToken, Induction, PreviousToken
-    from survey.units.heads import attended_copy, captured_patterns
+    from survey.units.heads import captured_patterns
+    from survey.units.induction import attended_copy
 
     patterns = captured_patterns(loaded, probe)
     null_patterns = captured_patterns(loaded, null_probe)

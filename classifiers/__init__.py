@@ -1,14 +1,13 @@
 """Head classifiers, neuron summaries, layer summaries and validations.
 
 Everything here is a pure function of captured tensors and weights: it never loads a model and
-never writes to the database. Importing the package registers the built-in classifiers.
+never writes to the database. Importing the package imports every module in it, so each
+classifier registers itself (``classifiers.registry.register``) with no list to keep.
 """
 
-from classifiers import attention as _attention  # noqa: F401  (registers the v1 classifiers)
-from classifiers import backup as _backup  # noqa: F401  (registers backup_induction)
-from classifiers import function_vector as _function_vector  # noqa: F401  (registers function_vector)
-from classifiers import ioi as _ioi  # noqa: F401  (registers the IOI classifiers)
-from classifiers import successor as _successor  # noqa: F401  (registers the successor classifier)
+import importlib
+import pkgutil
+
 from classifiers.base import (
     ClassifierConfig,
     HeadClassifier,
@@ -17,6 +16,9 @@ from classifiers.base import (
     rank_and_percentile,
 )
 from classifiers.registry import UnknownClassifierError, classifier_class, classifier_names, parse_selection
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "ClassifierConfig", "HeadClassifier", "HeadScores", "PatternClassifier", "UnknownClassifierError",

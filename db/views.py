@@ -15,7 +15,7 @@ follow the classifier registry, so ``db.migrate`` rebuilds them whenever their S
   validation held (``confirmed`` 0: a validation failed, so its labels are unconfirmed);
 - ``neuron_layers``: per model, layer and neuron family (NULL: none): neurons, how many fire mainly
   negative (of ``signed``: version 2 only), how many the intervention check sampled, how many it
-  confirmed (an overlap of at least 8 of 10 tokens, as ``survey/units/neurons.py`` counts) and their
+  confirmed (an overlap of at least 8 of 10 tokens, as ``survey/engine/neuron_summary.py`` counts) and their
   overlaps' sum. The questions about all neurons read this small view, so that they stay cheap
   where the database is read over HTTP (the published site);
 - ``run_provenance``: every unit with its model, definition hash, run, code (version, dirty), libraries.

@@ -1,17 +1,15 @@
 """Validation by mean-ablation: does ablating a class's labelled heads hurt its task metric more
 than ablating as many random heads?
 
-Induction's metric is the loss on the second repeat of [BOS] + r + r (predicting tokens 2..L of
-the repeat, the ones an induction head can predict). The effect of an ablation is the rise in
-that loss. The top-k effect is compared with every random draw: its rank among them (1: it beats
-them all) and its z-score against their spread. It is supported when it beats every draw and
-reaches the configured minimum effect.
+The mechanics every class's validation shares (each class's own validation sits in its unit): the
+labelled heads and the top-k, random head sets, and the check of the top-k effect against every
+random draw: its rank among them (1: it beats them all) and its z-score against their spread. It
+is supported when it beats every draw and reaches the configured minimum effect.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,9 +17,7 @@ from torch import Tensor
 
 from classifiers.probes import ProbeSet
 from classifiers.validation import AblationConfig, AblationResult
-from db.common.progress import Meter
-from survey.adapters import ArchitectureAdapter
-from survey.engine.ablation import Head, ablated_losses, head_means, next_token_loss
+from survey.engine.ablation import Head
 
 
 @dataclass(frozen=True)
@@ -94,31 +90,3 @@ def repeat_span(probe: ProbeSet) -> tuple[int, int]:
     """Positions predicting tokens 2..L of the second repeat of [BOS] + r + r: ``[start, stop)``."""
     length = probe.spec.length
     return probe.first_content + length, probe.first_content + 2 * length - 1
-
-
-def validate_induction(
-    adapter: ArchitectureAdapter, probe: ProbeSet, scores: Tensor, labels: Tensor, config: AblationConfig,
-    progress: Callable[[str], None] = lambda _line: None,
-) -> AblationResult:  # fmt: skip
-    """Mean-ablate the top labelled induction heads, each alone and together, then random sets."""
-    started = time.perf_counter()
-    start, stop = repeat_span(probe)
-    tokens = probe.tokens
-    top = top_labelled(scores, labels, config.max_k)
-    labelled = labelled_heads(labels)
-    if not top:
-        baseline = next_token_loss(adapter, tokens, start, stop, tokens.shape[0])
-        check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
-        return check.result([], [], [], {}, 1, started, {})
-    means = head_means(adapter, tokens)
-    draws = random_head_sets(
-        adapter.dims.n_layers, adapter.dims.n_heads, labelled, len(top), config.draws, config.seed
-    )
-    conditions = [top, *([head] for head in top), *draws]
-    meter = Meter(progress, "induction: validation", len(conditions), "ablations")
-    baseline, losses = ablated_losses(adapter, tokens, start, stop, means, conditions, meter.advance)
-    check = Check("mean_ablation_top_k_vs_random", "second_repeat_loss", baseline, config)
-    effects = [loss - baseline for loss in losses]
-    per_head = dict(zip(top, effects[1 : 1 + len(top)], strict=True))
-    passes = 2 + len(conditions)
-    return check.result(top, [effects[0], *effects[1 + len(top) :]], draws, per_head, passes, started, {})

@@ -38,7 +38,8 @@ from survey.engine.replay import BlockOutputs, recorded, replayed_below, unchang
 from survey.engine.validation import Check, labelled_heads, random_head_sets, repeat_span, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.units.base import PlannedUnit, Progress, Shared
-from survey.units.heads import HeadResult, ProbeReader, attended_copy, shared_patterns
+from survey.units.heads import HEAD_UNITS, HeadResult, ProbeReader, shared_patterns
+from survey.units.induction import attended_copy, shared_attended_copy
 
 
 def direct_effects(
@@ -179,6 +180,7 @@ def _validate(
     return check.result(backups, effects, draws, {}, 3 + len(draws), started, details)
 
 
+@HEAD_UNITS.register("backup_induction")
 class BackupInductionUnit(ProbeReader):
     """Backup induction heads: every head re-measured with the labelled induction heads ablated."""
 
@@ -190,11 +192,14 @@ class BackupInductionUnit(ProbeReader):
         return self.classifier.config.dataset
 
     def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+        self,
+        loaded: LoadedModel,
+        planned: PlannedUnit[ProbeSet, HeadResult],
+        shared: Shared,
+        progress: Progress,
     ) -> HeadResult:
         """Measured on the induction probe, reusing what the induction unit read on it."""
         probe = planned.dataset
-        assert isinstance(probe, ProbeSet)
         null_spec = probe.spec.null()
         assert null_spec is not None, "backup induction reads a repeated probe"
         null_probe: ProbeSet = shared.get(
@@ -202,7 +207,7 @@ class BackupInductionUnit(ProbeReader):
         )
         reads = InductionReads(
             shared_patterns(loaded, probe, shared), shared_patterns(loaded, null_probe, shared),
-            shared.get(("attended_copy", probe.hash), lambda: attended_copy(loaded.adapter, probe)),
+            shared_attended_copy(loaded, probe, shared),
         )  # fmt: skip
         measures, validation = measure_backups(
             loaded.adapter,

@@ -12,13 +12,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 from sqlalchemy import Engine
 
 from classifiers.keys import DefinitionKey, UnitKey, definition_hash
 from classifiers.neuron_stats import NeuronConfig
+from classifiers.registry import Registry
 from classifiers.validation import AblationConfig
 from db.common.errors import SurveyError
 from db.store import RunIds
@@ -65,8 +66,13 @@ class Skip:
     reason: str
 
 
-class UnitKind(ABC):
-    """One kind of unit under one run config: registered once, asked for everything."""
+D = TypeVar("D", bound=Dataset)  # what a unit reads for one model
+R = TypeVar("R")  # what it computes
+
+
+class UnitKind(ABC, Generic[D, R]):
+    """One kind of unit under one run config: registered once, asked for everything. ``D`` is the
+    dataset it reads for one model, ``R`` the result it computes and stores."""
 
     kind: ClassVar[str]
     cost: ClassVar[float] = 1.0  # rough share of a model's time (bench/unit_profile.py), for time left
@@ -98,38 +104,55 @@ class UnitKind(ABC):
         return DefinitionKey(self.kind, self.name, self.version, definition_hash(self.full_definition()))
 
     @abstractmethod
-    def dataset(self, loaded: LoadedModel, shared: Shared) -> Dataset | Skip:
+    def dataset(self, loaded: LoadedModel, shared: Shared) -> D | Skip:
         """The dataset for this model (SurveyError when the model cannot take the unit at all)."""
 
     @abstractmethod
-    def compute(self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress) -> Any:
+    def compute(
+        self, loaded: LoadedModel, planned: PlannedUnit[D, R], shared: Shared, progress: Progress
+    ) -> R:
         """The unit's result for this model."""
 
     @abstractmethod
-    def write(self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: Any, replace: bool) -> None:
+    def write(
+        self, engine: Engine, ids: RunIds, planned: PlannedUnit[D, R], result: R, replace: bool
+    ) -> None:
         """Store the result in one transaction (replacing a unit under the same key)."""
 
     @abstractmethod
-    def describe(self, done: UnitResult) -> str:
+    def describe(self, done: UnitResult[D, R]) -> str:
         """One progress line about a computed unit."""
 
 
+class ModelUnitKind(UnitKind[D, R]):
+    """A unit computed once per model, not per classifier (the logit lens, the neuron pass)."""
+
+    @classmethod
+    @abstractmethod
+    def for_run(cls, config: RunConfig) -> ModelUnitKind[D, R] | None:
+        """The unit under ``config``, or None when the run does not ask for it."""
+
+
+MODEL_UNITS: Registry[type[ModelUnitKind[Any, Any]]] = Registry("model unit", SurveyError)
+"""Model-wide unit classes by name (each registers itself), computed after the head units."""
+
+
 @dataclass(frozen=True)
-class PlannedUnit:
+class PlannedUnit(Generic[D, R]):
     """A unit bound to the dataset it reads for one model, with its key."""
 
-    unit: UnitKind
-    dataset: Dataset
+    unit: UnitKind[D, R]
+    dataset: D
     key: UnitKey
 
 
 @dataclass(frozen=True)
-class UnitResult:
+class UnitResult(Generic[D, R]):
     """A computed unit, how long it took, and the forward passes it ran and their tokens (batch ×
     positions entering the model; blocks replayed from a recorded run cost less than their tokens)."""
 
-    planned: PlannedUnit
-    result: Any
+    planned: PlannedUnit[D, R]
+    result: R
     seconds: float
     passes: int = 0
     tokens: int = 0
@@ -154,7 +177,7 @@ class Shared:
 
     def __init__(self) -> None:
         self._values: dict[Any, Any] = {}
-        self.pending: list[PlannedUnit] = []  # the units this run computes for the model
+        self.pending: list[PlannedUnit[Any, Any]] = []  # the units this run computes for the model
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
         """The value under ``key``, made by ``make()`` the first time."""
@@ -164,8 +187,8 @@ class Shared:
 
 
 def plan(
-    loaded: LoadedModel, units: list[UnitKind], shared: Shared, on_skip: Callable[[str, str], None]
-) -> list[PlannedUnit]:
+    loaded: LoadedModel, units: list[UnitKind[Any, Any]], shared: Shared, on_skip: Callable[[str, str], None]
+) -> list[PlannedUnit[Any, Any]]:
     """Each unit's dataset and key for this model, grouped by dataset (in order of first use);
     units the model cannot take go to ``on_skip``."""
     planned = []
@@ -175,15 +198,15 @@ def plan(
             on_skip(unit.name, dataset.reason)
             continue
         planned.append(PlannedUnit(unit, dataset, unit.definition_key().with_dataset(dataset.hash)))
-    groups: dict[str, list[PlannedUnit]] = {}  # units that read one dataset run one after another
+    groups: dict[str, list[PlannedUnit[Any, Any]]] = {}  # units that read one dataset run one after another
     for planned_unit in planned:
         groups.setdefault(planned_unit.dataset.hash, []).append(planned_unit)
     return [planned_unit for group in groups.values() for planned_unit in group]
 
 
 def compute_all(
-    loaded: LoadedModel, planned: list[PlannedUnit], shared: Shared, progress: Progress
-) -> Iterator[UnitResult]:
+    loaded: LoadedModel, planned: list[PlannedUnit[Any, Any]], shared: Shared, progress: Progress
+) -> Iterator[UnitResult[Any, Any]]:
     """Compute each planned unit in turn, yielding each result as soon as it is ready."""
     for unit in planned:
         counter = PassCounter()

@@ -5,40 +5,39 @@ ranks, evidence, the label statistics (``classifiers.statistics``) and, where th
 its validation. Pattern classifiers that share a probe share one capture (through
 :class:`Shared`): the probe is generated once per tokenizer, run once with every layer's pattern
 captured, and each classifier scores the same tensors; so do the probe's null and the two other
-seeds the labels' stability is measured on. Induction and anti-induction also read the OV copy
-score of the attended token (one block-0 read, shared); induction is then validated by
-mean-ablation.
+seeds the labels' stability is measured on. Induction and anti-induction, which also read the OV
+copy score of the attended token, are in :mod:`survey.units.induction`.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import torch
 from sqlalchemy import Engine
 from torch import Tensor
 
 from classifiers import HeadClassifier, HeadScores, PatternClassifier
-from classifiers.attention import AttendedCopy, AttendedTokenClassifier
 from classifiers.base import MeasuredClassifier
 from classifiers.keys import HEAD_CLASSIFIER
 from classifiers.probes import ProbeSet, ProbeSpec, generate
-from classifiers.registry import classifier_definition
+from classifiers.registry import Registry, classifier_definition
 from classifiers.statistics import ALPHA, mean_pairwise_jaccard
 from classifiers.validation import AblationResult
 from db.common.errors import SurveyError
 from db.store import RunIds, UnitRow, write_head_unit
-from survey.adapters import ArchitectureAdapter
 from survey.engine.capture import CaptureSpec, capture
-from survey.engine.ov import ov_candidate_ranks, resid_after_block0
-from survey.engine.validation import labelled_heads, validate_induction
+from survey.engine.validation import labelled_heads
 from survey.loading.loaders import LoadedModel, context_length
-from survey.units.base import Dataset, PlannedUnit, Progress, RunConfig, Shared, Skip, UnitKind, UnitResult
+from survey.units.base import D, PlannedUnit, Progress, RunConfig, Shared, Skip, UnitKind, UnitResult
 
 PATTERN_SUM_TOLERANCE = 1e-3
 STABILITY_SEEDS = 3  # probe seeds a pattern class is scored on: the probe's own and the next ones
+
+
+HEAD_UNITS: Registry[type[HeadUnit[Any]]] = Registry("unit", SurveyError)
+"""Head unit classes by the ``unit`` tag of the classifiers they measure (each registers itself)."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,9 @@ class HeadResult:
         }  # fmt: skip
 
 
-class HeadUnit(UnitKind):
-    """A unit that scores every head with one classifier (``classifier`` is its class)."""
+class HeadUnit(UnitKind[D, HeadResult]):
+    """A unit that scores every head with one classifier (``classifier`` is its class) on the
+    dataset ``D`` it reads for one model."""
 
     kind = HEAD_CLASSIFIER
 
@@ -85,9 +85,9 @@ class HeadUnit(UnitKind):
             definition["validation"] = self.run_config.ablation.to_dict()
         return definition
 
-    def dataset(self, loaded: LoadedModel, shared: Shared) -> Dataset | Skip:
+    def dataset(self, loaded: LoadedModel, shared: Shared) -> D | Skip:
         spec = self.dataset_spec()
-        made: Dataset | Skip = shared.get(("dataset", spec), lambda: self.make_dataset(loaded, spec))
+        made: D | Skip = shared.get(("dataset", spec), lambda: self.make_dataset(loaded, spec))
         return made
 
     @abstractmethod
@@ -95,11 +95,16 @@ class HeadUnit(UnitKind):
         """The spec of the dataset the classifier reads (units with equal specs share it)."""
 
     @abstractmethod
-    def make_dataset(self, loaded: LoadedModel, spec: Any) -> Dataset | Skip:
+    def make_dataset(self, loaded: LoadedModel, spec: Any) -> D | Skip:
         """Generate the dataset for this model's tokenizer."""
 
     def write(
-        self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: HeadResult, replace: bool
+        self,
+        engine: Engine,
+        ids: RunIds,
+        planned: PlannedUnit[D, HeadResult],
+        result: HeadResult,
+        replace: bool,
     ) -> None:
         row = UnitRow(
             planned.key, self.full_definition(), self.classifier.config.to_dict(), planned.dataset.describe(),
@@ -107,7 +112,7 @@ class HeadUnit(UnitKind):
         )  # fmt: skip
         write_head_unit(engine, ids, row, result.scores, result.validation, replace)
 
-    def describe(self, done: UnitResult) -> str:
+    def describe(self, done: UnitResult[D, HeadResult]) -> str:
         c, result = self.classifier, done.result
         labelled = int(result.scores.labels(c.threshold).sum())
         n_heads = result.scores.scores.numel()
@@ -145,31 +150,34 @@ def check_patterns(name: str, patterns: Tensor) -> None:
         raise SurveyError(f"attention patterns of {name!r} do not sum to 1 (off by {worst:.2g})")
 
 
-class ProbeReader(HeadUnit):
+class ProbeReader(HeadUnit[ProbeSet]):
     """A head unit whose dataset is a probe (``dataset_spec`` gives its spec)."""
 
     def make_dataset(self, loaded: LoadedModel, spec: ProbeSpec) -> ProbeSet:
         return probe_for(loaded, self.name, spec)
 
 
-class MeasuredUnit(HeadUnit):
-    """A class the survey measures for it alone: :meth:`measure`, then the pure score."""
+M = TypeVar("M")  # what a measured class's unit measures for its pure score
+
+
+class MeasuredUnit(HeadUnit[D], Generic[D, M]):
+    """A class the survey measures for it alone on its dataset ``D``: :meth:`measure` gives the
+    measurements ``M``, then the pure score."""
 
     classifier: MeasuredClassifier
 
     def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+        self, loaded: LoadedModel, planned: PlannedUnit[D, HeadResult], shared: Shared, progress: Progress
     ) -> HeadResult:
         measures, validation = self.measure(loaded, planned.dataset, progress)
         return HeadResult(self.classifier.score(measures), validation)
 
     @abstractmethod
-    def measure(
-        self, loaded: LoadedModel, dataset: Any, progress: Progress
-    ) -> tuple[Any, AblationResult | None]:
+    def measure(self, loaded: LoadedModel, dataset: D, progress: Progress) -> tuple[M, AblationResult | None]:
         """The measurements the class scores, and its validation (None: it has none)."""
 
 
+@HEAD_UNITS.register("pattern")
 class PatternUnit(ProbeReader):
     """A pattern classifier: scored from the attention patterns captured on its probe (and, for
     a class whose null needs one, on the probe's null), then again on the next probe seeds for
@@ -184,10 +192,13 @@ class PatternUnit(ProbeReader):
         return {**super().definition(), "stability_seeds": STABILITY_SEEDS}
 
     def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+        self,
+        loaded: LoadedModel,
+        planned: PlannedUnit[ProbeSet, HeadResult],
+        shared: Shared,
+        progress: Progress,
     ) -> HeadResult:
         probe = planned.dataset
-        assert isinstance(probe, ProbeSet)
         scores = self.scored(loaded, probe, shared)
         threshold = self.classifier.threshold
         seeds = [probe.spec.seed + offset for offset in range(STABILITY_SEEDS)]
@@ -230,50 +241,6 @@ def shared_patterns(loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> Ten
     """The probe's captured patterns, captured once per model and probe."""
     patterns: Tensor = shared.get(("patterns", probe.hash), lambda: captured_patterns(loaded, probe))
     return patterns
-
-
-def attended_copy(adapter: ArchitectureAdapter, probe: ProbeSet) -> AttendedCopy:
-    """Each head's OV copy and negative copy score of the tokens an induction head attends:
-    the residual after block 0 at first-repeat positions 1..L-1 of ``probe`` (keys of the
-    induction stripe), ranked among that sequence's r tokens (one forward pass)."""
-    length, first = probe.spec.length, probe.first_content
-    batch = probe.tokens.shape[0]
-    resid = resid_after_block0(adapter, probe.tokens)[:, first + 1 : first + length]  # [batch, L-1, d_model]
-    candidates = probe.tokens[:, first : first + length].repeat_interleave(length - 1, 0)  # [row, L]
-    own = torch.arange(1, length).repeat(batch)  # [row]
-    rows = resid.reshape(-1, resid.shape[-1])
-    ranks = ov_candidate_ranks(adapter, rows, candidates.to(rows.device), own.to(rows.device))
-    return AttendedCopy(ranks.copy().cpu(), ranks.negative_copy().cpu())
-
-
-class AttendedCopyUnit(PatternUnit):
-    """A class gated by what its heads' OV circuits do to the attended token: the copy scores
-    are read once per model on the class's own probe (they are a property of the weights) and
-    serve every seed and every class that reads them."""
-
-    classifier: AttendedTokenClassifier
-
-    def scored(self, loaded: LoadedModel, probe: ProbeSet, shared: Shared) -> HeadScores:
-        own = self.shared_probe(loaded, self.dataset_spec(), shared)
-        copy: AttendedCopy = shared.get(
-            ("attended_copy", own.hash), lambda: attended_copy(loaded.adapter, own)
-        )
-        patterns = shared_patterns(loaded, probe, shared)
-        return self.classifier.score(patterns, probe, self.null_patterns(loaded, probe, shared), copy)
-
-
-class InductionUnit(AttendedCopyUnit):
-    """Induction: validated by mean-ablating its top heads on the second repeat."""
-
-    cost = 6
-
-    def validate(
-        self, loaded: LoadedModel, probe: ProbeSet, scores: HeadScores, progress: Progress
-    ) -> AblationResult:
-        labels = scores.labels(self.classifier.threshold)
-        return validate_induction(
-            loaded.adapter, probe, scores.scores, labels, self.run_config.ablation, progress
-        )
 
 
 def captured_patterns(loaded: LoadedModel, probe: ProbeSet) -> Tensor:

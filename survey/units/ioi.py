@@ -51,7 +51,7 @@ from survey.engine.readouts import (
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
 from survey.units.base import PlannedUnit, Progress, Shared, Skip
-from survey.units.heads import HeadResult, HeadUnit
+from survey.units.heads import HEAD_UNITS, HeadResult, HeadUnit
 
 LD_DROP = "logit_diff_drop"
 
@@ -369,7 +369,8 @@ def _validate_backups(
     return check.result(backups, recovered, draws, {}, passes, started, details), passes
 
 
-class IOIUnit(HeadUnit):
+@HEAD_UNITS.register("ioi")
+class IOIUnit(HeadUnit[IOIPrompts]):
     """An IOI classifier. The IOI classes pending for a model share one run of the suite."""
 
     cost = 6
@@ -386,10 +387,13 @@ class IOIUnit(HeadUnit):
             return Skip(str(exc))
 
     def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+        self,
+        loaded: LoadedModel,
+        planned: PlannedUnit[IOIPrompts, HeadResult],
+        shared: Shared,
+        progress: Progress,
     ) -> HeadResult:
         prompts = planned.dataset
-        assert isinstance(prompts, IOIPrompts)
         together = [
             p.unit.classifier for p in shared.pending if isinstance(p.unit, IOIUnit) and p.dataset is prompts
         ]

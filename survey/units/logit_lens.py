@@ -24,11 +24,11 @@ from classifiers.neuron_stats import NeuronConfig
 from db.common.progress import Meter
 from db.store import RunIds, UnitRow, write_lens_unit
 from survey.corpus.sources import resolve_corpus
+from survey.corpus.windows import Windows, cut_windows
 from survey.engine.capture import CaptureSpec, capture
 from survey.engine.readouts import soft_capped
 from survey.loading.loaders import LoadedModel
-from survey.units.base import PlannedUnit, Progress, RunConfig, Shared, UnitKind, UnitResult
-from survey.units.neurons import Windows, cut_windows
+from survey.units.base import MODEL_UNITS, ModelUnitKind, PlannedUnit, Progress, RunConfig, Shared, UnitResult
 
 VERSION = 1
 NAME = "logit_lens"
@@ -119,7 +119,8 @@ def run_lens(loaded: LoadedModel, plan: LensPlan, echo: Callable[[str], None]) -
     return totals.result()
 
 
-class LensUnit(UnitKind):
+@MODEL_UNITS.register(NAME)
+class LensUnit(ModelUnitKind[LensPlan, list[LensLayer]]):
     """The logit lens over the first windows of the neuron pass's corpus, one row per layer."""
 
     kind = LAYER_SUMMARY
@@ -143,18 +144,26 @@ class LensUnit(UnitKind):
         return plan_lens(loaded, self.config)
 
     def compute(
-        self, loaded: LoadedModel, planned: PlannedUnit, shared: Shared, progress: Progress
+        self,
+        loaded: LoadedModel,
+        planned: PlannedUnit[LensPlan, list[LensLayer]],
+        shared: Shared,
+        progress: Progress,
     ) -> list[LensLayer]:
-        assert isinstance(planned.dataset, LensPlan)
         return run_lens(loaded, planned.dataset, progress)
 
     def write(
-        self, engine: Engine, ids: RunIds, planned: PlannedUnit, result: list[LensLayer], replace: bool
+        self,
+        engine: Engine,
+        ids: RunIds,
+        planned: PlannedUnit[LensPlan, list[LensLayer]],
+        result: list[LensLayer],
+        replace: bool,
     ) -> None:
         row = UnitRow(planned.key, self.full_definition(), self.config.to_dict(), planned.dataset.describe())
         write_lens_unit(engine, ids, row, result, replace)
 
-    def describe(self, done: UnitResult) -> str:
+    def describe(self, done: UnitResult[LensPlan, list[LensLayer]]) -> str:
         last = done.result[-1]
         return (
             f"{NAME} v{VERSION}: {len(done.result)} layers, last layer agreement {last.top1_agreement:.3f}, "

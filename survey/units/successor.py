@@ -11,7 +11,7 @@ from survey.adapters import ArchitectureAdapter
 from survey.engine.ov import ov_outputs
 from survey.loading.loaders import LoadedModel
 from survey.units.base import Progress, Skip
-from survey.units.heads import MeasuredUnit
+from survey.units.heads import HEAD_UNITS, MeasuredUnit
 
 
 def successor_measures(adapter: ArchitectureAdapter, tasks: OrdinalTasks) -> SuccessorMeasures:
@@ -38,7 +38,8 @@ def successor_measures(adapter: ArchitectureAdapter, tasks: OrdinalTasks) -> Suc
     )
 
 
-class SuccessorUnit(MeasuredUnit):
+@HEAD_UNITS.register("successor")
+class SuccessorUnit(MeasuredUnit[OrdinalTasks, SuccessorMeasures]):
     """Successor heads, read from the weights on this tokenizer's ordinal sequences."""
 
     classifier: SuccessorHead

@@ -19,16 +19,10 @@ from classifiers.icl_prompts import ICLPrompt, ICLSpec, generate_icl, task_pairs
 from classifiers.statistics import GATED
 from classifiers.validation import AblationConfig, AblationResult
 from survey.adapters import adapt
-from survey.units import function_vectors
-from survey.units.function_vectors import (
-    _replace_copies,
-    measure_function_vectors,
-    pass_groups,
-    patched_probabilities,
-    task_means,
-    vector_layer,
-    zero_shot_accuracy,
-)
+from survey.engine import copy_patching
+from survey.engine.copy_patching import _replace_copies, pass_groups, patched_probabilities
+from survey.engine.last_token import zero_shot_accuracy
+from survey.units.function_vectors import measure_function_vectors, task_means, vector_layer
 from tests.support.planted_fv import N_HEADS, PAIRS, PLANTED, fv_tokenizer, planted_fv_gpt2
 from tests.support.tiny import tiny_model
 from tests.unit.test_replay import FAMILIES
@@ -152,9 +146,9 @@ def test_pass_groups_are_the_fewest_passes_of_whole_layers_filled_from_the_lowes
     groups = pass_groups(layers, rows)
     assert [r for g in groups for r in g] == rows
     assert [sorted({layers[r] for r in g}) for g in groups] == [list(range(19)), list(range(19, 24))]
-    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", 5)  # a layer of 18 copies in passes of 5 or less
+    monkeypatch.setattr(copy_patching, "ROWS_PER_PASS", 5)  # a layer of 18 copies in passes of 5 or less
     assert [len(g) for g in pass_groups(_layers_of(18, 2), list(range(36)))] == [5, 5, 5, 3] * 2
-    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", 20)
+    monkeypatch.setattr(copy_patching, "ROWS_PER_PASS", 20)
     assert [len(g) for g in pass_groups(_layers_of(6, 4), list(range(24)))] == [18, 6]
 
 
@@ -165,7 +159,7 @@ def test_batched_last_token_patching_equals_a_full_sequence_run(
 ) -> None:
     """Every head and both variants, in passes of 5 copies (a layer split in two) and in one pass
     (each block running only the copies patched at or below it), against one full run per patch."""
-    monkeypatch.setattr(function_vectors, "ROWS_PER_PASS", rows_per_pass)
+    monkeypatch.setattr(copy_patching, "ROWS_PER_PASS", rows_per_pass)
     model = tiny_model(model_type)
     adapter = adapt(model)
     d = adapter.dims
@@ -220,7 +214,7 @@ def test_zero_shot_accuracy_reads_each_prompts_own_last_position(model_type: str
     """Prompts of different lengths in one right-padded batch, the unembedding kept only at their
     last positions: each is scored as if run alone (targets set to its own argmax, with and
     without a vector added), so any misread position shows as a miss."""
-    from survey.units.function_vectors import added_at_last
+    from survey.engine.last_token import added_at_last
 
     adapter = adapt(tiny_model(model_type))
     torch.manual_seed(2)

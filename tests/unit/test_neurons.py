@@ -20,11 +20,11 @@ from classifiers import parse_selection
 from classifiers.neuron_stats import NeuronConfig
 from db.engine import open_database
 from survey.corpus.sources import resolve_corpus
+from survey.corpus.windows import cut_windows
 from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel
 from survey.run.runner import survey_model
 from survey.units.base import RunConfig
-from survey.units.neurons import cut_windows
 from tests.support.clitools import db_bytes, run_cli
 from tests.support.tiny import loaded_in_memory, tiny_model, tiny_tokenizer
 
