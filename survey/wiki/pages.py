@@ -325,7 +325,6 @@ def write_head(
                 patterns[key] = _pattern_svg(pattern, tokens)
         ov_rows += evidence.get("ov_top_tokens", [])
     validations = [(unit.name, v) for unit in units for v in unit.validations if [layer, head] in v["heads"]]
-    evidence = {unit.name: unit.evidence[layer][head] for unit in units if unit.evidence}
     writer.write(
         model.head_page(layer, head),
         "head.html.j2",
@@ -337,8 +336,6 @@ def write_head(
         tokens=tokens,
         validations=validations,
         backups=backup_sets(units),
-        function_vector=evidence.get("function_vector", {}).get("per_task_cie"),
-        successor=evidence.get("successor", {}),
         ov_rows=_first_per_input(ov_rows),
         patterns=[(probe, svg_) for (probe, _), svg_ in patterns.items()],
         head_name=head_name,
