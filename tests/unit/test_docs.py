@@ -40,3 +40,10 @@ def test_docs_check_lists_stale_files_and_writing_fixes_them(tmp_path: Path, mon
     assert code == 0 and out.strip() == f"wrote {tmp_path / 'settings.md'}"
     code, _, _ = run_cli(["docs", "--check", "--out", str(tmp_path)], monkeypatch, capsys)
     assert code == 0
+
+
+def test_every_registered_class_has_its_section_in_methods() -> None:
+    from classifiers import classifier_names
+
+    headings = {line.strip() for line in (DOCS / "methods.md").read_text(encoding="utf-8").splitlines()}
+    assert [name for name in classifier_names() if f"### `{name}`" not in headings] == []
