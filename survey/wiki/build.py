@@ -56,6 +56,7 @@ from survey.wiki.incremental import (
     replace_site,
     write_manifest,
 )
+from survey.wiki.links import broken_links
 from survey.wiki.nearby import SCRIPT, similar_script
 from survey.wiki.pages import SiteModel, classifier_info, site_models, write_model
 from survey.wiki.release import (
@@ -136,6 +137,7 @@ def build_site(
             script = similar_script(model, job.similar, job.by_id)
             (folder / "site" / model.page()).with_name(SCRIPT).write_text(script, encoding="utf-8")
         kept = [m.slug for m in job.models if m.slug not in job.changed]
+        front = [p.relative_to(folder / "site") for p in (folder / "site").rglob("*.html")]
         _front_search_pages(folder / "site", search)
         (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
         replace_site(out / SEARCH_SOURCE, [search], kept)
@@ -153,6 +155,9 @@ def build_site(
             f"{len(too_big)} site file(s) over the {FILE_LIMIT // 2**20} MiB static-host limit, "
             f"the largest {name} ({size / 2**20:,.1f} MiB)"
         )
+    broken = broken_links(out, [out / page for page in front])
+    if broken:
+        echo(f"warning: {len(broken)} broken link(s) on the front pages, e.g. {', '.join(broken[:3])}")
     pages = _page_count(out)
     echo(
         f"built {pages} pages in {time.perf_counter() - start:.1f} s (mkdocs {mkdocs_s:.1f} s); "

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -90,7 +91,7 @@ class PageWriter:
             return Markup(fragment_mark(len(saved) - 1))
 
         text = self.env.get_template(template).render(
-            href=lambda to: html_link(here, to), md=lambda to: posixpath.relpath(to, here or "."),
+            href=lambda to: html_link(here, to), md=lambda to: markdown_link(here, to),
             fragment=fragment, **context,
         )  # fmt: skip
         self.pages += 1
@@ -139,6 +140,12 @@ def search_page(title: str, summary: str) -> str:
 def is_direct(path: str) -> bool:
     """Whether the docs page ``path`` is a layer or head page."""
     return _DIRECT.match(path) is not None
+
+
+def markdown_link(here: str, to: str) -> Markup:
+    """The relative link from the page folder ``here`` to the docs page ``to``, percent-encoded
+    and marked safe: escaped as text (``_`` as ``&#95;``), mkdocs would not see the page it names."""
+    return Markup(quote(posixpath.relpath(to, here or ".")))
 
 
 def html_link(here: str, to: str) -> str:

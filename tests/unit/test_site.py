@@ -606,3 +606,31 @@ def test_mosaic_panel_escapes_the_model_name_and_stays_small() -> None:
     drawn = mosaic.panel_svg(model, "induction", grid, {(3, 4): True}, "classifiers", 1.0)
     assert "<script" not in drawn and drawn.count('class="unconfirmed"') == 1
     assert len(drawn) < 155 * grid.size  # bytes a head, 34 of them the link: integer unit cells, hex fills
+
+
+def test_no_page_of_the_site_links_to_a_missing_file(site: Path) -> None:
+    from survey.wiki.links import broken_links
+
+    pages = [p for p in site.rglob("*.html") if not p.relative_to(site).as_posix().startswith(".")]
+    assert len(pages) > 20 and broken_links(site, pages) == []
+
+
+def test_the_link_check_sees_a_link_to_a_missing_file(tmp_path: Path) -> None:
+    from survey.wiki.links import broken_links
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b.html").write_text("")
+    page = tmp_path / "a" / "index.html"
+    page.write_text('<a href="../b.html#x">b</a> <a href="https://x.org/">x</a> <a href="#top">t</a> '
+                    '<img src="missing.png"> <a href="../c.html">c</a>')  # fmt: skip
+    assert broken_links(tmp_path, [page]) == ["a/index.html -> missing.png", "a/index.html -> ../c.html"]
+
+
+def test_a_build_prints_no_false_alarm(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        build_fixture_site(tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
+    assert any("not found among documentation files" in r.getMessage() for r in caplog.records)  # now info
