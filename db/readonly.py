@@ -22,9 +22,12 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from db.common.errors import SurveyError
 from db.engine import BUSY_TIMEOUT_MS, database_url, parse_database_url
 
+# The PRAGMAs that only read; the browser's SQL page allows the same (site/assets/sql/sql-worker.js,
+# READ_PRAGMAS: tests/unit/test_db.py ties the two lists).
 READ_PRAGMAS = {
     "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "database_list", "collation_list", "function_list", "pragma_list",
+    "foreign_key_list", "database_list", "collation_list", "function_list", "module_list",
+    "pragma_list", "compile_options",
 }  # fmt: skip
 REFUSALS = ("not authorized", "authorization denied", "read-only", "readonly")
 ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}

@@ -170,3 +170,13 @@ def test_views_are_rebuilt_when_the_classifier_registry_changes(tmp_path: Path, 
         columns = list(connection.execute(text("SELECT * FROM head_wide")).keys())
         assert "planted_class_score" in columns and "successor_label" in columns
         assert connection.execute(text("SELECT views_hash FROM view_state")).scalar() == views.views_hash()
+
+
+def test_the_browser_sql_page_allows_the_same_pragmas_as_survey_query() -> None:
+    import re
+
+    from db.readonly import READ_PRAGMAS
+
+    worker = (Path(__file__).resolve().parents[2] / "site/assets/sql/sql-worker.js").read_text()
+    listed = re.search(r"const READ_PRAGMAS = new Set\(\[(.*?)\]\);", worker, re.S)
+    assert listed is not None and set(re.findall(r'"(\w+)"', listed.group(1))) == READ_PRAGMAS
