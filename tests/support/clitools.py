@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from survey.cli import main
 
@@ -22,6 +24,15 @@ def run_cli(
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the SQLite file ``db``."""
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as connection:
+        result = [tuple(r) for r in connection.execute(text(sql))]
+    engine.dispose()
+    return result
 
 
 def db_bytes(db: Path) -> str:

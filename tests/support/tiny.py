@@ -8,7 +8,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from survey.adapters import adapt
-from survey.loading.loaders import BosPolicy, LoadedModel, ModelSource
+from survey.loading.loaders import BosPolicy, LoadedModel, LocalSource
 
 # Families with grouped-query attention get 4 query heads over 2 key/value heads.
 GQA_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2"}
@@ -59,7 +59,7 @@ def loaded_in_memory(model: PreTrainedModel, name: str, sha: str) -> LoadedModel
     loaded model; ``sha`` stands for its resolved revision."""
     tokenizer = tiny_tokenizer()
     return LoadedModel(
-        ModelSource("local", name, "memory"), model, tokenizer, adapt(model),
+        LocalSource(name, "memory"), model, tokenizer, adapt(model),
         BosPolicy.for_tokenizer(tokenizer, "<s>"), sha, None,
     )  # fmt: skip
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from classifiers import classifier_class, classifier_names
 from classifiers.registry import CLASSIFIERS
@@ -22,9 +21,8 @@ from survey.docs import render
 from survey.units.base import RunConfig
 from survey.units.heads import HEAD_UNITS
 from survey.units.registry import head_unit
-from tests.support.clitools import run_cli
-from tests.support.planted import PLANTED, planted_gpt2
-from tests.support.tiny import tiny_tokenizer
+from tests.support.clitools import rows, run_cli
+from tests.support.planted import PLANTED
 
 PATTERN_CLASS = '''
 """A previous-token class at a stricter threshold: the pattern recipe's throwaway class."""
@@ -149,14 +147,6 @@ def recipe_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         sys.modules.pop(module, None)
 
 
-@pytest.fixture(scope="module")
-def planted_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("planted") / "planted-gpt2"
-    planted_gpt2().save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
-
-
 def test_a_pattern_class_is_one_file_and_a_measured_class_two() -> None:
     assert {kind: len(files) for kind, files in RECIPES.items()} == {"pattern": 1, "measured": 2}
 
@@ -195,15 +185,10 @@ def test_recipe_classes_are_stored_and_rendered(
         capsys,
     )
     assert code == 0, out + err
-    engine = create_engine(f"sqlite:///{db}")
-    with engine.connect() as connection:
-        stored = connection.execute(
-            text(
-                "SELECT u.name, h.layer, h.head, h.label, h.evidence FROM head_scores h "
-                "JOIN units u ON u.id = h.unit_id ORDER BY u.name, h.layer, h.head"
-            )
-        ).all()
-    engine.dispose()
+    stored = rows(
+        db, "SELECT u.name, h.layer, h.head, h.label, h.evidence FROM head_scores h "
+        "JOIN units u ON u.id = h.unit_id ORDER BY u.name, h.layer, h.head",
+    )  # fmt: skip
     labelled = {(name, layer, head) for name, layer, head, label, _ in stored if label}
     previous = {(layer, head) for name, layer, head in labelled if name == "recipe_previous"}
     writing = {(layer, head) for name, layer, head in labelled if name == "recipe_output_norm"}

@@ -6,31 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, text
-
 from classifiers import classifier_class, classifier_names
-from tests.support.clitools import db_bytes, run_cli
-from tests.support.planted import PLANTED, planted_gpt2
+from tests.support.clitools import db_bytes, rows, run_cli
+from tests.support.planted import PLANTED
 from tests.support.planted_ioi import PLANTED as IOI_PLANTED
 from tests.support.tiny import tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def planted_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("planted") / "planted-gpt2"
-    planted_gpt2().save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
-
-
-def rows(db: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
-    engine = create_engine(f"sqlite:///{db}")
-    with engine.connect() as connection:
-        result = [tuple(r) for r in connection.execute(text(sql))]
-    engine.dispose()
-    return result
-
 
 PER_HEAD = (
     "SELECT u.name, u.version, h.layer, h.head, count(*) FROM head_scores h JOIN units u ON u.id = h.unit_id "
