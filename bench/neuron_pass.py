@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from classifiers.neuron_stats import NeuronConfig
+from db.common.neuron_config import NeuronConfig
 from survey.catalog import load_catalog
 from survey.corpus.windows import cut_windows
 from survey.engine.neuron_pass import run_pass
@@ -33,7 +33,7 @@ import json, resource, sys, tempfile
 from pathlib import Path
 from survey.catalog import load_catalog
 from survey.loading.loaders import load, resolve
-from classifiers.neuron_stats import NeuronConfig
+from db.common.neuron_config import NeuronConfig
 from survey.corpus.windows import cut_windows
 from survey.engine.neuron_pass import run_pass
 from survey.units.neurons import plan_neurons

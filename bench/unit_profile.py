@@ -21,7 +21,7 @@ import time
 import torch
 
 from classifiers import parse_selection
-from classifiers.neuron_stats import NeuronConfig
+from db.common.neuron_config import NeuronConfig
 from survey.catalog import load_catalog
 from survey.loading.loaders import LoadedModel, load, resolve
 from survey.units.base import RunConfig, Shared, compute_all, plan

@@ -12,7 +12,7 @@ live (Sun et al. 2024).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -312,29 +312,3 @@ class TokenSelectivity:
         tracker = cls(state["tokens"])
         tracker.sums, tracker.counts = state["sums"], state["counts"]
         return tracker
-
-
-@dataclass(frozen=True)
-class NeuronConfig:
-    """Settings of the neuron pass; every field but ``checkpoint_every`` changes the result."""
-
-    corpus: str = "wiki-news"
-    window: int = 128
-    max_windows_per_doc: int = 4
-    token_budget: int = 32_768
-    top_k: int = 20
-    context_before: int = 10
-    context_after: int = 4
-    batch_size: int = 8
-    token_matched: int = 16  # frequency-matched tokens a token neuron's candidate is compared with
-    seed: int = 0  # the matched tokens, the random directions and the checked neurons
-    check_neurons: int = 200  # neurons whose promoted tokens are checked by intervention
-    check_windows: int = 16  # corpus windows the check averages over
-    check_length: int = 32  # tokens of each checked window
-    checkpoint_every: int = 16
-
-    def result_fields(self) -> dict[str, Any]:
-        """The fields that define the unit (stored as its config)."""
-        fields = asdict(self)
-        fields.pop("checkpoint_every")
-        return fields

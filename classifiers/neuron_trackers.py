@@ -13,12 +13,12 @@ from classifiers.neuron_stats import (
     ContextShape,
     Histogram,
     Moments,
-    NeuronConfig,
     TokenSelectivity,
     TopK,
     frequency_matched,
 )
 from classifiers.neuron_weights import TOKEN_CANDIDATE_SHARE, top_token_share
+from db.common.neuron_config import NeuronConfig
 
 
 class LayerTrackers:

@@ -10,6 +10,11 @@ from typing import Any
 import click
 
 from db.common.errors import SurveyError
+from db.common.neuron_config import NeuronConfig, TooSmall
+
+NEURON_DEFAULTS = NeuronConfig()
+NEURON_OPTIONS = {"token_budget": "--corpus-tokens", "window": "--window", "top_k": "--top-k",
+                  "checkpoint_every": "--checkpoint-every"}  # fmt: skip
 
 F = Callable[..., Any]
 
@@ -85,13 +90,28 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
     help="Also summarise every MLP neuron and each layer's logit lens over a corpus.",
 )
 @click.option(
-    "--corpus", default="wiki-news", show_default=True, metavar="SPEC",
+    "--corpus", default=NEURON_DEFAULTS.corpus, show_default=True, metavar="SPEC",
     help="Neuron corpus: wiki-news, python-stdlib, a .txt/.jsonl file, or hf:org/name[@rev].",
 )  # fmt: skip
-@click.option("--corpus-tokens", default=32_768, show_default=True, help="Neuron pass token budget.")
-@click.option("--window", default=128, show_default=True, help="Neuron pass window length in tokens.")
-@click.option("--top-k", default=20, show_default=True, help="Max-activating examples kept per neuron.")
-@click.option("--checkpoint-every", default=16, show_default=True, help="Neuron pass batches between saves.")
+@click.option(
+    "--corpus-tokens",
+    default=NEURON_DEFAULTS.token_budget,
+    show_default=True,
+    help="Neuron pass token budget.",
+)
+@click.option(
+    "--window", default=NEURON_DEFAULTS.window, show_default=True, help="Neuron pass window length in tokens."
+)
+@click.option(
+    "--top-k",
+    default=NEURON_DEFAULTS.top_k,
+    show_default=True,
+    help="Max-activating examples kept per neuron.",
+)
+@click.option(
+    "--checkpoint-every", default=NEURON_DEFAULTS.checkpoint_every, show_default=True,
+    help="Neuron pass batches between saves.",
+)  # fmt: skip
 @click.option(
     "--site", "site_dir", default=None, type=click.Path(path_type=Path), metavar="DIR",
     help="Afterwards, build the wiki from the database into DIR (as `survey site build`).",
@@ -103,7 +123,6 @@ def run_command(
 ) -> None:  # fmt: skip
     """Survey MODEL… (catalog names, hub ids, folders or .gguf files); default: the embedded models."""
     from classifiers import UnknownClassifierError, parse_selection
-    from classifiers.neuron_stats import NeuronConfig
     from db.engine import open_database
     from survey.catalog import load_catalog
     from survey.run.runner import survey_run
@@ -113,22 +132,19 @@ def run_command(
         chosen = parse_selection(selection)
     except UnknownClassifierError as exc:
         raise SurveyError(str(exc)) from None
-    if min(corpus_tokens, top_k, checkpoint_every) < 1 or window < 2:
-        raise SurveyError("--corpus-tokens, --top-k and --checkpoint-every must be positive, --window >= 2")
-    neuron_config = (
-        NeuronConfig(
+    try:
+        neuron_config = NeuronConfig(
             corpus=corpus,
             token_budget=corpus_tokens,
             window=window,
             top_k=top_k,
             checkpoint_every=checkpoint_every,
         )
-        if neurons
-        else None
-    )
+    except TooSmall as exc:
+        raise SurveyError(f"{NEURON_OPTIONS[exc.field]} must be at least {exc.minimum}") from None
     failures = survey_run(
         list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
-        RunConfig(device=device, dtype=dtype, neurons=neuron_config), click.echo,
+        RunConfig(device=device, dtype=dtype, neurons=neuron_config if neurons else None), click.echo,
         lambda line: click.echo(line, err=True),
         classifiers=chosen, force=force,
     )  # fmt: skip

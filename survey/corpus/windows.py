@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from classifiers.neuron_stats import NeuronConfig
 from db.common.errors import SurveyError
+from db.common.neuron_config import NeuronConfig
 from survey.corpus.sources import Corpus, Document
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from classifiers.neuron_stats import NeuronConfig
 from classifiers.neuron_trackers import LayerTrackers
+from db.common.neuron_config import NeuronConfig
 from db.common.progress import Meter
 from survey.corpus.windows import Windows
 from survey.engine.capture import CaptureSpec, capture

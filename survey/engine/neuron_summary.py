@@ -12,13 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from classifiers.neuron_stats import (
-    HISTOGRAM_BINS,
-    HISTOGRAM_MARGIN,
-    TAILS,
-    NeuronConfig,
-    TopK,
-)
+from classifiers.neuron_stats import HISTOGRAM_BINS, HISTOGRAM_MARGIN, TAILS, TopK
 from classifiers.neuron_trackers import LayerTrackers, example_tokens
 from classifiers.neuron_weights import (
     DEAD_ACTIVE_FRACTION,
@@ -37,6 +31,7 @@ from classifiers.neuron_weights import (
     vocab_null,
     vocab_projection,
 )
+from db.common.neuron_config import NeuronConfig
 from survey.corpus.windows import TokenizedDocument, Windows
 from survey.engine.neuron_intervention import NeuronNudge, logit_rises
 from survey.loading.loaders import LoadedModel

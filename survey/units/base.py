@@ -18,10 +18,10 @@ import torch
 from sqlalchemy import Engine
 
 from classifiers.keys import DefinitionKey, UnitKey, definition_hash
-from classifiers.neuron_stats import NeuronConfig
 from classifiers.registry import Registry
 from classifiers.validation import AblationConfig
 from db.common.errors import SurveyError
+from db.common.neuron_config import NeuronConfig
 from db.store import RunIds
 from survey.loading.loaders import LoadedModel
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from classifiers.neuron_stats import NeuronConfig
 from db.common.errors import SurveyError
+from db.common.neuron_config import NeuronConfig
 from survey.units.base import RunConfig
 from survey.units.registry import every_unit
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from classifiers.jsonable import JsonFields
 from classifiers.keys import LAYER_SUMMARY
 from classifiers.logit_lens import LensAccumulator, LensLayer
-from classifiers.neuron_stats import NeuronConfig
+from db.common.neuron_config import NeuronConfig
 from db.common.progress import Meter
 from db.store import RunIds, UnitRow, write_lens_unit
 from survey.corpus.sources import resolve_corpus

@@ -20,10 +20,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from classifiers.keys import NEURON_SUMMARY
-from classifiers.neuron_stats import (
-    NeuronConfig,
-)
 from db.common.errors import SurveyError
+from db.common.neuron_config import NeuronConfig
 from db.common.settings import cache_root
 from db.neuron_store import write_neuron_unit
 from db.store import RunIds, UnitRow

@@ -193,7 +193,7 @@ def test_wiki_news_corpus_is_read_from_the_gensim_wheel() -> None:
 
 def test_neuron_summaries_cover_every_layer_of_smollm2(smollm2: LoadedModel, tmp_path: Path) -> None:
     from classifiers import parse_selection
-    from classifiers.neuron_stats import NeuronConfig
+    from db.common.neuron_config import NeuronConfig
     from db.engine import open_database
     from survey.run.runner import survey_model
     from survey.units.base import RunConfig

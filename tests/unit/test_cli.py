@@ -121,6 +121,20 @@ def test_bad_thread_setting(
     assert db_bytes(stored) == before
 
 
+@pytest.mark.parametrize(
+    "option, value, minimum", [("--window", "1", 2), ("--corpus-tokens", "0", 1), ("--top-k", "0", 1)]
+)
+def test_neuron_settings_below_their_minimum(
+    option: str, value: str, minimum: int, stored: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    before = db_bytes(stored)
+    args = ["run", str(tmp_path / "tiny"), "--db", f"sqlite:///{stored}", "--neurons", option, value]
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert_one_error(code, err, rf"{option} must be at least {minimum}")
+    assert "loading" not in out
+    assert db_bytes(stored) == before
+
+
 def test_threads_are_the_process_share_of_its_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import os
 

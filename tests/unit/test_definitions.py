@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from classifiers import classifier_class, parse_selection
-from classifiers.neuron_stats import NeuronConfig
 from classifiers.validation import AblationConfig
+from db.common.neuron_config import NeuronConfig
 from survey.units.base import RunConfig
 from survey.units.definitions import (
     changed_without_bump,

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from classifiers import parse_selection
 from classifiers.logit_lens import LensAccumulator
-from classifiers.neuron_stats import NeuronConfig
+from db.common.neuron_config import NeuronConfig
 from db.engine import open_database
 from survey.engine.capture import CaptureSpec, capture
 from survey.loading.loaders import LoadedModel

@@ -11,8 +11,8 @@ import torch
 from sqlalchemy import text
 
 from classifiers import parse_selection
-from classifiers.neuron_stats import NeuronConfig
 from classifiers.neuron_weights import effective_directions, unembedding_read, vocab_projection
+from db.common.neuron_config import NeuronConfig
 from db.engine import open_database
 from survey.adapters import adapt
 from survey.engine.neuron_intervention import NeuronNudge, logit_rises

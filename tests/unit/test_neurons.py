@@ -17,7 +17,7 @@ import torch
 from sqlalchemy import create_engine, text
 
 from classifiers import parse_selection
-from classifiers.neuron_stats import NeuronConfig
+from db.common.neuron_config import NeuronConfig
 from db.engine import open_database
 from survey.corpus.sources import resolve_corpus
 from survey.corpus.windows import cut_windows

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from classifiers import UnknownClassifierError, parse_selection
-from classifiers.neuron_stats import NeuronConfig
 from db.common.errors import SurveyError
+from db.common.neuron_config import NeuronConfig, TooSmall
 
 DTYPES = ("float32", "bfloat16", "float16")
 SURVEY_KEYS = {"database", "device", "dtype", "classifiers", "retries", "neurons"}
@@ -164,11 +164,12 @@ def _neurons(survey: dict[str, Any], bad: Any) -> NeuronConfig | None:
     values = {
         key: _typed(table, key, kind, "survey.neurons.", bad, None) for key, kind in NEURON_KEYS.items()
     }
-    for key in ("tokens", "window", "top_k", "checkpoint_every"):
-        if values[key] is not None and values[key] < (2 if key == "window" else 1):
-            raise bad(f"survey.neurons.{key}", "is too small")
     renamed = {"token_budget" if k == "tokens" else k: v for k, v in values.items() if v is not None}
-    return NeuronConfig(**renamed)
+    try:
+        return NeuronConfig(**renamed)
+    except TooSmall as exc:
+        key = "tokens" if exc.field == "token_budget" else exc.field
+        raise bad(f"survey.neurons.{key}", f"is too small (at least {exc.minimum})") from None
 
 
 def _ray(data: dict[str, Any], bad: Any) -> dict[str, float]:
