@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 from markupsafe import Markup
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from classifiers.registry import classifier_names
 from db.common.errors import SurveyError
@@ -97,57 +97,128 @@ def build_site(
 ) -> BuildReport:  # fmt: skip
     """Build the site from the database at ``url`` into ``out``. A folder built before keeps the
     layer and head pages of every model whose fingerprint is unchanged, unless ``full``; the
-    result is the same file for file."""
+    result is the same file for file.
+
+    The stages: publish the database (chunks and Parquet), plan (the front pages and what
+    changed), render every model's pages, build the front pages with mkdocs, install the new
+    files into ``out``, then index, checksum and check them."""
     engine = readonly_engine(url)
     out = out.resolve()
     _check_output(out)
-    sqlite_file = _sqlite_file(url)
     before = Manifest() if full else read_manifest(out)
-    previous = read_release_state(out)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="interp-survey-docs-") as tmp:
-        folder = Path(tmp)
-        docs, fragments, direct, search = (
-            folder / name for name in ("docs", "fragments", "direct", "search")
+        work = Workspace.at(Path(tmp))
+        published = _publish_database(url, work, out, before)
+        job, prints = _plan_pages(
+            engine, work, before, similar, neurons_per_family, published, read_release_state(out)
         )
-        published = (
-            None
-            if sqlite_file is None
-            else publish_release(sqlite_file, folder / "release", out, before.tables)
-        )
-        with engine.connect() as conn:
-            job = _plan(conn, PageWriter(docs, fragments), similar, neurons_per_family, published, previous)
-            shell_html = _shell_page(folder, _nav(job.models), job.source_date)
-            prints = fingerprints(conn, job.models, {"neurons_per_family": neurons_per_family}, shell_html)
-        job.changed = {m.slug for m in job.models if before.models.get(m.slug) != prints[m.slug]}
-        converter = PageConverter(Shell.from_html(shell_html))
-        direct.mkdir()
-        search.mkdir()
-        writer = PageWriter(docs, fragments, DirectPages(direct, search, converter))
-        _render_models(url, job, writer, echo)
+        pages = _render_pages(url, job, work, echo)
         render_s = time.perf_counter() - start
-        echo(f"rendered {writer.pages} pages in {render_s:.1f} s; mkdocs is building the front pages …")
-        shutil.copytree(SKELETON / "assets", docs / "assets")
-        mkdocs_start = time.perf_counter()
-        _run_mkdocs(
-            _mkdocs_config(folder, docs, fragments, folder / "site", _nav(job.models)), job.source_date
+        echo(f"rendered {pages} pages in {render_s:.1f} s; mkdocs is building the front pages …")
+        mkdocs_s = _build_front_pages(job, work)
+        front = _install(out, work, job, published is not None)
+    _finish(out, job, Manifest(prints, published.tables if published else {}, {}), before)
+    broken = broken_links(out, [out / page for page in front])
+    if broken:
+        echo(f"warning: {len(broken)} broken link(s) on the front pages, e.g. {', '.join(broken[:3])}")
+    total = _page_count(out)
+    echo(
+        f"built {total} pages in {time.perf_counter() - start:.1f} s (mkdocs {mkdocs_s:.1f} s); "
+        f"layer and head pages rendered for {len(job.changed)} of {len(job.models)} models"
+    )
+    return BuildReport(out, total, len(job.models), len(job.changed), render_s, mkdocs_s)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The build's temporary folders: rendered Markdown, its fragments, finished layer and head
+    pages, what search indexes, mkdocs's output and the published database."""
+
+    root: Path
+    docs: Path
+    fragments: Path
+    direct: Path
+    search: Path
+    site: Path
+    release: Path
+
+    @classmethod
+    def at(cls, root: Path) -> Workspace:
+        """The folders under ``root``, each named as its field."""
+        return cls(
+            root, *(root / name for name in ("docs", "fragments", "direct", "search", "site", "release"))
         )
-        mkdocs_s = time.perf_counter() - mkdocs_start
-        for model in job.models:  # every build: a model's neighbours come from every model
-            script = similar_script(model, job.similar, job.by_id)
-            (folder / "site" / model.page()).with_name(SCRIPT).write_text(script, encoding="utf-8")
-        kept = [m.slug for m in job.models if m.slug not in job.changed]
-        front = [p.relative_to(folder / "site") for p in (folder / "site").rglob("*.html")]
-        _front_search_pages(folder / "site", search)
-        (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
-        replace_site(out / SEARCH_SOURCE, [search], kept)
-        sources = [folder / "site", direct] + ([folder / "release"] if published is not None else [])
-        replace_site(out, sources, kept, leave=(SEARCH_SOURCE, MARKER))  # MARKER: still ours if this fails
+
+
+def _publish_database(url: str | None, work: Workspace, out: Path, before: Manifest) -> Release | None:
+    """Stage 1: the SQLite database in chunks and Parquet (None: the database is not SQLite)."""
+    sqlite_file = _sqlite_file(url)
+    return None if sqlite_file is None else publish_release(sqlite_file, work.release, out, before.tables)
+
+
+def _plan_pages(
+    engine: Engine, work: Workspace, before: Manifest, similar: int, neurons_per_family: int,
+    published: Release | None, previous: ReleaseState | None,
+) -> tuple[RenderJob, dict[str, str]]:  # fmt: skip
+    """Stage 2: the pages that span models, the theme's shell, and each model's fingerprint; the
+    job names the models whose layer and head pages changed."""
+    with engine.connect() as conn:
+        job = _plan(
+            conn, PageWriter(work.docs, work.fragments), similar, neurons_per_family, published, previous
+        )
+        job.shell_html = _shell_page(work.root, _nav(job.models), job.source_date)
+        prints = fingerprints(conn, job.models, {"neurons_per_family": neurons_per_family}, job.shell_html)
+    job.changed = {m.slug for m in job.models if before.models.get(m.slug) != prints[m.slug]}
+    return job, prints
+
+
+def _render_pages(url: str | None, job: RenderJob, work: Workspace, echo: Callable[[str], None]) -> int:
+    """Stage 3: every model's pages; layer and head pages as finished HTML. Returns the pages written."""
+    work.direct.mkdir()
+    work.search.mkdir()
+    converter = PageConverter(Shell.from_html(job.shell_html))
+    writer = PageWriter(work.docs, work.fragments, DirectPages(work.direct, work.search, converter))
+    _render_models(url, job, writer, echo)
+    return writer.pages
+
+
+def _build_front_pages(job: RenderJob, work: Workspace) -> float:
+    """Stage 4: mkdocs builds the front pages; each model gets its similar-heads script (from every
+    model, so on every build). Returns mkdocs's seconds."""
+    shutil.copytree(SKELETON / "assets", work.docs / "assets")
+    started = time.perf_counter()
+    _run_mkdocs(
+        _mkdocs_config(work.root, work.docs, work.fragments, work.site, _nav(job.models)), job.source_date
+    )
+    seconds = time.perf_counter() - started
+    for model in job.models:
+        script = similar_script(model, job.similar, job.by_id)
+        (work.site / model.page()).with_name(SCRIPT).write_text(script, encoding="utf-8")
+    return seconds
+
+
+def _install(out: Path, work: Workspace, job: RenderJob, published: bool) -> list[Path]:
+    """Stage 5: the new files into ``out``, keeping unchanged models' layer and head pages.
+    Returns the front pages (relative to the site)."""
+    kept = [m.slug for m in job.models if m.slug not in job.changed]
+    front = [p.relative_to(work.site) for p in work.site.rglob("*.html")]
+    _front_search_pages(work.site, work.search)
+    (out / MANIFEST).unlink(missing_ok=True)  # a build stopped half-way is never taken as current
+    replace_site(out / SEARCH_SOURCE, [work.search], kept)
+    sources = [work.site, work.direct] + ([work.release] if published else [])
+    replace_site(out, sources, kept, leave=(SEARCH_SOURCE, MARKER))  # MARKER: still ours if this fails
+    return front
+
+
+def _finish(out: Path, job: RenderJob, manifest: Manifest, before: Manifest) -> None:
+    """Stage 6: the release state, the search index, checksums and the manifest; SurveyError when
+    a file is over the static host's limit."""
     (out / RELEASE_STATE).write_text(job.state.to_json(), encoding="utf-8")
     index_site(out)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
     files = write_checksums(out, before.files)
-    write_manifest(out, Manifest(prints, published.tables if published else {}, files))
+    write_manifest(out, Manifest(manifest.models, manifest.tables, files))
     too_big = oversized(out)
     if too_big:
         name, size = too_big[0]
@@ -155,15 +226,6 @@ def build_site(
             f"{len(too_big)} site file(s) over the {FILE_LIMIT // 2**20} MiB static-host limit, "
             f"the largest {name} ({size / 2**20:,.1f} MiB)"
         )
-    broken = broken_links(out, [out / page for page in front])
-    if broken:
-        echo(f"warning: {len(broken)} broken link(s) on the front pages, e.g. {', '.join(broken[:3])}")
-    pages = _page_count(out)
-    echo(
-        f"built {pages} pages in {time.perf_counter() - start:.1f} s (mkdocs {mkdocs_s:.1f} s); "
-        f"layer and head pages rendered for {len(job.changed)} of {len(job.models)} models"
-    )
-    return BuildReport(out, pages, len(job.models), len(job.changed), render_s, mkdocs_s)
 
 
 @dataclass
@@ -176,6 +238,7 @@ class RenderJob:
     neurons_per_family: int
     state: ReleaseState
     changed: set[str] = field(default_factory=set)
+    shell_html: str = ""  # the theme's page that layer and head pages are put into
 
     @property
     def by_id(self) -> dict[int, SiteModel]:
@@ -206,38 +269,44 @@ def _plan(
     return RenderJob(models, nearest_heads(heads, matrix, k_similar), neurons_per_family, state)
 
 
-_JOB: tuple[str | None, RenderJob, PageWriter] | None = None  # set before forking the render workers
+@dataclass(frozen=True)
+class ModelPages:
+    """One model's pages to write (a render worker's whole input): its layer and head pages only
+    when ``details`` (the model changed)."""
+
+    url: str | None
+    model: SiteModel
+    neurons_per_family: int
+    details: bool
+    docs: Path
+    fragments: Path
+    direct: DirectPages | None
 
 
-def _render_one(index: int) -> tuple[str, int]:
-    """Worker: write one model's pages with a connection of its own; (model name, pages). Layer
-    and head pages only when the model changed."""
-    if _JOB is None:
-        raise RuntimeError("the render job must be set before the workers fork")
-    url, job, parent = _JOB
-    writer = PageWriter(parent.docs, parent.fragments, parent.direct)
-    model = job.models[index]
-    with readonly_engine(url).connect() as conn:
-        write_model(conn, writer, model, job.neurons_per_family, details=model.slug in job.changed)
-    return model.name, writer.pages
+def render_model_pages(task: ModelPages) -> tuple[str, int]:
+    """Worker: write one model's pages with a connection of its own; (model name, pages)."""
+    writer = PageWriter(task.docs, task.fragments, task.direct)
+    with readonly_engine(task.url).connect() as conn:
+        write_model(conn, writer, task.model, task.neurons_per_family, details=task.details)
+    return task.model.name, writer.pages
 
 
 def _render_models(url: str | None, job: RenderJob, writer: PageWriter, echo: Callable[[str], None]) -> None:
     """Every model's pages, on as many forked workers as there are usable cores (pages of one
     model never depend on another's, and each worker writes its own files)."""
-    global _JOB
-    _JOB = (url, job, writer)
-    workers = min(len(os.sched_getaffinity(0)), len(job.models))
-    try:
-        if workers > 1:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                done = list(
-                    _progress(pool.imap_unordered(_render_one, range(len(job.models))), job, writer, echo)
-                )
-        else:
-            done = list(_progress(map(_render_one, range(len(job.models))), job, writer, echo))
-    finally:
-        _JOB = None
+    tasks = [
+        ModelPages(
+            url, model, job.neurons_per_family, model.slug in job.changed,
+            writer.docs, writer.fragments, writer.direct,
+        )
+        for model in job.models
+    ]  # fmt: skip
+    workers = min(len(os.sched_getaffinity(0)), len(tasks))
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            done = list(_progress(pool.imap_unordered(render_model_pages, tasks), job, writer, echo))
+    else:
+        done = list(_progress(map(render_model_pages, tasks), job, writer, echo))
     if len(done) != len(job.models):
         raise SurveyError("a render worker stopped early")
 
