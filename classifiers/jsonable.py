@@ -11,4 +11,5 @@ class JsonFields:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields, nested dataclasses as dicts."""
-        return asdict(self)  # type: ignore[call-overload]
+        fields: dict[str, Any] = asdict(self)  # type: ignore[call-overload]
+        return fields

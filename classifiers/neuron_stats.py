@@ -259,11 +259,11 @@ def frequency_matched(counts: Tensor, candidates: Tensor, size: int, seed: int) 
     bins = torch.log2(counts[seen].double()).floor().long()
     generator = torch.Generator().manual_seed(seed)
     samples: dict[int, Tensor] = {}
-    for b in bins.unique().tolist():
+    for b in torch.unique(bins).tolist():
         members = seen[bins == b]
         samples[b] = members[torch.randperm(members.numel(), generator=generator)[: size + 1]]
     matched = torch.full((candidates.shape[0], size), -1, dtype=torch.int64)
-    for token in candidates.unique().tolist():
+    for token in torch.unique(candidates).tolist():
         if token < 0 or counts[token] <= 0:
             continue
         sample = samples[int(torch.log2(counts[token].double()).floor())]
