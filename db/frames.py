@@ -20,6 +20,7 @@ import pandas as pd
 from classifiers.neuron_stats import TAILS
 from db.neuron_examples import decode_examples, load_document
 from db.readonly import readonly_engine, run_query
+from db.reads import decode_json
 
 
 class SurveyDatabase:
@@ -111,7 +112,7 @@ class SurveyDatabase:
         row = found.iloc[0]
         unit_id = int(row["unit_id"])
         decoded = decode_examples(
-            _json(row["examples"]), row["context_acts"], _json(row["config"]),
+            decode_json(row["examples"]), row["context_acts"], decode_json(row["config"]),
             lambda document_id: self._document(unit_id, document_id),
         )  # fmt: skip
         records = [
@@ -135,15 +136,9 @@ class SurveyDatabase:
         return self._read("SELECT * FROM run_provenance ORDER BY model, unit")
 
 
-def _json(value: Any) -> Any:
-    import json
-
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _seed_jaccard(statistics: Any) -> float | None:
     """``seed_jaccard`` of a ``units.statistics`` value (JSON text, a dict, or missing)."""
-    decoded = _json(statistics) if isinstance(statistics, str | dict) else None
+    decoded = decode_json(statistics) if isinstance(statistics, str | dict) else None
     value = decoded.get("seed_jaccard") if isinstance(decoded, dict) else None
     return float(value) if value is not None else None
 

@@ -6,13 +6,14 @@ in ``documents`` with per-unit character offsets. Used by the Python API and by 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
+
+from db.reads import decode_json
 
 # document id -> (text, title, offsets [[start, end], ...]) for the unit's tokenization
 DocumentLoader = Callable[[int], tuple[str, str, list[list[int]]]]
@@ -38,7 +39,7 @@ def load_document(conn: Connection, unit_id: int, document_id: int) -> tuple[str
         ON t.document_id = d.id AND t.unit_id = :unit WHERE d.id = :document"""),
         {"unit": unit_id, "document": document_id},
     ).one()
-    offsets = json.loads(row.offsets) if isinstance(row.offsets, str) else row.offsets
+    offsets = decode_json(row.offsets)
     return row.text, row.title, offsets
 
 

@@ -28,6 +28,14 @@ from db.common.provenance import code_version
 from db.engine import database_url, parse_database_url
 from db.examples import EXAMPLES
 from db.readonly import readonly_engine
+from db.reads import (
+    UnitSummary,
+    load_labels,
+    load_models,
+    load_score_grids,
+    load_unit_summaries,
+    unit_versions,
+)
 from db.schema_doc import schema_markdown
 from survey.wiki import hook, mosaic, svg
 from survey.wiki.changes import (
@@ -37,14 +45,6 @@ from survey.wiki.changes import (
     data_epoch,
     read_release_state,
     release_state,
-)
-from survey.wiki.data import (
-    UnitSummary,
-    load_labels,
-    load_models,
-    load_score_grids,
-    load_unit_summaries,
-    unit_versions,
 )
 from survey.wiki.escape import markdown_safe
 from survey.wiki.evidence import ClassEvidence, class_evidence, validation_failed

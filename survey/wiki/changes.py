@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from survey.wiki.data import load_labels
+from db.reads import load_labels
 from survey.wiki.pages import SiteModel, head_name
 
 RELEASE_STATE = "release.json"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from classifiers.statistics import ALPHA
+from db.reads import ablating, validation_failed
 
 REASONS = {
     "labelled": "labelled",
@@ -21,16 +22,6 @@ REASONS = {
     "gated": "gated (fails the class's gate)",
 }
 CONFIRMED, UNCONFIRMED, NOT_VALIDATED = "confirmed", "unconfirmed", "not validated"
-
-
-def _run(validations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The validations that ablated something (one with k = 0 found no labelled head to ablate)."""
-    return [v for v in validations if v.get("k", 1)]
-
-
-def validation_failed(validations: Sequence[dict[str, Any]]) -> bool:
-    """Whether any of a unit's validations failed (its labels are then unconfirmed)."""
-    return any(not v["supported"] for v in _run(validations))
 
 
 def validation_test(v: dict[str, Any]) -> str:
@@ -46,9 +37,9 @@ def validation_status(validations: Sequence[dict[str, Any]], labelled: bool = Tr
     label; ``validation failed (…)`` otherwise) or ``not validated``."""
     if not validations:
         return NOT_VALIDATED
-    if not _run(validations):
+    if not ablating(validations):
         return "not run: no head is labelled"
-    failed = [v for v in _run(validations) if not v["supported"]]
+    failed = [v for v in ablating(validations) if not v["supported"]]
     if not failed:
         return "validated: " + "; ".join(validation_test(v) for v in validations)
     tests = "; ".join(validation_test(v) for v in failed)
@@ -57,7 +48,7 @@ def validation_status(validations: Sequence[dict[str, Any]], labelled: bool = Tr
 
 def label_status(validations: Sequence[dict[str, Any]]) -> str:
     """What a unit's labels are: confirmed, unconfirmed or not validated."""
-    if not _run(validations):
+    if not ablating(validations):
         return NOT_VALIDATED
     return UNCONFIRMED if validation_failed(validations) else CONFIRMED
 

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, text
 
 from classifiers.neuron_stats import TAILS
 from db.neuron_examples import Example, decode_examples, load_document
-from survey.wiki.data import NeuronUnit, decode_json
+from db.reads import NeuronUnit, decode_json
 
 EXAMPLES_SHOWN = 3
 TAIL_HEADINGS = {

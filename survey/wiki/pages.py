@@ -18,8 +18,7 @@ from sqlalchemy import Connection
 
 from classifiers.registry import classifier_class, classifier_names
 from classifiers.statistics import ALPHA
-from survey.wiki import svg
-from survey.wiki.data import (
+from db.reads import (
     STATISTICS,
     HeadUnit,
     ModelRecord,
@@ -30,6 +29,7 @@ from survey.wiki.data import (
     load_neuron_unit,
     token_texts,
 )
+from survey.wiki import svg
 from survey.wiki.escape import markdown_safe
 from survey.wiki.evidence import (
     ClassEvidence,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from db.fixtures import MODELS
+from db.reads import ModelRecord
 from survey.wiki import mosaic
-from survey.wiki.data import ModelRecord
 from survey.wiki.pages import SiteModel
 from tests.support.fixtures_hostile import MODEL_NAME
 from tests.support.sitetools import build_fixture_site, serving

@@ -16,9 +16,9 @@ import pytest
 
 from db.common.errors import SurveyError
 from db.fixtures import MODELS
+from db.reads import ModelRecord
 from survey.wiki import mosaic
 from survey.wiki.build import build_site
-from survey.wiki.data import ModelRecord
 from survey.wiki.escape import markdown_safe, token_text
 from survey.wiki.pages import SiteModel
 from survey.wiki.release import is_build_state, oversized, publish_database, publish_parquet

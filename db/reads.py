@@ -1,13 +1,14 @@
-"""What the wiki reads from the survey database: plain records, one model at a time.
+"""The one read layer: plain records from the survey database for the wiki (one model at a time)
+and the JSON decoding that the wiki and the pandas API (:mod:`db.frames`) share.
 
-Only SELECTs, through the read-only engine; JSON columns are decoded here so the page code
-never sees the backend's representation.
+Only SELECTs, through the read-only engine; JSON columns are decoded here so page code and
+DataFrames never see the backend's representation.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,6 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from db.views import UNIT_VALIDATION
-from survey.wiki.evidence import validation_failed
 
 
 def decode_json(value: Any) -> Any:
@@ -26,6 +26,16 @@ def decode_json(value: Any) -> Any:
 def _rows(conn: Connection, sql: str, **params: Any) -> Iterator[dict[str, Any]]:
     for row in conn.execute(text(sql), params):
         yield dict(row._mapping)
+
+
+def ablating(validations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The validations that ablated something (one with k = 0 found no labelled head to ablate)."""
+    return [v for v in validations if v.get("k", 1)]
+
+
+def validation_failed(validations: Sequence[dict[str, Any]]) -> bool:
+    """Whether any of a unit's validations failed (its labels are then unconfirmed)."""
+    return any(not v["supported"] for v in ablating(validations))
 
 
 @dataclass
