@@ -165,10 +165,18 @@ def add_unit(
 ) -> Unit:  # fmt: skip
     """Add (and flush, so it has an id) a version-1 unit; ``fields`` overrides its columns."""
     config = fields.pop("config", {"threshold": threshold})
+    null = classifier_class(name).null if name in classifier_names() else "fixture null"
+    definition = {
+        "kind": kind,
+        "name": name,
+        "version": fields.get("version", 1),
+        "dtype": "float32",
+        "classifier": {"config": config, "threshold": threshold, "null": null},
+    }  # as a unit stores it
     unit = Unit(**{
         "model_id": model_id, "run_id": run_id, "kind": kind, "name": name, "version": 1, "config": config,
         "threshold": threshold, "dataset_hash": "f" * 64, "dataset": {"kind": "fixture"},
-        "definition_hash": "d" * 64, "definition": {"config": config}, "created_at": NOW,
+        "definition_hash": "d" * 64, "definition": definition, "created_at": NOW,
     } | fields)  # fmt: skip
     session.add(unit)
     session.flush()

@@ -238,14 +238,19 @@ def load_score_grids(conn: Connection) -> dict[str, dict[int, np.ndarray]]:
 
 
 def unit_versions(conn: Connection) -> dict[str, list[dict[str, Any]]]:
-    """Per head classifier, every stored version: how many models, first and last stored."""
+    """Per head classifier, every stored version: how many models, first and last stored, and the
+    definition it was stored with (``units.definition`` of its newest unit; None for old rows)."""
     history: dict[str, list[dict[str, Any]]] = {}
     for row in _rows(
         conn,
-        """SELECT name, version, count(DISTINCT model_id) AS models, min(created_at) AS first,
-        max(created_at) AS last FROM units WHERE kind = 'head_classifier' GROUP BY name, version
-        ORDER BY name, version""",
+        """SELECT u.name, u.version, count(DISTINCT u.model_id) AS models, min(u.created_at) AS first,
+        max(u.created_at) AS last, (SELECT d.definition FROM units d WHERE d.kind = 'head_classifier'
+        AND d.name = u.name AND d.version = u.version ORDER BY d.id DESC LIMIT 1) AS definition
+        FROM units u WHERE u.kind = 'head_classifier'
+        GROUP BY u.name, u.version ORDER BY u.name, u.version""",
     ):
+        definition = decode_json(row["definition"]) or {}
+        row["definition"] = definition.get("classifier", {})
         history.setdefault(row["name"], []).append(row)
     return history
 

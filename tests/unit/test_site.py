@@ -634,3 +634,12 @@ def test_a_build_prints_no_false_alarm(tmp_path: Path, caplog: pytest.LogCapture
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == []
     assert any("not found among documentation files" in r.getMessage() for r in caplog.records)  # now info
+
+
+def test_a_classifier_page_shows_each_stored_version_as_stored(site: Path) -> None:
+    from classifiers import classifier_class
+
+    text = visible_text(site / "classifiers/induction.html")
+    cls = classifier_class("induction")
+    assert "Each version as stored with its results" in text and cls.null in text  # the fixture stores it
+    assert "The newest scores stored for this class are version 1" in text  # the fixture's are v1
