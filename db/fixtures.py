@@ -58,7 +58,6 @@ from db.schema import (
 from db.store import insert_rows
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
-THRESHOLDS = {"previous_token": 0.4, "duplicate_token": 0.3, "induction": 0.4, "attention_sink": 0.3}
 # model -> (layers, heads, {classifier: {(layer, head): score}}); unlisted heads score 0.05
 MODELS = {
     "fixture-a": (
@@ -351,7 +350,12 @@ def build_fixture(engine: Engine) -> None:
             model, run = model_with_run(session, name, layers, heads, d_mlp=len(families))
             for classifier, scored in planted.items():
                 unit = add_unit(
-                    session, model.id, run.id, "head_classifier", classifier, THRESHOLDS[classifier]
+                    session,
+                    model.id,
+                    run.id,
+                    "head_classifier",
+                    classifier,
+                    classifier_class(classifier).default_config.threshold,
                 )
                 scores = np.full((layers, heads), 0.05)
                 for (layer, head), score in scored.items():
