@@ -3,7 +3,7 @@ example tails and the token-selectivity sums, saved and resumed with ``state_dic
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -18,14 +18,32 @@ from classifiers.neuron_stats import (
     frequency_matched,
 )
 from classifiers.neuron_weights import TOKEN_CANDIDATE_SHARE, top_token_share
-from db.common.neuron_config import NeuronConfig
+
+
+class TrackerSettings(Protocol):
+    """What the trackers read of the neuron pass's settings (``db.common.neuron_config.NeuronConfig``)."""
+
+    @property
+    def top_k(self) -> int: ...
+
+    @property
+    def context_before(self) -> int: ...
+
+    @property
+    def context_after(self) -> int: ...
+
+    @property
+    def token_matched(self) -> int: ...
+
+    @property
+    def seed(self) -> int: ...
 
 
 class LayerTrackers:
     """Moments, histogram, the three example tails and, on the second half of the corpus, the
     token-selectivity sums of one layer's neurons."""
 
-    def __init__(self, d_mlp: int, config: NeuronConfig) -> None:
+    def __init__(self, d_mlp: int, config: TrackerSettings) -> None:
         shape = ContextShape(config.context_before, config.context_after)
         self.moments, self.histogram = Moments(d_mlp), Histogram(d_mlp)
         self.tails = {tail: TopK(d_mlp, config.top_k, shape, tail) for tail in TAILS}
@@ -54,7 +72,7 @@ class LayerTrackers:
         positive = typical[0] >= typical[1]
         return torch.where(positive, 1, -1), torch.where(positive, typical[0], typical[1]).clamp_min(0)
 
-    def start_selectivity(self, tokens: Tensor, counts: Tensor, config: NeuronConfig) -> None:
+    def start_selectivity(self, tokens: Tensor, counts: Tensor, config: TrackerSettings) -> None:
         """Fix each neuron's candidate token from the examples so far and start measuring it."""
         sign, _ = self.dominant()
         candidate, share = self.top_tokens(tokens, sign)

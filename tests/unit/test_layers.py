@@ -135,3 +135,19 @@ def test_the_circle_check_sees_a_circle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
     assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_each_folder_imports_only_the_folders_below_it() -> None:
+    """The folders stack as classifiers/ < db/ < survey/ (db/common/, the ground floor, sits in db/
+    and imports nothing of the project)."""
+    below = {"classifiers": set(), "db": {"classifiers"}, "survey": {"classifiers", "db"}}
+    ground = [f"{module_name(p)} imports {t}" for p in sources() if module_name(p).startswith("db.common")
+              for t in imports(p) if not t.startswith("db.common")]  # fmt: skip
+    upward = [
+        f"{module_name(path)} imports {target}"
+        for path in sources()
+        for target in imports(path)
+        if (folder := module_name(path).split(".")[0]) != (other := target.split(".")[0])
+        and other not in below[folder]
+    ]
+    assert ground == [] and upward == []
