@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,7 +23,6 @@ from torch import Tensor
 
 from classifiers.base import HeadScores
 from classifiers.ioi import (
-    ABSENT_SEED,
     NULL_DRAWS,
     BackupNameMover,
     IOIClassifier,
@@ -32,21 +31,22 @@ from classifiers.ioi import (
     NameMover,
     SInhibition,
 )
-from classifiers.ioi_prompts import IOIGroup, IOIPrompts, generate_ioi
+from classifiers.ioi_prompts import IOIPrompts, generate_ioi
 from classifiers.validation import LOSS_FLOOR, AblationConfig, AblationResult
-from db.common.progress import Meter
 from survey.adapters import ArchitectureAdapter
-from survey.engine.ablation import Head, condition_chunks, condition_masks, head_means, rows_replaced
+from survey.engine.ablation import Head, condition_masks
 from survey.engine.capture import CaptureSpec, capture
-from survey.engine.ov import CandidateRanks, ov_candidate_ranks, ov_top_tokens, resid_after_block0
-from survey.engine.patching import path_patched_logit_diff
+from survey.engine.ioi_passes import (
+    GroupRun,
+    ablated_dla,
+    clean_groups,
+    lds_with,
+    metered,
+    name_copy,
+    s_inhibition,
+)
 from survey.engine.readouts import (
-    EndComponents,
-    FinalNormView,
     condition_logit_diffs,
-    direct_logit_attribution,
-    end_components,
-    logit_diff,
 )
 from survey.engine.validation import Check, labelled_heads, random_head_sets, top_labelled
 from survey.loading.loaders import LoadedModel
@@ -54,26 +54,6 @@ from survey.units.base import PlannedUnit, Progress, Shared, Skip
 from survey.units.heads import HEAD_UNITS, HeadResult, HeadUnit
 
 LD_DROP = "logit_diff_drop"
-
-
-OV_EXAMPLES = 3  # IO names whose top OV output tokens are kept as evidence
-CAPTURED_TOKENS = 512  # tokens a pass keeps every head's output for (memory: tokens x heads x d_model)
-
-
-@dataclass(frozen=True)
-class _Group:
-    """One prompt group's clean run: its components, DLA, final-norm scale, LD and ABC means;
-    the null DLA (on the ABC prompts, toward the name at IO over the name at S1); and the DLA
-    toward a name absent from the prompt over S and over IO."""
-
-    group: IOIGroup
-    components: EndComponents
-    dla: Tensor  # [prompt, layer, head]
-    sigma: Tensor  # [prompt]
-    ld: Tensor  # [prompt]
-    means: Tensor  # [layer, pos, head, d_head], over the ABC prompts
-    null_dla: Tensor  # [prompt, layer, head]
-    absent_dla: Tensor  # [prompt, layer, head, 2]
 
 
 @dataclass(frozen=True)
@@ -87,125 +67,6 @@ class IOIOutcome:
     seconds: float
 
 
-def absent_names(prompts: IOIPrompts, seed: int = ABSENT_SEED) -> list[Tensor]:
-    """Per group, ``[prompt]``: a seeded random candidate name that is neither IO nor S."""
-    generator = torch.Generator().manual_seed(seed)
-    names = torch.tensor(prompts.name_ids)
-    drawn = []
-    for g in prompts.groups:
-        rows = []
-        for io, s in zip(g.io_ids.tolist(), g.s_ids.tolist(), strict=True):
-            others = names[(names != io) & (names != s)]
-            rows.append(int(others[torch.randint(len(others), (1,), generator=generator)]))
-        drawn.append(torch.tensor(rows))
-    return drawn
-
-
-def _clean_groups(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> list[_Group]:
-    norm = FinalNormView.of(adapter)
-    groups = []
-    for g, absent in zip(prompts.groups, absent_names(prompts), strict=True):
-        components = end_components(adapter, g.clean, g.positions)
-
-        def dla(toward: Tensor, over: Tensor, of: EndComponents = components) -> Tensor:
-            return direct_logit_attribution(adapter, of, toward, over)["heads"]
-
-        abc = end_components(adapter, g.corrupted, g.positions)
-        abc_io, abc_s = g.corrupted[:, g.positions["io"]], g.corrupted[:, g.positions["s1"]]
-        groups.append(_Group(
-            g, components, dla(g.io_ids, g.s_ids), norm.sigma(components.resid),
-            logit_diff(components.logits, g.io_ids, g.s_ids), head_means(adapter, g.corrupted),
-            dla(abc_io, abc_s, abc), torch.stack([dla(absent, g.s_ids), dla(absent, g.io_ids)], -1),
-        ))  # fmt: skip
-    return groups
-
-
-def _name_copy(adapter: ArchitectureAdapter, prompts: IOIPrompts) -> tuple[CandidateRanks, list[int], Tensor]:
-    """Where each name occurrence (IO, S1, S2 of every clean prompt) ranks its own name among the
-    candidate names in every head's OV read-out of its residual after block 0; and the first
-    ``OV_EXAMPLES`` IO names with their top OV output tokens ``[layer, head, name, top]``."""
-    names = torch.tensor(prompts.name_ids)
-    rows, own = [], []
-    for g in prompts.groups:
-        resid = resid_after_block0(adapter, g.clean)
-        p = g.positions
-        rows.append(resid[:, [p["io"], p["s1"], p["s2"]]].flatten(0, 1))
-        ids = torch.stack([g.io_ids, g.s_ids, g.s_ids], 1).flatten()
-        own.append((ids[:, None] == names[None]).float().argmax(1))
-    x = torch.cat(rows)
-    ranks = ov_candidate_ranks(adapter, x, names.expand(len(x), -1), torch.cat(own))
-    examples = prompts.groups[0].io_ids[:OV_EXAMPLES].tolist()
-    return ranks, examples, ov_top_tokens(adapter, x[: 3 * len(examples) : 3])
-
-
-def _ablated_dla(
-    adapter: ArchitectureAdapter, groups: list[_Group], conditions: list[list[Head]], progress: Progress
-) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Per condition, with its heads mean-ablated: DLA ``[prompt, layer, head]`` (clean-run
-    scale), LD ``[prompt]`` and the mean attention END→IO/S1/S2 ``[layer, head, 3]``. Conditions
-    run side by side, a few to a pass (every head's output at every position is kept)."""
-    d = adapter.dims
-    masks = condition_masks(conditions, d.n_layers, d.n_heads)
-    parts: list[list[tuple[Tensor, Tensor, Tensor]]] = [[] for _ in conditions]
-    for g in _metered(groups, progress, "heads re-measured with the name movers and random heads ablated"):
-        q, n = g.group, len(g.group.clean)
-        for chunk in condition_chunks(len(conditions), n, q.clean.shape[1], budget=CAPTURED_TOKENS):
-            rows = masks[chunk.start : chunk.stop].repeat_interleave(n, 0)
-            with rows_replaced(adapter, rows, g.means):
-                components = end_components(adapter, q.clean.repeat(len(chunk), 1), q.positions)
-            io, s = q.io_ids.repeat(len(chunk)), q.s_ids.repeat(len(chunk))
-            dla = direct_logit_attribution(adapter, components, io, s, sigma=g.sigma.repeat(len(chunk)))[
-                "heads"
-            ]
-            ld = logit_diff(components.logits, io, s)
-            for k, condition in enumerate(chunk):
-                at = slice(k * n, (k + 1) * n)
-                parts[condition].append((dla[at], ld[at], components.attention[at]))
-    return [
-        (
-            torch.cat([p[0] for p in part]),
-            torch.cat([p[1] for p in part]),
-            torch.cat([p[2] for p in part]).mean(0),
-        )
-        for part in parts
-    ]
-
-
-def _lds_with(
-    adapter: ArchitectureAdapter, groups: list[_Group], conditions: list[list[Head]], progress: Progress
-) -> list[float]:
-    """Per condition, the mean LD over every prompt with its heads mean-ablated."""
-    d = adapter.dims
-    masks = condition_masks(conditions, d.n_layers, d.n_heads)
-    lds = [
-        condition_logit_diffs(adapter, g.group.clean, g.group.io_ids, g.group.s_ids, masks, g.means)
-        for g in _metered(groups, progress, f"LD with {len(conditions)} sets of heads ablated")
-    ]
-    return torch.cat(lds, 1).mean(1).tolist()
-
-
-def _s_inhibition(
-    adapter: ArchitectureAdapter, groups: list[_Group], receivers: list[Head], progress: Progress
-) -> Tensor:
-    """``[prompt, layer, head]``: the drop of LD on each prompt when the head's END output from the
-    ABC prompt reaches the receivers' queries (zero for heads in or after the last receiver's layer)."""
-    d = adapter.dims
-    last = max(layer for layer, _ in receivers)
-    senders = [(layer, h) for layer in range(last) for h in range(d.n_heads)]
-    drops = []
-    for g in _metered(groups, progress, "path patching into the name movers' queries"):
-        q = g.group
-        patched = path_patched_logit_diff(
-            adapter, q.clean, q.corrupted, q.positions, receivers, senders, q.io_ids, q.s_ids
-        )
-        drops.append(g.ld[None] - patched)  # [sender, prompt]
-    per_prompt = torch.cat(drops, 1)
-    drop = torch.zeros(per_prompt.shape[1], d.n_layers, d.n_heads)
-    for index, (layer, head) in enumerate(senders):
-        drop[:, layer, head] = per_prompt[index]
-    return drop
-
-
 def run_ioi(
     adapter: ArchitectureAdapter, prompts: IOIPrompts, classifiers: list[IOIClassifier], bos_id: int | None,
     ablation: AblationConfig, progress: Callable[[str], None] = lambda _line: None,
@@ -216,13 +77,13 @@ def run_ioi(
     progress(f"IOI: {prompts.n_prompts} prompts in {len(prompts.groups)} groups: clean run, DLA, copy scores")
     by_name = {c.name: c for c in classifiers}
     name_mover = by_name.get(NameMover.name, NameMover())
-    groups = _clean_groups(adapter, prompts)
+    groups = clean_groups(adapter, prompts)
     passes = 3  # clean components, ABC components and means, the names' residuals after block 0
     lds = torch.cat([g.ld for g in groups])
-    ranks, examples, top_ids = _name_copy(adapter, prompts)
+    ranks, examples, top_ids = name_copy(adapter, prompts)
     dla_prompts = torch.cat([g.dla for g in groups])
 
-    def joined(part: Callable[[_Group], Tensor]) -> Tensor:
+    def joined(part: Callable[[GroupRun], Tensor]) -> Tensor:
         return torch.cat([part(g) for g in groups])
 
     base = IOIMeasures(
@@ -241,7 +102,7 @@ def run_ioi(
         null_sets = random_head_sets(
             d.n_layers, d.n_heads, labelled_heads(nm_labels), len(movers), NULL_DRAWS, ablation.seed + 1
         )
-        (dla_ablated, ld_ablated, attention_ablated), *nulls = _ablated_dla(
+        (dla_ablated, ld_ablated, attention_ablated), *nulls = ablated_dla(
             adapter, groups, [movers, *null_sets], progress
         )
         ld_movers_ablated = float(ld_ablated.mean())
@@ -249,7 +110,7 @@ def run_ioi(
         passes += 1 + len(null_sets)
         drop = None
         if SInhibition.name in by_name:
-            drop = _s_inhibition(adapter, groups, movers, progress)
+            drop = s_inhibition(adapter, groups, movers, progress)
         measures = replace(
             measures, dla_ablated_prompts=dla_ablated, attention_ablated=attention_ablated,
             null_compensation_prompts=torch.cat(null), ld_drop_prompts=drop,
@@ -284,20 +145,12 @@ def run_ioi(
     return IOIOutcome(measures, results, passes, time.perf_counter() - started)
 
 
-def _metered(groups: list[_Group], progress: Progress, label: str) -> Iterator[_Group]:
-    """The groups in turn, with a progress bar for the stage."""
-    meter = Meter(progress, f"IOI: {label}", len(groups), "prompt groups")
-    for g in groups:
-        yield g
-        meter.advance()
-
-
 def _heads(heads: list[Head]) -> str:
     return ", ".join(f"{layer}.{head}" for layer, head in heads) or "none"
 
 
 def _validate_name_movers(
-    adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, labelled: list[Head],
+    adapter: ArchitectureAdapter, groups: list[GroupRun], m: IOIMeasures, labelled: list[Head],
     ld_ablated: float | None, config: AblationConfig, progress: Progress,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """Ablating the name movers lowers LD more than ablating as many random heads."""
@@ -309,7 +162,7 @@ def _validate_name_movers(
         return check.result([], [], [], {}, 0, started, details), 0
     d = adapter.dims
     draws = random_head_sets(d.n_layers, d.n_heads, labelled, len(movers), config.draws, config.seed)
-    lds = _lds_with(adapter, groups, [[head] for head in movers] + draws, progress)
+    lds = lds_with(adapter, groups, [[head] for head in movers] + draws, progress)
     per_head = {head: m.ld - ld for head, ld in zip(movers, lds[: len(movers)], strict=True)}
     effects = [m.ld - ld_ablated] + [m.ld - ld for ld in lds[len(movers) :]]
     passes = len(per_head) + len(draws)
@@ -318,7 +171,7 @@ def _validate_name_movers(
 
 def _held_lds(
     adapter: ArchitectureAdapter,
-    groups: list[_Group],
+    groups: list[GroupRun],
     ablated: list[Head],
     holds: list[list[Head]],
     progress: Progress,
@@ -328,7 +181,7 @@ def _held_lds(
     d = adapter.dims
     masks = condition_masks(holds, d.n_layers, d.n_heads)
     lds = []
-    for g in _metered(groups, progress, f"LD with {len(holds)} sets of heads held"):
+    for g in metered(groups, progress, f"LD with {len(holds)} sets of heads held"):
         q = g.group
         z = capture(adapter, q.clean, CaptureSpec.of("z"), batch_size=len(q.clean)).stacked("z")
         lds.append(condition_logit_diffs(adapter, q.clean, q.io_ids, q.s_ids, masks, z, ablated, g.means))
@@ -336,7 +189,7 @@ def _held_lds(
 
 
 def _validate_backups(
-    adapter: ArchitectureAdapter, groups: list[_Group], m: IOIMeasures, backups: list[Head],
+    adapter: ArchitectureAdapter, groups: list[GroupRun], m: IOIMeasures, backups: list[Head],
     labelled: list[Head], ld_movers_ablated: float, config: AblationConfig, progress: Progress,
 ) -> tuple[AblationResult, int]:  # fmt: skip
     """How much of the LD drop the backups recover: with the name movers mean-ablated, holding
