@@ -1,5 +1,6 @@
-"""Imports only point down the pipeline (DESIGN §3): no module imports one from a later layer,
-the database imports nothing that measures, and the wiki reads only the database."""
+"""Imports only point down the pipeline (the layer table of docs/architecture.md): no module imports
+one from a later layer, the database imports nothing that measures, the wiki reads only the
+database, and no import circle exists."""
 
 from __future__ import annotations
 
