@@ -12,10 +12,6 @@ import click
 from db.common.errors import SurveyError
 from db.common.neuron_config import NeuronConfig, TooSmall
 
-NEURON_DEFAULTS = NeuronConfig()
-NEURON_OPTIONS = {"token_budget": "--corpus-tokens", "window": "--window", "top_k": "--top-k",
-                  "checkpoint_every": "--checkpoint-every"}  # fmt: skip
-
 F = Callable[..., Any]
 
 
@@ -25,6 +21,22 @@ def db_option(f: F) -> F:
         "--db", "db_url", envvar="INTERP_SURVEY_DB", default=None, metavar="URL",
         help="SQLAlchemy database URL (default sqlite:///survey.db; env INTERP_SURVEY_DB).",
     )(f)  # fmt: skip
+
+
+NEURON_OPTIONS = {  # NeuronConfig field: its option and help (the default is NeuronConfig's)
+    "token_budget": ("--corpus-tokens", "Neuron pass token budget."),
+    "window": ("--window", "Neuron pass window length in tokens."),
+    "top_k": ("--top-k", "Max-activating examples kept per neuron."),
+    "checkpoint_every": ("--checkpoint-every", "Neuron pass batches between saves."),
+}
+
+
+def neuron_options(f: F) -> F:
+    """The neuron pass's numeric settings, each with ``NeuronConfig``'s default."""
+    defaults = NeuronConfig()
+    for field, (flag, text) in reversed(NEURON_OPTIONS.items()):  # click lists the last applied first
+        f = click.option(flag, default=getattr(defaults, field), show_default=True, help=text)(f)
+    return f
 
 
 def catalog_option(f: F) -> F:
@@ -90,28 +102,10 @@ def models_command(catalogs: tuple[Path, ...]) -> None:
     help="Also summarise every MLP neuron and each layer's logit lens over a corpus.",
 )
 @click.option(
-    "--corpus", default=NEURON_DEFAULTS.corpus, show_default=True, metavar="SPEC",
+    "--corpus", default=NeuronConfig().corpus, show_default=True, metavar="SPEC",
     help="Neuron corpus: wiki-news, python-stdlib, a .txt/.jsonl file, or hf:org/name[@rev].",
 )  # fmt: skip
-@click.option(
-    "--corpus-tokens",
-    default=NEURON_DEFAULTS.token_budget,
-    show_default=True,
-    help="Neuron pass token budget.",
-)
-@click.option(
-    "--window", default=NEURON_DEFAULTS.window, show_default=True, help="Neuron pass window length in tokens."
-)
-@click.option(
-    "--top-k",
-    default=NEURON_DEFAULTS.top_k,
-    show_default=True,
-    help="Max-activating examples kept per neuron.",
-)
-@click.option(
-    "--checkpoint-every", default=NEURON_DEFAULTS.checkpoint_every, show_default=True,
-    help="Neuron pass batches between saves.",
-)  # fmt: skip
+@neuron_options
 @click.option(
     "--site", "site_dir", default=None, type=click.Path(path_type=Path), metavar="DIR",
     help="Afterwards, build the wiki from the database into DIR (as `survey site build`).",
@@ -141,7 +135,7 @@ def run_command(
             checkpoint_every=checkpoint_every,
         )
     except TooSmall as exc:
-        raise SurveyError(f"{NEURON_OPTIONS[exc.field]} must be at least {exc.minimum}") from None
+        raise SurveyError(f"{NEURON_OPTIONS[exc.field][0]} must be at least {exc.minimum}") from None
     failures = survey_run(
         list(models), load_catalog(list(catalogs)), lambda: open_database(db_url),
         RunConfig(device=device, dtype=dtype, neurons=neuron_config if neurons else None), click.echo,
