@@ -118,7 +118,7 @@ def build_site(
         echo(f"rendered {pages} pages in {render_s:.1f} s; mkdocs is building the front pages …")
         mkdocs_s = _build_front_pages(job, work)
         front = _install(out, work, job, published is not None)
-    _finish(out, job, Manifest(prints, published.tables if published else {}, {}), before)
+    _finish(out, job, prints, published.tables if published else {}, before)
     broken = broken_links(out, [out / page for page in front])
     if broken:
         echo(f"warning: {len(broken)} broken link(s) on the front pages, e.g. {', '.join(broken[:3])}")
@@ -211,14 +211,16 @@ def _install(out: Path, work: Workspace, job: RenderJob, published: bool) -> lis
     return front
 
 
-def _finish(out: Path, job: RenderJob, manifest: Manifest, before: Manifest) -> None:
-    """Stage 6: the release state, the search index, checksums and the manifest; SurveyError when
-    a file is over the static host's limit."""
+def _finish(
+    out: Path, job: RenderJob, prints: dict[str, str], tables: dict[str, list[int]], before: Manifest
+) -> None:
+    """Stage 6: the release state, the search index, checksums and the manifest (the models'
+    fingerprints, the published tables'); SurveyError when a file is over the static host's limit."""
     (out / RELEASE_STATE).write_text(job.state.to_json(), encoding="utf-8")
     index_site(out)
     (out / MARKER).write_text("built by `survey site build`; the next build replaces this folder\n")
     files = write_checksums(out, before.files)
-    write_manifest(out, Manifest(manifest.models, manifest.tables, files))
+    write_manifest(out, Manifest(prints, tables, files))
     too_big = oversized(out)
     if too_big:
         name, size = too_big[0]
