@@ -44,7 +44,7 @@ def cli_markdown(cli: click.Group) -> str:
     return "\n".join(lines)
 
 
-def classifiers_markdown(cli: click.Group) -> str:
+def classifiers_markdown() -> str:
     """Every registered head classifier: version, threshold, dataset, summary, formula, definition."""
     from classifiers import classifier_class, classifier_names
     from classifiers.statistics import ALPHA
@@ -67,7 +67,7 @@ def classifiers_markdown(cli: click.Group) -> str:
     return "\n".join(lines)
 
 
-def schema_markdown(cli: click.Group) -> str:
+def schema_markdown() -> str:
     """Every table and view, then every example query of ``db/examples.py``."""
     from db.examples import EXAMPLES
     from db.schema_doc import schema_markdown as tables
@@ -87,25 +87,20 @@ def schema_markdown(cli: click.Group) -> str:
     return "\n".join(lines)
 
 
-def definitions_page(cli: click.Group) -> str:
-    """The definition table of every unit kind (``survey.units.definitions``)."""
+def _definitions_markdown() -> str:
     from survey.units.definitions import definitions_markdown
 
     return definitions_markdown()
 
 
-def settings_page(cli: click.Group) -> str:
-    """Every setting and environment variable (``db.common.settings``)."""
-    return settings_markdown()
-
-
-# Each generator receives the CLI's click group (the CLI passes itself: this module never imports it).
+# Each generator receives the CLI's click group (the CLI passes itself: this module never imports
+# it); only the CLI reference reads it.
 GENERATED: dict[str, Callable[[click.Group], str]] = {
     "cli.md": cli_markdown,
-    "classifiers.md": classifiers_markdown,
-    "definitions.md": definitions_page,
-    "schema.md": schema_markdown,
-    "settings.md": settings_page,
+    "classifiers.md": lambda _cli: classifiers_markdown(),
+    "definitions.md": lambda _cli: _definitions_markdown(),
+    "schema.md": lambda _cli: schema_markdown(),
+    "settings.md": lambda _cli: settings_markdown(),
 }
 
 
